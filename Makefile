@@ -1,0 +1,67 @@
+# mnv1-edge: `make demo` sets up and runs the main job, `make test` sets up and runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= $(abspath ../shared)
+export MNV1_EDGE_SHARED := $(SHARED)
+MODEL := models/mobilenet_v1_0.25_128_int8.tflite
+# Debian packages the tests need: a real broker, debootstrap + nspawn for the systemd target,
+# qemu-user for the arm64 stage.
+TEST_APT := mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static binfmt-support iproute2 openssh-client
+
+.PHONY: setup setup-test apt-test model demo lint test test-unit test-system test-arm64 bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Device + converter extras: what `make demo` needs.
+$(VENV)/.setup: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[convert,mqtt,video]'
+	touch $@
+
+$(VENV)/.setup-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[convert,mqtt,video,test]'
+	touch $@ $(VENV)/.setup
+
+setup: $(VENV)/.setup
+setup-test: apt-test $(VENV)/.setup-test
+
+apt-test:
+	@missing=$$(for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The converted model is a build output (see .gitignore); the float source comes from ../shared.
+model: $(MODEL)
+$(MODEL): | $(VENV)/.setup
+	$(BIN)/mnv1-edge convert --source $(SHARED)/models/mobilenet_v1_0.25_128.tflite --out $@ --report models/mobilenet_v1_0.25_128_int8.report.json
+
+demo: $(VENV)/.setup $(MODEL)
+	$(BIN)/mnv1-edge classify --model $(MODEL) --top-k 3 $(SHARED)/data/samples/*.jpg $(SHARED)/data/samples/*.bmp
+
+lint: $(VENV)/.setup-test
+	$(BIN)/ruff check edge tests
+	$(BIN)/ruff format --check edge tests
+	$(BIN)/mypy
+
+test-unit: setup-test $(MODEL)
+	$(BIN)/pytest -q -m "not system and not arm64" tests
+
+test-system: setup-test $(MODEL)
+	$(BIN)/pytest -q -m system tests
+
+test-arm64: setup-test $(MODEL)
+	$(BIN)/pytest -q -m arm64 tests
+
+test: setup-test lint $(MODEL)
+	$(BIN)/pytest -q tests
+
+bench: $(VENV)/.setup $(MODEL)
+	$(BIN)/mnv1-edge bench --model $(MODEL)
+
+clean:
+	rm -rf $(VENV) models/*.tflite models/*.tflite.json models/*.report.json

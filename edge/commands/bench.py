@@ -1,0 +1,15 @@
+"""`mnv1-edge bench` (placeholder until its issue lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "bench (not implemented yet)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    raise SystemExit("mnv1-edge bench: not implemented yet")

@@ -1,0 +1,39 @@
+"""`mnv1-edge info`: runtime, delegate and model facts, as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "show the TFLite runtime, the XNNPACK delegation and the model's facts"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from edge.paths import default_model
+
+    p.add_argument("--model", default=str(default_model()), help="model to describe (default: %(default)s)")
+    p.add_argument("--config", help="take the model path and threads from this config file instead")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edge.engine import Engine
+
+    model, threads, pin = Path(args.model), 1, ""
+    if args.config:
+        from edge.config import load
+
+        cfg = load(Path(args.config))
+        model, threads, pin = Path(cfg.model.path), cfg.model.threads, cfg.model.sha256
+    engine = Engine(model, threads=threads, expected_sha256=pin)
+    facts = engine.describe()
+    facts["self_test"] = f"ok ({engine.manifest.self_test.label if engine.manifest.self_test else '-'})"
+    facts["provenance"] = engine.manifest.provenance
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        for key, value in facts.items():
+            print(f"{key:16} {value}")
+    return 0

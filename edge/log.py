@@ -1,0 +1,61 @@
+"""Logging for journald and terminals: syslog priority prefixes under systemd, rate-limited repeats."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+# journald reads "<N>" at the start of a line as the syslog priority (SyslogLevelPrefix=yes),
+# so `journalctl -p warning` shows only problems.
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """No timestamp (journald adds its own), a priority prefix, the logger's short name."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _PRIORITY.get(record.levelno, 6)
+        text = super().format(record).replace("\n", " | ")
+        return f"<{prio}>{text}"
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first occurrence of a warning/error through, then at most one per `window` seconds
+    with a count of those suppressed, so a failing broker or camera cannot flood the journal."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        super().__init__()
+        self.window = window
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        last, suppressed = self._seen.get(key, (-1e18, 0))
+        if now - last < self.window:
+            self._seen[key] = (last, suppressed + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if suppressed:
+            record.msg = f"{record.msg} (repeated {suppressed} more times in the last {self.window:.0f} s)"
+        return True
+
+
+def under_journald() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM")) or os.environ.get("MNV1_EDGE_LOG_FORMAT") == "journal"
+
+
+def setup(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if under_journald():
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(RepeatFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,127 @@
+"""The sidecar manifest that travels with a model: labels, input contract, provenance, self-test.
+
+`MODEL.tflite.json` sits next to `MODEL.tflite` and records the model's sha256, so the daemon can
+refuse a manifest that belongs to another model file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.fsutil import sha256_file, write_atomic
+
+FORMAT = "mnv1-edge-manifest/1"
+NUM_CLASSES = 1001
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A preprocessed reference frame and the top-1 the model gave it at conversion time."""
+
+    image_png_base64: str
+    top1: int
+    label: str
+    score: float
+    source: str  # which image it was made from
+
+    def frame(self) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(base64.b64decode(self.image_png_base64))) as img:
+            return np.asarray(img.convert("RGB"))
+
+    @staticmethod
+    def from_frame(frame: np.ndarray, top1: int, label: str, score: float, source: str) -> SelfTest:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(frame).save(buf, format="PNG", optimize=True)
+        return SelfTest(base64.b64encode(buf.getvalue()).decode("ascii"), top1, label, score, source)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_sha256: str
+    model_bytes: int
+    labels: tuple[str, ...]
+    input_shape: tuple[int, ...] = (1, 128, 128, 3)
+    input_dtype: str = "uint8"
+    output_shape: tuple[int, ...] = (1, NUM_CLASSES)
+    output_dtype: str = "uint8"
+    crop_fraction: float = 0.875
+    provenance: dict[str, Any] = field(default_factory=dict)
+    self_test: SelfTest | None = None
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    @staticmethod
+    def from_dict(data: dict[str, Any], where: str) -> Manifest:
+        if data.get("format") != FORMAT:
+            raise ModelError(f"{where}: not an mnv1-edge manifest (format {data.get('format')!r}, expected {FORMAT!r})")
+        try:
+            st = data.get("self_test")
+            return Manifest(
+                model_sha256=str(data["model_sha256"]),
+                model_bytes=int(data["model_bytes"]),
+                labels=tuple(str(x) for x in data["labels"]),
+                input_shape=tuple(int(x) for x in data["input_shape"]),
+                input_dtype=str(data["input_dtype"]),
+                output_shape=tuple(int(x) for x in data["output_shape"]),
+                output_dtype=str(data["output_dtype"]),
+                crop_fraction=float(data["crop_fraction"]),
+                provenance=dict(data.get("provenance", {})),
+                self_test=SelfTest(**st) if st else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{where}: malformed manifest ({exc!r}); re-run `mnv1-edge convert`") from exc
+
+
+def manifest_path(model: Path) -> Path:
+    return Path(str(model) + ".json")
+
+
+def load_manifest(model: Path, model_sha256: str | None = None) -> Manifest:
+    """Load MODEL.tflite.json and check that it belongs to MODEL.tflite."""
+    path = manifest_path(model)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: manifest missing; a model needs the manifest `mnv1-edge convert` writes beside it") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
+    manifest = Manifest.from_dict(data, str(path))
+    actual = model_sha256 or sha256_file(model)
+    if actual != manifest.model_sha256:
+        raise ModelError(
+            f"{path}: manifest belongs to another model (sha256 {manifest.model_sha256[:12]}…, "
+            f"{model} is {actual[:12]}…); copy the model and its manifest together"
+        )
+    if len(manifest.labels) != manifest.output_shape[-1]:
+        raise ModelError(f"{path}: {len(manifest.labels)} labels for {manifest.output_shape[-1]} outputs")
+    return manifest
+
+
+def write_manifest(model: Path, manifest: Manifest) -> None:
+    write_atomic(manifest_path(model), manifest.to_json().encode("utf-8"))
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    try:
+        labels = tuple(line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines())
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from exc
+    if len(labels) != NUM_CLASSES:
+        raise ModelError(f"{path}: {len(labels)} labels, expected {NUM_CLASSES} (class 0 = background)")
+    return labels

@@ -1,0 +1,64 @@
+"""Shared preprocessing: centre crop, bilinear resize to the model's input, uint8 RGB.
+
+The same code prepares calibration images, evaluation images and camera frames, so the model
+sees on the device exactly what it was calibrated and measured on. Pillow does the pixel work in C;
+there is no per-pixel float arithmetic in Python.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edge.errors import SourceError
+
+INPUT_SIZE = 128
+CROP_FRACTION = 0.875
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def crop_box(width: int, height: int, fraction: float) -> tuple[float, float, float, float]:
+    """The central `fraction` of each dimension, as a Pillow box (aspect ratio kept)."""
+    dx = width * (1.0 - fraction) / 2.0
+    dy = height * (1.0 - fraction) / 2.0
+    return (dx, dy, width - dx, height - dy)
+
+
+def prepare(image: Image.Image, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> Image.Image:
+    """Centre-crop and bilinearly resize a PIL image to size x size RGB."""
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=crop_box(*image.size, fraction))
+
+
+def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> np.ndarray:
+    """Centre-crop and resize an HxWx3 uint8 RGB frame; returns a size x size x 3 uint8 array."""
+    if frame.shape[:2] == (size, size) and fraction >= 1.0:
+        return frame
+    return np.asarray(prepare(Image.fromarray(frame), size, fraction))
+
+
+def load_image(path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True) -> np.ndarray:
+    """Decode an image file into the model's input; JPEGs use Pillow's DCT-domain draft mode.
+
+    Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, as long as the cropped region still
+    covers at least `size` pixels, so a 720p frame costs a fraction of a full decode.
+    """
+    try:
+        with Image.open(path) as image:
+            if draft and image.format == "JPEG":
+                need = math.ceil(size / fraction)
+                image.draft("RGB", (need, need))
+            return np.asarray(prepare(image, size, fraction))
+    except FileNotFoundError as exc:
+        raise SourceError(f"{path}: no such image file") from exc
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SourceError(f"{path}: not a readable image ({exc})") from exc
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, sorted by name for a deterministic order."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

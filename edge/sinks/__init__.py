@@ -1,0 +1,34 @@
+"""Result sinks: the protocol, and a factory that imports each kind's dependency lazily."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from edge.config import Config
+    from edge.record import Record
+
+
+class Sink(Protocol):
+    """Receives result records. `write` must not block the pipeline for long and must not raise
+    for transient faults (a broker away, a full disk): the sink counts and reports them in
+    `stats`. `SinkError` is for faults it cannot survive (e.g. cannot open at start)."""
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def write(self, record: Record) -> None: ...
+
+    def report(self, stats: Mapping[str, Any]) -> None: ...  # the daemon's periodic stats
+
+    def stats(self) -> dict[str, Any]: ...  # this sink's own counters, merged into the stats
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_sinks(config: Config) -> list[Sink]:
+    raise NotImplementedError("filled in by the daemon issue")

@@ -1,0 +1,56 @@
+"""Config parsing: defaults, dotted-path errors, cross-field checks, and the documented example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config, ConfigError, documented_fields, example_toml, load, parse
+from edge.paths import REPO_ROOT
+
+MINIMAL = {"sinks": {"stdout": {"enabled": True}}}
+
+
+def test_defaults_fill_everything_not_given() -> None:
+    config = parse(MINIMAL)
+    assert isinstance(config, Config)
+    assert config.model.threads == 1
+    assert config.source.crop_fraction == 0.875
+    assert config.sinks.mqtt.qos == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({**MINIMAL, "sinks": {"stdout": {"enabled": True}, "mqtt": {"port": "x"}}}, "sinks.mqtt.port: expected an integer, got a string 'x'"),
+        ({**MINIMAL, "sinks": {"stdout": {"enabled": True}, "mqtt": {"qos": 3}}}, "sinks.mqtt.qos: expected 0, 1 or 2"),
+        ({**MINIMAL, "source": {"knd": "images"}}, "source.knd: unknown key"),
+        ({**MINIMAL, "source": {"kind": "webcam"}}, "source.kind: expected one of"),
+        ({**MINIMAL, "source": {"kind": "images"}}, 'source.images.path: required when kind = "images"'),
+        ({**MINIMAL, "model": {"threads": 0}}, "model.threads: must be at least 1"),
+        ({**MINIMAL, "model": {"self_test": "yes"}}, "model.self_test: expected true or false"),
+        ({**MINIMAL, "source": {"picamera2": {"lores_size": [160]}}}, "source.picamera2.lores_size: expected a list of 2 values"),
+        ({**MINIMAL, "sinks": {"stdout": {"enabled": True}, "mqtt": {"topic_prefix": "a/#"}}}, "sinks.mqtt.topic_prefix: must not contain"),
+        ({"sinks": {"file": {"enabled": False}}}, "sinks: enable at least one sink"),
+    ],
+)
+def test_errors_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        parse(data)
+
+
+def test_load_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "config.toml"
+    bad.write_text("[sinks.stdout]\nenabled = tru\n")
+    with pytest.raises(ConfigError, match=f"{bad}: invalid TOML"):
+        load(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path / "missing.toml")
+
+
+def test_example_config_is_current_and_parses_to_the_defaults() -> None:
+    example = REPO_ROOT / "examples" / "config.toml"
+    assert example.read_text() == example_toml(), "regenerate: mnv1-edge check-config --example > examples/config.toml"
+    assert load(example) == Config()
+    assert len(documented_fields()) > 60

@@ -1,0 +1,77 @@
+"""The engine on a real model: contract checks, XNNPACK, dequantization, self-test, manifest binding."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import paths
+from edge.engine import Engine, top_k
+from edge.errors import ModelError
+from edge.manifest import manifest_path
+from edge.preprocess import load_image
+
+
+def test_reference_model_classifies_a_parrot(reference_model: Path) -> None:
+    engine = Engine(reference_model)
+    assert engine.delegated["CONV_2D"] == 15 and engine.delegated["DEPTHWISE_CONV_2D"] == 13
+    scores = engine.classify(load_image(paths.sample_images() / "parrot.jpg"))
+    assert scores.dtype == np.float32 and scores.shape == (1001,)
+    # uint8 softmax with scale 1/256: the scores sum to ~1, which raw/255 would not give exactly
+    assert abs(float(scores.sum()) - 1.0) < 0.05
+    assert engine.top_k(scores, 1)[0].label == "macaw"
+
+
+def test_ties_go_to_the_lower_class_index() -> None:
+    scores = np.zeros(1001, np.float32)
+    scores[[7, 3, 500]] = 0.25
+    assert [p.class_index for p in top_k(scores, tuple(map(str, range(1001))), 3)] == [3, 7, 500]
+
+
+def test_manifest_of_another_model_is_refused(reference_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    shutil.copy(paths.float_model(), model)
+    shutil.copy(manifest_path(reference_model), manifest_path(model))
+    with pytest.raises(ModelError, match="manifest belongs to another model"):
+        Engine(model)
+
+
+def test_missing_model_and_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        Engine(tmp_path / "nope.tflite")
+    model = tmp_path / "m.tflite"
+    shutil.copy(paths.reference_quant_model(), model)
+    with pytest.raises(ModelError, match="manifest missing"):
+        Engine(model)
+
+
+def test_pinned_sha256_mismatch(reference_model: Path) -> None:
+    with pytest.raises(ModelError, match="does not match the pinned model.sha256"):
+        Engine(reference_model, expected_sha256="0" * 64)
+
+
+def test_self_test_catches_a_wrong_expectation(reference_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    shutil.copy(reference_model, model)
+    data = json.loads(manifest_path(reference_model).read_text())
+    data["self_test"]["top1"] = (data["self_test"]["top1"] + 1) % 1001
+    manifest_path(model).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="self-test failed"):
+        Engine(model)
+
+
+def test_not_a_tflite_file(tmp_path: Path, reference_model: Path) -> None:
+    model = tmp_path / "junk.tflite"
+    model.write_bytes(b"this is not a flatbuffer" * 100)
+    shutil.copy(manifest_path(reference_model), manifest_path(model))
+    data = json.loads(manifest_path(model).read_text())
+    from edge.fsutil import sha256_file
+
+    data["model_sha256"] = sha256_file(model)
+    manifest_path(model).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="not a loadable TFLite model"):
+        Engine(model)
