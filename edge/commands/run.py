@@ -1,15 +1,30 @@
-"""`mnv1-edge run` (placeholder until its issue lands)."""
+"""`mnv1-edge run`: the on-device daemon (what mnv1-edge.service starts)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "run (not implemented yet)"
+HELP = "run the daemon: capture frames, classify them, publish results (SIGTERM stops, SIGHUP reloads)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    from edge.config import DEFAULT_PATH
+
+    p.add_argument("--config", default=str(DEFAULT_PATH), help="config file (default: %(default)s)")
+    p.add_argument("--max-frames", type=int, default=0, metavar="N", help="exit 0 after classifying N frames (tests, demos)")
+    p.add_argument("--once", action="store_true", help="classify one frame and exit (same as --max-frames 1)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override the config's log_level")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("mnv1-edge run: not implemented yet")
+    from pathlib import Path
+
+    from edge.config import load
+    from edge.daemon import Daemon
+    from edge.log import setup
+
+    path = Path(args.config)
+    config = load(path)
+    setup(args.log_level or config.log_level)
+    max_frames = 1 if args.once else max(0, args.max_frames)
+    return Daemon(config, path, max_frames=max_frames).run()

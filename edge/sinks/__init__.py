@@ -31,4 +31,18 @@ class Sink(Protocol):
 
 
 def make_sinks(config: Config) -> list[Sink]:
-    raise NotImplementedError("filled in by the daemon issue")
+    """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled."""
+    sinks: list[Sink] = []
+    if config.sinks.stdout.enabled:
+        from edge.sinks.stdout import StdoutSink
+
+        sinks.append(StdoutSink())
+    if config.sinks.file.enabled:
+        from edge.sinks.file import FileSink
+
+        sinks.append(FileSink(config.sinks.file))
+    if config.sinks.mqtt.enabled:
+        from edge.sinks.mqtt import MqttSink
+
+        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device))
+    return sinks

@@ -23,10 +23,15 @@ class Frame:
 
 class Source(Protocol):
     """Yields prepared frames. `read` blocks until a frame is ready; None means the source is
-    exhausted (end of a non-looping folder or file). Recoverable faults are retried inside;
-    `SourceError` means the source has failed for good."""
+    exhausted (end of a non-looping folder or file) or was interrupted. Recoverable faults are
+    retried inside; `SourceError` means the source has failed for good.
+
+    `live` sources (cameras, streams) produce frames whether or not anyone reads them, so the
+    daemon keeps only the latest; the others (files) are read at the pace of inference.
+    `interrupt` may be called from another thread to make a blocked `read` return None soon."""
 
     name: str
+    live: bool
 
     def open(self) -> None: ...
 
@@ -34,8 +39,32 @@ class Source(Protocol):
 
     def stats(self) -> dict[str, int]: ...  # e.g. {"skipped": 2, "reconnects": 1}
 
+    def interrupt(self) -> None: ...
+
     def close(self) -> None: ...
 
 
 def make_source(config: SourceConfig) -> Source:
-    raise NotImplementedError("filled in by the daemon issue")
+    """The configured source, not yet opened; its heavy dependency is imported here, lazily."""
+    kind = config.kind
+    if kind == "images":
+        from edge.sources.images import ImagesSource
+
+        return ImagesSource(config.images, config.crop_fraction)
+    if kind == "synthetic":
+        from edge.sources.synthetic import SyntheticSource
+
+        return SyntheticSource(config.synthetic)
+    if kind == "video":
+        from edge.sources.video import VideoSource
+
+        return VideoSource(config.video, config.crop_fraction)
+    if kind == "v4l2":
+        from edge.sources.v4l2 import V4l2Source
+
+        return V4l2Source(config.v4l2, config.crop_fraction)
+    if kind == "picamera2":
+        from edge.sources.picamera2 import Picamera2Source
+
+        return Picamera2Source(config.picamera2, config.crop_fraction)
+    raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

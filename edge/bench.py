@@ -1,0 +1,292 @@
+"""Benchmarks, side by side in one run: bare invoke, engine, whole pipeline (in-memory frames and a
+720p JPEG, draft vs full decode), cold start, peak RSS, and a per-frame allocation check.
+
+CPU time per frame (process_time: every thread of this process) is reported next to wall time;
+the targets are about CPU time on one core, so `run` pins the process (and its children) to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config, parse
+from edge.paths import sample_images
+
+FRAME_BYTES = 128 * 128 * 3
+TARGETS = {"pipeline_over_invoke_cpu": 1.3, "jpeg720_draft_ms": 2.5, "cold_start_s": 1.5, "rss_mb": 80.0}
+
+# Extra benchmarks (e.g. MQTT publish) registered by other modules: name → fn() returning a dict
+# of figures. The lead wires the MQTT helper's function in with `register("mqtt_publish", fn)`.
+EXTRA: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def register(name: str, fn: Callable[[], dict[str, Any]]) -> None:
+    EXTRA[name] = fn
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Medians over `batches` batches of `frames` frames."""
+
+    wall_ms: float
+    cpu_ms: float
+    frames: int
+    batches: int
+
+
+@dataclass
+class Report:
+    cores: str
+    model: str
+    timings: dict[str, Timing] = field(default_factory=dict)
+    cold_start_s: float = 0.0
+    cold_start_exit_s: float = 0.0
+    rss_mb: float = 0.0
+    max_transient_alloc_bytes: int = 0
+    retained_growth_bytes: int = 0
+    ratios: dict[str, float] = field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def measure(step: Callable[[], object], frames: int, batches: int) -> Timing:
+    walls, cpus = [], []
+    for _ in range(batches):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(frames):
+            step()
+        walls.append((time.perf_counter() - w0) * 1e3 / frames)
+        cpus.append((time.process_time() - c0) * 1e3 / frames)
+    return Timing(round(statistics.median(walls), 4), round(statistics.median(cpus), 4), frames, batches)
+
+
+def bench_config(model: Path, workdir: Path, source: dict[str, Any], stdout: bool = False) -> dict[str, Any]:
+    return {
+        "state_dir": str(workdir / "state"),
+        "stats_interval_s": 0.0,
+        "model": {"path": str(model)},
+        "source": source,
+        "sinks": {"stdout": {"enabled": stdout}, "file": {"enabled": not stdout, "path": str(workdir / "results.jsonl")}},
+    }
+
+
+class PipelineRunner:
+    """The daemon's own Pipeline and Capture (capture thread, slot, engine, results, sinks)."""
+
+    def __init__(self, config: Config) -> None:
+        from edge.daemon import Capture, Pipeline
+        from edge.seq import Sequence
+        from edge.sources import make_source
+        from edge.stats import Stats
+
+        self.seq = Sequence(Path(config.state_dir))
+        self.pipeline = Pipeline(config, self.seq)
+        source = make_source(config.source)
+        source.open()
+        self.capture = Capture(source)
+        self.capture.start()
+        self.stats = Stats()
+
+    def step(self) -> None:
+        frame = self.capture.slot.get(5.0)
+        if frame is None:
+            raise RuntimeError("bench source produced no frame")
+        self.pipeline.process(frame, self.stats)
+
+    def close(self) -> None:
+        self.capture.stop()
+        self.pipeline.close()
+        self.seq.close()
+
+
+def allocation_check(runner: PipelineRunner, frames: int) -> tuple[int, int]:
+    """(largest transient allocation peak in one frame, growth of retained memory) in bytes,
+    as tracemalloc sees them (NumPy buffers and Python objects) in steady state."""
+    for _ in range(50):
+        runner.step()
+    tracemalloc.start()
+    try:
+        start, _ = tracemalloc.get_traced_memory()
+        worst = 0
+        for _ in range(frames):
+            tracemalloc.reset_peak()
+            before, _ = tracemalloc.get_traced_memory()
+            runner.step()
+            _, peak = tracemalloc.get_traced_memory()
+            worst = max(worst, peak - before)
+        end, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return worst, end - start
+
+
+def cold_start(config_path: Path) -> tuple[float, float, float]:
+    """(seconds to the first result line, seconds to exit, peak RSS MB) of `mnv1-edge run --once`."""
+    exe = str(Path(sys.executable).with_name("mnv1-edge"))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([exe, "run", "--config", str(config_path), "--once"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    t_first = time.perf_counter() - t0
+    proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    t_exit = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not first:
+        raise RuntimeError(f"cold start run failed with status {proc.returncode}")
+    return t_first, t_exit, usage.ru_maxrss / 1024
+
+
+def steady_rss(config_path: Path, frames: int) -> float:
+    """Peak RSS (MB) of a daemon that classified `frames` frames."""
+    exe = str(Path(sys.executable).with_name("mnv1-edge"))
+    proc = subprocess.Popen(
+        [exe, "run", "--config", str(config_path), "--max-frames", str(frames)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"RSS run failed with status {proc.returncode}")
+    return float(usage.ru_maxrss / 1024)
+
+
+def pin_one_core() -> str:
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[-1]})
+    return f"1 (cpu {cpus[-1]} of {len(cpus)})"
+
+
+def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> Report:
+    from edge.engine import Engine
+    from edge.runtime import make_interpreter
+    from edge.sources.synthetic import SyntheticSource
+
+    cores = pin_one_core() if one_core else str(len(os.sched_getaffinity(0)))
+    report = Report(cores=cores, model=str(model))
+    jpeg = sample_images() / "cat_720p.jpg"
+    with tempfile.TemporaryDirectory(prefix="mnv1-bench-") as tmp:
+        work = Path(tmp)
+        frame_source = SyntheticSource(parse(bench_config(model, work, {"kind": "synthetic"})).source.synthetic)
+        frame_source.open()
+        frame = frame_source._pool[0]
+
+        progress("bare invoke")
+        interp = make_interpreter(model, 1)
+        index = interp.get_input_details()[0]["index"]
+        interp.set_tensor(index, frame[None])
+        report.timings["bare_invoke"] = measure(interp.invoke, frames, batches)
+        del interp
+
+        progress("engine")
+        engine = Engine(model, 1, self_test=False)
+        report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
+
+        progress("pipeline from in-memory frames")
+        runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
+        try:
+            for _ in range(50):
+                runner.step()
+            report.timings["pipeline_memory_to_file"] = measure(runner.step, frames, batches)
+            progress("allocation check")
+            report.max_transient_alloc_bytes, report.retained_growth_bytes = allocation_check(runner, 300)
+        finally:
+            runner.close()
+
+        from edge.preprocess import load_image
+
+        for draft in (True, False):
+            name = "draft" if draft else "full"
+            progress(f"720p JPEG decode + crop/resize only ({name})")
+            report.timings[f"decode_jpeg720_{name}"] = measure(lambda d=draft: load_image(jpeg, draft=d), max(50, frames // 3), batches)  # type: ignore[misc]
+            progress(f"pipeline from the 720p JPEG ({name} decode)")
+            source = {"kind": "images", "images": {"path": str(jpeg), "loop": True, "draft": draft}}
+            runner = PipelineRunner(parse(bench_config(model, work / name, source)))
+            try:
+                for _ in range(20):
+                    runner.step()
+                report.timings[f"pipeline_jpeg720_{name}"] = measure(runner.step, max(50, frames // 3), batches)
+            finally:
+                runner.close()
+
+        progress("cold start")
+        (work / "cold").mkdir()
+        cold_cfg = work / "cold.toml"
+        cold_cfg.write_text(_toml(bench_config(model, work / "cold", {"kind": "images", "images": {"path": str(jpeg)}}, stdout=True)))
+        runs = [cold_start(cold_cfg) for _ in range(3)]
+        report.cold_start_s = round(statistics.median(r[0] for r in runs), 3)
+        report.cold_start_exit_s = round(statistics.median(r[1] for r in runs), 3)
+
+        progress("steady-state RSS")
+        rss_cfg = work / "rss.toml"
+        rss_cfg.write_text(_toml(bench_config(model, work / "rss", {"kind": "synthetic"})))
+        report.rss_mb = round(max(steady_rss(rss_cfg, 2000), *(r[2] for r in runs)), 1)
+
+    for name, fn in EXTRA.items():
+        progress(name)
+        report.extra[name] = fn()
+
+    t = report.timings
+    report.ratios = {
+        "engine_over_invoke_cpu": round(t["engine_classify_top5"].cpu_ms / t["bare_invoke"].cpu_ms, 3),
+        "pipeline_over_invoke_cpu": round(t["pipeline_memory_to_file"].cpu_ms / t["bare_invoke"].cpu_ms, 3),
+        "jpeg720_full_over_draft_wall": round(t["pipeline_jpeg720_full"].wall_ms / t["pipeline_jpeg720_draft"].wall_ms, 3),
+    }
+    measured = {
+        "pipeline_over_invoke_cpu": report.ratios["pipeline_over_invoke_cpu"],
+        "jpeg720_draft_ms": t["pipeline_jpeg720_draft"].wall_ms,
+        "cold_start_s": report.cold_start_s,
+        "rss_mb": report.rss_mb,
+    }
+    report.targets = {k: {"target": TARGETS[k], "measured": v, "ok": v <= TARGETS[k]} for k, v in measured.items()}
+    report.targets["no_frame_sized_allocation"] = {
+        "target": f"< {FRAME_BYTES} bytes per frame",
+        "measured": report.max_transient_alloc_bytes,
+        "ok": report.max_transient_alloc_bytes < FRAME_BYTES,
+    }
+    return report
+
+
+def _toml(data: dict[str, Any], prefix: str = "") -> str:
+    from edge.config import _toml_value
+
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            name = f"{prefix}.{k}" if prefix else k
+            lines += [f"[{name}]", _toml(v, name)]
+    return "\n".join(lines) + "\n"
+
+
+def render(report: Report) -> str:
+    lines = [f"mnv1-edge bench: model {report.model}, cores {report.cores}", "", f"{'stage':34} {'wall ms/frame':>14} {'CPU ms/frame':>13}"]
+    for name, t in report.timings.items():
+        lines.append(f"{name:34} {t.wall_ms:14.3f} {t.cpu_ms:13.3f}")
+    lines += [
+        "",
+        f"cold start to first result  {report.cold_start_s:.3f} s (process exit {report.cold_start_exit_s:.3f} s)",
+        f"peak RSS                    {report.rss_mb:.1f} MB",
+        f"largest per-frame transient allocation {report.max_transient_alloc_bytes} B (frame = {FRAME_BYTES} B); "
+        f"retained growth over 300 frames {report.retained_growth_bytes} B",
+        "",
+        "ratios: " + ", ".join(f"{k} {v:.3f}" for k, v in report.ratios.items()),
+        "targets:",
+    ]
+    for name, tgt in report.targets.items():
+        lines.append(f"  {'ok  ' if tgt['ok'] else 'MISS'} {name}: {tgt['measured']} (target {tgt['target']})")
+    for name, figures in report.extra.items():
+        lines.append(f"{name}: {figures}")
+    return "\n".join(lines)

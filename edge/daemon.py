@@ -1,0 +1,383 @@
+"""The daemon: capture thread → latest frame → engine → results → sinks, driven by signals and systemd.
+
+Signal handlers only set flags; the main loop acts on them between frames, so a frame in flight
+always completes. systemd sees READY=1 after the model loaded, passed its self-test and classified
+the first frame; WATCHDOG=1 only while frames arrive; RELOADING=1 … READY=1 around SIGHUP;
+STOPPING=1 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from edge import __version__
+from edge.config import Config, load
+from edge.engine import Engine
+from edge.errors import EdgeError, SourceError
+from edge.notify import Notifier
+from edge.record import Record
+from edge.results import ResultFilter
+from edge.seq import Sequence
+from edge.sinks import Sink, make_sinks
+from edge.sources import Frame, Source, make_source
+from edge.stats import Stats, format_line
+
+log = logging.getLogger("edge.daemon")
+
+POLL_S = 0.2  # how often the idle loop looks at signals, the watchdog and the stall timer
+STATUS_EVERY_S = 10.0
+CAPTURE_JOIN_S = 1.5  # part of the 5 s stop budget
+
+
+class FrameSlot:
+    """A one-frame mailbox: a live source overwrites an unread frame (counted as dropped); a
+    file source waits until the previous frame was taken, so no file is skipped."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frame: Frame | None = None
+        self.dropped = 0
+
+    def put(self, frame: Frame, wait: bool, stop: threading.Event) -> None:
+        with self._cond:
+            while wait and self._frame is not None and not stop.is_set():
+                self._cond.wait(POLL_S)
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        with self._cond:
+            if self._frame is None:
+                self._cond.wait(timeout)
+            frame, self._frame = self._frame, None
+            if frame is not None:
+                self._cond.notify_all()
+            return frame
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+
+class Capture:
+    """Runs one opened source in its own thread and feeds the slot."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.slot = FrameSlot()
+        self.captured = 0
+        self.last_frame = time.monotonic()  # stall timer starts at open
+        self.ended = False
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> None:
+        self.last_frame = time.monotonic()
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                frame = self.source.read()
+                if frame is None:
+                    break
+                self.captured += 1
+                self.last_frame = time.monotonic()
+                self.slot.put(frame, not self.source.live, self._stop)
+        except BaseException as exc:
+            self.error = exc
+            if not isinstance(exc, EdgeError):
+                log.exception("capture thread failed")
+        finally:
+            self.ended = True
+            self.slot.wake()
+            try:
+                self.source.close()  # closed by the thread that used it (PyAV, picamera2)
+            except Exception as exc:
+                log.warning("%s: close failed (%s)", self.source.name, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.source.interrupt()
+        self.slot.wake()
+        if self._thread.is_alive():
+            self._thread.join(CAPTURE_JOIN_S)
+        if self._thread.is_alive():
+            log.warning("%s: capture did not stop within %.1f s; leaving it", self.source.name, CAPTURE_JOIN_S)
+
+    def stats(self) -> dict[str, Any]:
+        return {"name": self.source.name, "captured": self.captured, "dropped": self.slot.dropped, **self.source.stats()}
+
+
+class Pipeline:
+    """Engine + result filter + opened sinks for one configuration."""
+
+    def __init__(self, config: Config, seq: Sequence, previous: Pipeline | None = None) -> None:
+        self.config = config
+        self.seq = seq
+        self.device = config.device
+        m = config.model
+        self.engine = Engine(Path(m.path), m.threads, m.sha256, self_test=False)
+        self.self_test_ms = self.engine.run_self_test() if m.self_test else None  # timed, for the start-up line
+        keep_filter = previous is not None and previous.config.results == config.results and previous.engine.labels == self.engine.labels
+        self.filter: ResultFilter = previous.filter if previous is not None and keep_filter else ResultFilter(config.results, self.engine.labels)
+        self.sinks: list[Sink] = []
+        self.reused: set[str] = set()
+        old = {s.name: s for s in previous.sinks} if previous else {}
+        try:
+            for sink in make_sinks(config):
+                # An unchanged sink keeps running (an MQTT session is not torn down by a reload).
+                if previous and sink.name in old and getattr(previous.config.sinks, sink.name, None) == getattr(config.sinks, sink.name, 0):
+                    self.sinks.append(old[sink.name])
+                    self.reused.add(sink.name)
+                    continue
+                sink.open()
+                self.sinks.append(sink)
+        except BaseException:
+            self.close(keep=self.reused)
+            raise
+
+    def process(self, frame: Frame, stats: Stats) -> Record | None:
+        t0 = time.perf_counter()
+        scores = self.engine.classify(frame.pixels)
+        inference_ms = (time.perf_counter() - t0) * 1e3
+        preds = self.filter.update(scores, time.monotonic())
+        record = None
+        if preds is not None:
+            record = Record(self.seq.next(), time.time(), frame.ts, self.device, frame.origin, preds, inference_ms, self.engine.sha256)
+            for sink in self.sinks:
+                try:
+                    sink.write(record)
+                except Exception as exc:  # a sink must not raise; if one does, the others still get the record
+                    log.error("sink %s: write failed: %s", sink.name, exc)
+            stats.published += 1
+        stats.add(inference_ms, (time.time() - frame.ts) * 1e3)
+        return record
+
+    def report(self, stats: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.report(stats)
+            except Exception as exc:
+                log.error("sink %s: report failed: %s", sink.name, exc)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.flush()
+            except Exception as exc:
+                log.error("sink %s: flush failed: %s", sink.name, exc)
+
+    def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        for sink in self.sinks:
+            if sink.name in keep:
+                continue
+            try:
+                sink.close()
+            except Exception as exc:
+                log.error("sink %s: close failed: %s", sink.name, exc)
+
+    def describe(self, source: Source) -> str:
+        e = self.engine.describe()
+        cpu_ops = ", ".join(f"{k} {v}" for k, v in sorted(e["cpu_ops"].items())) or "none"
+        st = self.engine.manifest.self_test
+        test = f"self-test ok ({st.label if st else '-'}, {self.self_test_ms:.1f} ms)" if self.self_test_ms is not None else "self-test off"
+        sinks = ", ".join(_sink_desc(self.config, s.name) for s in self.sinks)
+        return (
+            f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
+            f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
+            f"source {source.name}, sinks {sinks}, device {self.device}"
+        )
+
+
+def _sink_desc(config: Config, name: str) -> str:
+    if name == "file":
+        return f"file:{config.sinks.file.path}"
+    if name == "mqtt":
+        return f"mqtt:{config.sinks.mqtt.host}:{config.sinks.mqtt.port}"
+    return name
+
+
+class Daemon:
+    """Owns the pipeline and the capture; `run` returns the exit status."""
+
+    def __init__(self, config: Config, config_path: Path | None = None, *, max_frames: int = 0, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.max_frames = max_frames
+        self.notifier = notifier or Notifier()
+        self.stats = Stats()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._ready = False
+        self._stalled = False
+        self.pipeline: Pipeline | None = None
+        self.capture: Capture | None = None
+        self.seq: Sequence | None = None
+
+    # Signal handlers run between bytecodes of the main thread: they only set flags.
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self._stop_requested = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reload_requested = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def run(self) -> int:
+        self.install_signal_handlers()
+        self.seq = Sequence(Path(self.config.state_dir))
+        try:
+            self.pipeline = Pipeline(self.config, self.seq)
+            source = make_source(self.config.source)
+            source.open()
+            self.capture = Capture(source)
+            self.capture.start()
+            log.info("mnv1-edge %s started: %s", __version__, self.pipeline.describe(source))
+            return self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> int:
+        assert self.pipeline is not None and self.capture is not None
+        now = time.monotonic()
+        next_stats = now + self.config.stats_interval_s if self.config.stats_interval_s > 0 else float("inf")
+        next_status = now + STATUS_EVERY_S
+        last_ping = 0.0
+        while True:
+            if self._stop_requested:
+                log.info("stopping on signal")
+                self.notifier.stopping()
+                return 0
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+                next_stats = min(next_stats, time.monotonic() + self.config.stats_interval_s) if self.config.stats_interval_s > 0 else float("inf")
+            capture = self.capture
+            frame = capture.slot.get(POLL_S)
+            if frame is not None:
+                self.pipeline.process(frame, self.stats)
+                if not self._ready:
+                    self._ready = True
+                    self.notifier.ready(f"classifying {capture.source.name}")
+            elif capture.ended:
+                frame = capture.slot.get(0)  # the last frame may have landed after the check
+                if frame is not None:
+                    self.pipeline.process(frame, self.stats)
+                    continue
+                if capture.error is not None:
+                    if isinstance(capture.error, EdgeError):
+                        raise capture.error
+                    raise SourceError(f"{capture.source.name}: capture failed ({capture.error})") from capture.error
+                log.info("source %s ended; %d frames classified", capture.source.name, self.stats.frames)
+                self.notifier.stopping()
+                return 0
+            now = time.monotonic()
+            if self.max_frames and self.stats.frames >= self.max_frames:
+                log.info("classified %d frames (--max-frames); stopping", self.stats.frames)
+                self.notifier.stopping()
+                return 0
+            flowing = now - capture.last_frame < self.config.source.stall_timeout_s
+            self._check_stall(flowing, now - capture.last_frame)
+            if flowing and self.notifier.watchdog_interval and now - last_ping >= self.notifier.watchdog_interval:
+                self.notifier.watchdog()
+                last_ping = now
+            if now >= next_status and self._ready and flowing:
+                self.notifier.status(f"{self.stats.fps(now):.1f} fps, {capture.slot.dropped} dropped, source {capture.source.name}")
+                next_status = now + STATUS_EVERY_S
+            if now >= next_stats:
+                self._report()
+                next_stats = now + self.config.stats_interval_s
+
+    def _check_stall(self, flowing: bool, since: float) -> None:
+        assert self.capture is not None
+        if not flowing and not self._stalled:
+            self._stalled = True
+            log.error(
+                "no frame from %s for %.0f s (source.stall_timeout_s); watchdog pings stopped so systemd can restart the service",
+                self.capture.source.name,
+                since,
+            )
+            self.notifier.status(f"stalled: no frame from {self.capture.source.name} for {since:.0f} s")
+        elif flowing and self._stalled:
+            self._stalled = False
+            log.info("frames from %s are flowing again", self.capture.source.name)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.pipeline is not None and self.capture is not None
+        cap = self.capture.stats()
+        stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
+        for sink in self.pipeline.sinks:
+            try:
+                stats[sink.name] = sink.stats()
+            except Exception as exc:
+                log.error("sink %s: stats failed: %s", sink.name, exc)
+        return stats
+
+    def _report(self) -> None:
+        assert self.pipeline is not None
+        stats = self.snapshot()
+        log.info("%s", format_line(stats))
+        self.pipeline.report(stats)
+
+    def _reload(self) -> None:
+        """Build the new pipeline (and source) first; swap; then close what is no longer used.
+        Any failure keeps the running configuration."""
+        assert self.pipeline is not None and self.capture is not None
+        self.notifier.reloading()
+        log.info("reloading %s", self.config_path)
+        new_capture: Capture | None = None
+        try:
+            if self.config_path is None:
+                raise EdgeError("no config file to reload (started without --config)")
+            config = load(self.config_path)
+            if config.state_dir != self.config.state_dir:
+                log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
+            assert self.seq is not None
+            pipeline = Pipeline(config, self.seq, previous=self.pipeline)
+            if config.source != self.config.source:
+                try:
+                    source = make_source(config.source)
+                    source.open()
+                    new_capture = Capture(source)
+                except BaseException:
+                    pipeline.close(keep=pipeline.reused)
+                    raise
+        except Exception as exc:  # whatever broke, the running pipeline is still good
+            log.error("reload failed, still running the previous configuration: %s", exc)
+            self.notifier.ready("reload failed; running the previous configuration")
+            return
+        old_pipeline, self.pipeline = self.pipeline, pipeline
+        self.config = config
+        logging.getLogger().setLevel(config.log_level.upper())
+        if new_capture is not None:
+            old_capture, self.capture = self.capture, new_capture
+            new_capture.start()
+            old_capture.stop()
+        old_pipeline.flush()
+        old_pipeline.close(keep=pipeline.reused)
+        log.info("reloaded: %s", pipeline.describe(self.capture.source))
+        self.notifier.ready(f"reloaded; classifying {self.capture.source.name}")
+
+    def _shutdown(self) -> None:
+        if self.capture is not None:
+            self.capture.stop()
+        if self.pipeline is not None:
+            if self.capture is not None and self.stats.frames:
+                log.info("final %s", format_line(self.snapshot()))
+            self.pipeline.flush()
+            self.pipeline.close()
+        if self.seq is not None:
+            self.seq.close()

@@ -1,0 +1,51 @@
+"""Stdout sink: each record as one JSON line on standard output, for pipes and demos."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.record import Record
+
+log = logging.getLogger("edge.sinks.stdout")
+
+
+class StdoutSink:
+    """One os.write per line, so lines from a pipe reader's view are never interleaved or split."""
+
+    name = "stdout"
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._written = 0
+        self._errors = 0
+
+    def open(self) -> None:
+        pass
+
+    def write(self, record: Record) -> None:
+        line = (record.to_json() + "\n").encode()
+        try:
+            view = memoryview(line)
+            while view:  # a pipe may take a long line in parts
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self._errors += 1
+            log.warning("stdout: write failed (%s)", exc.strerror or exc)
+            return
+        self._written += 1
+
+    def report(self, stats: Mapping[str, Any]) -> None:
+        pass  # stats go to the log, not into the result stream
+
+    def stats(self) -> dict[str, Any]:
+        return {"written": self._written, "errors": self._errors}
+
+    def flush(self) -> None:
+        pass  # unbuffered
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,187 @@
+"""Video source via PyAV (FFmpeg): files, rtsp:// and http:// streams, with reconnect and back-off.
+
+PyAV rather than OpenCV: one dependency covers files, network streams and V4L2 webcams (its wheels
+bundle FFmpeg with the v4l2 demuxer, for aarch64 too), it has read timeouts for dead streams, hands
+us frame timestamps, and does not pin NumPy's ABI or pull in GUI libraries the way opencv-python does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge.errors import SourceError
+from edge.preprocess import INPUT_SIZE, prepare
+from edge.sources import Frame
+from edge.sources.backoff import Backoff
+
+if TYPE_CHECKING:
+    from edge.config import VideoSourceConfig
+
+log = logging.getLogger("edge.sources.video")
+
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+OPEN_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 5.0
+
+
+def import_av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise SourceError("PyAV is not installed: pip install 'mnv1-edge[video]' (or pip install av)") from exc
+    return av
+
+
+class AvSource:
+    """Decodes frames with PyAV; read errors and stream ends (for streams) reconnect with back-off."""
+
+    def __init__(
+        self,
+        url: str,
+        crop_fraction: float,
+        *,
+        live: bool,
+        loop: bool = False,
+        fmt: str | None = None,
+        options: dict[str, str] | None = None,
+        reconnect_max_s: float = 30.0,
+        name: str = "",
+    ) -> None:
+        self.url = url
+        self.crop_fraction = crop_fraction
+        self.live = live
+        self.loop = loop
+        self.fmt = fmt
+        self.options = options or {}
+        self.name = name or url
+        self.backoff = Backoff(reconnect_max_s)
+        self._container: Any = None
+        self._frames: Iterator[Any] | None = None
+        self._read = 0
+        self._reconnects = 0
+        self._errors = 0
+
+    def _connect(self) -> None:
+        av = import_av()
+        self._container = av.open(self.url, format=self.fmt, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: decoding overlaps inference on multi-core Pis
+        self._frames = self._container.decode(stream)
+
+    def _disconnect(self) -> None:
+        self._frames = None
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # closing a broken stream may fail again; it is going away anyway
+                pass
+            self._container = None
+
+    def open(self) -> None:
+        self._check_exists()
+        try:
+            self._connect()
+        except Exception as exc:
+            if not self.live:
+                raise SourceError(f"{self.name}: cannot open ({exc})") from exc
+            # A camera or stream that is down at boot comes back later: read() keeps retrying.
+            log.warning("%s: cannot open (%s); retrying with back-off", self.name, exc)
+            self._disconnect()
+
+    def _check_exists(self) -> None:
+        """Files must exist; streams are checked by connecting."""
+
+    def read(self) -> Frame | None:
+        while not self.backoff.stop.is_set():
+            if self._frames is None:
+                if not self._reconnect():
+                    return None
+                continue
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                self._disconnect()
+                if self.live:
+                    log.warning("%s: stream ended; reconnecting", self.name)
+                    continue
+                if not self.loop:
+                    return None
+                self._connect()  # a looping file starts again
+                continue
+            except Exception as exc:  # FFmpeg errors: network drop, timeout, corrupt packet storm
+                self._errors += 1
+                log.warning("%s: read failed (%s); reconnecting", self.name, exc)
+                self._disconnect()
+                continue
+            self.backoff.reset()
+            self._read += 1
+            return Frame(self._prepare(frame), time.time(), self.name)
+        return None
+
+    def _reconnect(self) -> bool:
+        if not self.backoff.wait():
+            return False
+        self._reconnects += 1
+        try:
+            self._connect()
+            log.info("%s: reconnected", self.name)
+        except Exception as exc:
+            log.warning("%s: reconnect failed (%s)", self.name, exc)
+            self._disconnect()
+        return True
+
+    def _prepare(self, frame: Any) -> np.ndarray:
+        # Let swscale shrink large frames first (like JPEG draft mode): the crop must keep at
+        # least twice the model's input, then Pillow does the same crop + bilinear resize as
+        # for every other source.
+        need = 2 * math.ceil(INPUT_SIZE / self.crop_fraction)
+        scale = max(need / frame.width, need / frame.height)
+        if scale < 1.0:
+            w = max(2, round(frame.width * scale) // 2 * 2)
+            h = max(2, round(frame.height * scale) // 2 * 2)
+            image = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
+        else:
+            image = frame.to_image()
+        return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction))
+
+    def stats(self) -> dict[str, int]:
+        return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors}
+
+    def interrupt(self) -> None:
+        self.backoff.stop.set()
+
+    def close(self) -> None:
+        self._disconnect()
+
+
+def is_stream(url: str) -> bool:
+    return url.lower().startswith(STREAM_SCHEMES)
+
+
+class VideoSource(AvSource):
+    """A video file (read at inference pace, optionally looping) or a network stream (live)."""
+
+    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875) -> None:
+        stream = is_stream(config.url)
+        options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"} if config.url.lower().startswith("rtsp") else {}
+        super().__init__(
+            config.url,
+            crop_fraction,
+            live=stream,
+            loop=config.loop,
+            options=options,
+            reconnect_max_s=config.reconnect_max_s,
+            name=f"video:{config.url}",
+        )
+
+    def _check_exists(self) -> None:
+        from pathlib import Path
+
+        if not self.live and not Path(self.url).is_file():
+            raise SourceError(f"source.video.url: {self.url} is not a file (and not an rtsp/http stream URL)")

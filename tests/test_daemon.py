@@ -1,0 +1,142 @@
+"""`mnv1-edge run` as a real subprocess: results equal `classify`, systemd notify/watchdog,
+SIGHUP reload (good and bad config), SIGTERM, stall detection, config errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge import paths
+
+sys.path.insert(0, str(Path(__file__).parent))
+from daemon_helpers import EXE, NotifySocket, base_config, start, write_config
+
+
+@pytest.fixture(scope="module")
+def model(request: pytest.FixtureRequest) -> Path:
+    """Our converted model when it has been built, else Google's with a manifest (same contract)."""
+    name = "converted_model" if paths.default_model().is_file() else "reference_model"
+    return Path(request.getfixturevalue(name))
+
+
+def records(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_results_on_the_sample_photos_equal_classify(tmp_path: Path, model: Path, shared: Path) -> None:
+    samples = shared / "data" / "samples"
+    config = write_config(
+        tmp_path / "c.toml",
+        {
+            "state_dir": str(tmp_path / "state"),
+            "model": {"path": str(model)},
+            "source": {"kind": "images", "images": {"path": str(samples)}},
+            "results": {"top_k": 5},
+            "sinks": {"stdout": {"enabled": True}, "file": {"enabled": False}},
+        },
+    )
+    run = subprocess.run([EXE, "run", "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    got = {r["source"]: r["top_k"] for r in map(json.loads, run.stdout.splitlines())}
+    images = sorted(str(p) for p in samples.iterdir() if p.suffix in (".jpg", ".bmp"))
+    ref = subprocess.run([EXE, "classify", "--json", "--top-k", "5", "--model", str(model), *images], capture_output=True, text=True, timeout=60)
+    assert ref.returncode == 0, ref.stderr
+    expected = {Path(r["image"]).name: r["top_k"] for r in map(json.loads, ref.stdout.splitlines())}
+    assert len(expected) == 8 and got == expected
+    assert "source images:" in run.stderr and "ended; 8 frames classified" in run.stderr
+
+
+def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
+    notify = NotifySocket(tmp_path / "notify")
+    data = base_config(tmp_path, model, fps=40.0)
+    config = write_config(tmp_path / "c.toml", data)
+    proc = start(config, notify=notify, watchdog_usec=400_000)
+    try:
+        ready = notify.wait_for("READY=1")
+        notify.wait_for("WATCHDOG=1", after=ready, timeout=5)
+        assert notify.count("WATCHDOG=1", 0, ready) == 0  # no ping before the first frame was classified
+
+        # SIGHUP with a new config: RELOADING=1, then READY=1; the new top_k applies, nothing lost.
+        data["results"] = {"top_k": 2}
+        write_config(config, data)
+        t = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING=1", after=t)
+        notify.wait_for("READY=1", after=reloading)
+        deadline = time.monotonic() + 10
+        while not any(len(r["top_k"]) == 2 for r in records(tmp_path / "results.jsonl")[-3:]):  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, "reload did not take effect"
+            time.sleep(0.1)
+
+        # A broken config: the old one keeps running and the error is logged.
+        config.write_text(config.read_text() + "\n[sinks.nope]\nx = 1\n")
+        t = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING=1", after=t)
+        notify.wait_for("READY=1", after=reloading)
+        before = len(records(tmp_path / "results.jsonl"))
+        time.sleep(0.5)
+        assert len(records(tmp_path / "results.jsonl")) > before
+
+        t = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=5)
+        stopped = time.monotonic() - t
+        notify.wait_for("STOPPING=1", after=t, timeout=1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert rc == 0 and stopped < 5, stderr
+    assert "reload failed, still running the previous configuration" in stderr and "sinks.nope: unknown key" in stderr
+    started = [line for line in stderr.splitlines() if " started: " in line]
+    assert len(started) == 1
+    for part in ("runtime ai-edge-litert", "delegate XNNPACK", "threads 1", f"model {model} sha256 ", "source synthetic", "sinks file:"):
+        assert part in started[0]
+    assert "stats: " in stderr and " fps, inference p50 " in stderr
+    seqs = [r["seq"] for r in records(tmp_path / "results.jsonl")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every frame published once, across both reloads
+    assert int((tmp_path / "state" / "seq").read_text()) == seqs[-1] + 1
+
+
+def test_a_stalled_source_stops_the_watchdog(tmp_path: Path, model: Path) -> None:
+    notify = NotifySocket(tmp_path / "notify")
+    data = base_config(tmp_path, model, fps=0.2)  # one frame, then nothing for 5 s
+    data["source"]["stall_timeout_s"] = 1.0
+    proc = start(write_config(tmp_path / "c.toml", data), notify=notify, watchdog_usec=200_000)
+    try:
+        ready = notify.wait_for("READY=1")
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()
+    assert notify.count("WATCHDOG=1", ready, ready + 0.9) >= 3
+    assert notify.count("WATCHDOG=1", ready + 1.3, ready + 2.5) == 0
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "no frame from synthetic:seed=0 for 1 s (source.stall_timeout_s)" in stderr
+
+
+def test_once_and_config_errors(tmp_path: Path, model: Path) -> None:
+    config = write_config(tmp_path / "c.toml", base_config(tmp_path, model))
+    run = subprocess.run([EXE, "run", "--config", str(config), "--once"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert len(records(tmp_path / "results.jsonl")) == 1
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[source]\nkind = "webcam"\n')
+    run = subprocess.run([EXE, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 78 and f"{bad}: source.kind: expected one of" in run.stderr
+
+    data = base_config(tmp_path, tmp_path / "missing.tflite")
+    run = subprocess.run([EXE, "run", "--config", str(write_config(bad, data))], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 65 and "missing.tflite: model file not found" in run.stderr

@@ -1,0 +1,96 @@
+"""Result filtering (threshold, EMA, N-of-M vote, hysteresis, publish policy) and the sequence number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge.config import ResultsConfig
+from edge.results import ResultFilter
+from edge.seq import Sequence
+
+LABELS = tuple(f"class{i}" for i in range(6))
+
+
+def scores(*pairs: tuple[int, float]) -> np.ndarray:
+    s = np.zeros(len(LABELS), np.float32)
+    for i, v in pairs:
+        s[i] = v
+    return s
+
+
+def top1(f: ResultFilter, s: np.ndarray, now: float = 0.0) -> int | None:
+    out = f.update(s, now)
+    assert out is not None
+    return out[0].class_index if out else None
+
+
+def test_defaults_are_plain_top_k_with_ties_to_the_lower_index() -> None:
+    f = ResultFilter(ResultsConfig(top_k=3), LABELS)
+    out = f.update(scores((4, 0.5), (2, 0.5), (1, 0.25)), 0.0)
+    assert out is not None and [p.class_index for p in out] == [2, 4, 1]
+    assert out[0].label == "class2" and out[0].score == 0.5
+
+
+def test_threshold_drops_weak_classes() -> None:
+    f = ResultFilter(ResultsConfig(top_k=3, threshold=0.3), LABELS)
+    assert [p.class_index for p in f.update(scores((1, 0.6), (2, 0.2)), 0.0) or ()] == [1]
+    assert f.update(scores((1, 0.1)), 1.0) == ()
+
+
+def test_ema_smooths_a_single_outlier_frame() -> None:
+    f = ResultFilter(ResultsConfig(top_k=2, smoothing="ema", ema_alpha=0.3), LABELS)
+    for _ in range(5):
+        assert top1(f, scores((1, 0.8), (3, 0.1))) == 1
+    assert top1(f, scores((3, 0.9), (1, 0.05))) == 1  # one frame is not enough to flip
+    for _ in range(3):
+        last = top1(f, scores((3, 0.9), (1, 0.05)))
+    assert last == 3
+
+
+def test_vote_needs_n_of_m() -> None:
+    f = ResultFilter(ResultsConfig(top_k=1, smoothing="vote", vote_window=5, vote_min=3), LABELS)
+    seq = [1, 1, 1, 2, 2, 1, 2, 2, 2]
+    got = [top1(f, scores((c, 0.9))) for c in seq]
+    # 2 gets its third vote in the last five at the 7th frame
+    assert got == [1, 1, 1, 1, 1, 1, 2, 2, 2]
+
+
+def test_hysteresis_stops_flapping_between_close_labels() -> None:
+    f = ResultFilter(ResultsConfig(top_k=2, hysteresis=0.1), LABELS)
+    assert top1(f, scores((1, 0.45), (2, 0.40))) == 1
+    assert top1(f, scores((2, 0.47), (1, 0.43))) == 1  # better, but not by the margin
+    out = f.update(scores((2, 0.47), (1, 0.43)), 0.0)
+    assert out is not None and [p.class_index for p in out] == [1, 2]  # stable label first
+    assert top1(f, scores((2, 0.60), (1, 0.30))) == 2
+
+
+def test_publish_on_change_with_heartbeat() -> None:
+    f = ResultFilter(ResultsConfig(publish="change", heartbeat_s=10.0), LABELS)
+    assert f.update(scores((1, 0.9)), 0.0) is not None
+    assert f.update(scores((1, 0.8)), 1.0) is None
+    assert f.update(scores((2, 0.9)), 2.0) is not None
+    assert f.update(scores((2, 0.9)), 11.0) is None
+    assert f.update(scores((2, 0.9)), 12.5) is not None  # heartbeat: 10 s since the last record
+
+
+def test_publish_at_most_every_interval() -> None:
+    f = ResultFilter(ResultsConfig(publish="interval", interval_s=1.0, heartbeat_s=0.0), LABELS)
+    published = [t for t in np.arange(0, 3.01, 0.25) if f.update(scores((1, 0.9)), float(t)) is not None]
+    assert published == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_sequence_is_persisted_and_survives_a_crash(tmp_path: Path) -> None:
+    a = Sequence(tmp_path, block=10)
+    assert [a.next() for _ in range(3)] == [0, 1, 2]
+    assert (tmp_path / "seq").read_text() == "10\n"  # the reserved block, written before use
+    a.close()
+    b = Sequence(tmp_path, block=10)
+    assert b.next() == 3  # clean restart: no gap
+    for _ in range(12):
+        last = b.next()
+    # crash (no close): the next run starts at the persisted high-water mark, beyond all used
+    c = Sequence(tmp_path, block=10)
+    first = c.next()
+    assert first > last and first == int((tmp_path / "seq").read_text()) - 10

@@ -1,0 +1,66 @@
+"""File sink: JSON Lines, rotation with retention, torn-line repair on open."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge.config import FileSinkConfig
+from edge.engine import Prediction
+from edge.record import Record
+from edge.sinks.file import FileSink, repair
+
+
+def record(seq: int) -> Record:
+    return Record(seq, 1.7e9 + seq, 1.7e9 + seq, "dev", "test", (Prediction(1, "tench, Tinca tinca", 0.5),), 1.25, "ab" * 32)
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_appends_one_json_line_per_record(tmp_path: Path) -> None:
+    sink = FileSink(FileSinkConfig(path=str(tmp_path / "sub" / "r.jsonl"), fsync="always"))
+    sink.open()
+    for i in range(3):
+        sink.write(record(i))
+    sink.close()
+    lines = read_lines(tmp_path / "sub" / "r.jsonl")
+    assert [d["seq"] for d in lines] == [0, 1, 2]
+    assert lines[0]["top_k"] == [{"class_index": 1, "label": "tench, Tinca tinca", "score": 0.5}]
+    assert sink.stats()["written"] == 3 and sink.stats()["errors"] == 0
+
+
+def test_rotation_keeps_n_files(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    line_bytes = len(record(0).to_json()) + 1
+    sink = FileSink(FileSinkConfig(path=str(path), max_bytes=line_bytes * 10, keep=2, fsync="never"))
+    sink.open()
+    for i in range(45):
+        sink.write(record(i))
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.1", "r.jsonl.2"]
+    seqs = [d["seq"] for name in ("r.jsonl.2", "r.jsonl.1", "r.jsonl") for d in read_lines(tmp_path / name)]
+    assert seqs[0] >= 15 and seqs == list(range(seqs[0], 45))  # the oldest went with the rotated-out files
+    assert all(p.stat().st_size <= line_bytes * 10 for p in tmp_path.iterdir())
+    assert sink.stats()["rotations"] == 4
+
+
+def test_open_repairs_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    good = record(0).to_json() + "\n" + record(1).to_json() + "\n"
+    path.write_text(good + record(2).to_json()[:37])
+    sink = FileSink(FileSinkConfig(path=str(path)))
+    sink.open()
+    sink.write(record(2))
+    sink.close()
+    assert [d["seq"] for d in read_lines(path)] == [0, 1, 2]
+
+
+def test_repair_cuts_nul_garbage_after_a_power_loss(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    good = record(0).to_json() + "\n"
+    path.write_bytes(good.encode() + b"\0" * 300 + b"\n")
+    assert repair(path) == 301
+    assert path.read_text() == good
+    assert repair(path) == 0
