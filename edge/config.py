@@ -147,6 +147,7 @@ class SpoolConfig:
     path: str = _f("/var/lib/mnv1-edge/spool", "where unacknowledged records wait (survives restarts)")
     max_bytes: int = _f(50_000_000, "spool size cap; the oldest records are dropped (and counted) beyond it")
     max_age_s: float = _f(7 * 86400.0, "records older than this are dropped (and counted); 0 = no age limit")
+    sync_interval_s: float = _f(5.0, "fdatasync the spool this often (a power cut loses at most this many seconds of unsent records); 0 = OS")
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,8 @@ class MqttSinkConfig:
     password_file: str = _f("", "read the password from this file (mode 0600); never put it in this config")
     stats_interval_s: float = _f(60.0, "publish stats every this many seconds; 0 = never")
     reconnect_max_s: float = _f(60.0, "cap of the exponential reconnect back-off")
+    max_inflight: int = _f(32, "records published and not yet acknowledged at a time; on reconnect they are re-sent from the spool in order")
+    close_timeout_s: float = _f(5.0, "at stop, wait at most this long for the backlog to be acknowledged before publishing offline")
     tls: TlsConfig = _sub(TlsConfig, "TLS settings")
     homeassistant: HomeAssistantConfig = _sub(HomeAssistantConfig, "Home Assistant discovery")
     spool: SpoolConfig = _sub(SpoolConfig, "the durable spool")
@@ -263,6 +266,19 @@ def _check(config: Any, path: str) -> None:
         need(not any(c in config.topic_prefix for c in "#+\0"), "topic_prefix", "must not contain MQTT wildcards (# +) or NUL")
         need(not (config.username and config.username_file), "username_file", "give username or username_file, not both")
         need(not (config.tls.cert_file and not config.tls.key_file), "tls.key_file", "required with tls.cert_file")
+        need(not config.topic_prefix.startswith("$"), "topic_prefix", "must not start with $ (reserved for the broker)")
+        need(not any(c in config.client_id for c in "#+\0"), "client_id", "must not contain # + or NUL")
+        need(config.keepalive_s >= 1, "keepalive_s", "must be at least 1")
+        need(1 <= config.max_inflight <= 65535, "max_inflight", "must be between 1 and 65535")
+        need(config.reconnect_max_s >= 1, "reconnect_max_s", "must be at least 1")
+        need(config.close_timeout_s >= 0, "close_timeout_s", "must not be negative")
+        need(config.stats_interval_s >= 0, "stats_interval_s", "must not be negative")
+        prefix = config.homeassistant.discovery_prefix
+        need(bool(prefix) and not any(c in prefix for c in "#+\0"), "homeassistant.discovery_prefix", "must be a topic without wildcards (# +)")
+        need(config.spool.max_bytes >= 64 * 1024, "spool.max_bytes", "must be at least 65536")
+        need(config.spool.max_age_s >= 0, "spool.max_age_s", "must not be negative")
+        need(config.spool.sync_interval_s >= 0, "spool.sync_interval_s", "must not be negative")
+        need(not config.enabled or bool(config.spool.path), "spool.path", "required when the MQTT sink is enabled")
     elif isinstance(config, Config):
         sinks = config.sinks
         need(sinks.stdout.enabled or sinks.file.enabled or sinks.mqtt.enabled, "sinks", "enable at least one sink (stdout, file or mqtt)")
