@@ -121,7 +121,7 @@ class Capture:
 class Pipeline:
     """Engine + result filter + opened sinks for one configuration."""
 
-    def __init__(self, config: Config, seq: Sequence, previous: Pipeline | None = None) -> None:
+    def __init__(self, config: Config, seq: Sequence, previous: Pipeline | None = None, config_path: Path | None = None) -> None:
         self.config = config
         self.seq = seq
         self.device = config.device
@@ -134,7 +134,7 @@ class Pipeline:
         self.reused: set[str] = set()
         old = {s.name: s for s in previous.sinks} if previous else {}
         try:
-            for sink in make_sinks(config):
+            for sink in make_sinks(config, config_path):
                 # An unchanged sink keeps running (an MQTT session is not torn down by a reload).
                 if previous and sink.name in old and getattr(previous.config.sinks, sink.name, None) == getattr(config.sinks, sink.name, 0):
                     self.sinks.append(old[sink.name])
@@ -240,7 +240,7 @@ class Daemon:
         self.install_signal_handlers()
         self.seq = Sequence(Path(self.config.state_dir))
         try:
-            self.pipeline = Pipeline(self.config, self.seq)
+            self.pipeline = Pipeline(self.config, self.seq, config_path=self.config_path)
             source = make_source(self.config.source)
             source.open()
             self.capture = Capture(source)
@@ -346,7 +346,7 @@ class Daemon:
             if config.state_dir != self.config.state_dir:
                 log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
             assert self.seq is not None
-            pipeline = Pipeline(config, self.seq, previous=self.pipeline)
+            pipeline = Pipeline(config, self.seq, previous=self.pipeline, config_path=self.config_path)
             if config.source != self.config.source:
                 try:
                     source = make_source(config.source)

@@ -1,15 +1,46 @@
-"""`mnv1-edge eval` (placeholder until its issue lands)."""
+"""`mnv1-edge eval`: top-1/top-5, agreement and interleaved latency for any models on a labelled folder."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "eval (not implemented yet)"
+HELP = "measure top-1/top-5, agreement with the first model and interleaved invoke latency on a labelled image folder"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".tflite models (float or uint8/int8 input); agreement is against the first")
+    p.add_argument("--images", required=True, metavar="DIR", help="image folder with labels.csv (file,synset,class_index,class_name)")
+    p.add_argument(
+        "--split",
+        choices=("all", "calibration", "held-out"),
+        default="all",
+        help="all images, or the converter's calibration (even positions) / held-out (odd positions) half (default: %(default)s)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)")
+    p.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON ('-' = stdout instead of the table)")
 
 
 def main(args: argparse.Namespace) -> int:
-    raise SystemExit("mnv1-edge eval: not implemented yet")
+    import json
+    from pathlib import Path
+
+    from edge.errors import ModelError
+    from edge.evaluate import evaluate, load_labelled
+    from edge.fsutil import write_atomic
+
+    for model in args.models:
+        if not Path(model).is_file():
+            raise ModelError(f"{model}: model file not found")
+    folder = Path(args.images)
+    _, frames, labels = load_labelled(folder, args.split)
+    models: list[tuple[str, Path | bytes]] = [(m, Path(m)) for m in args.models]
+    evaluation, _ = evaluate(models, frames, labels, f"{folder} ({args.split})", args.threads, args.rounds)
+    text = json.dumps(evaluation.to_dict(), indent=1, sort_keys=True) + "\n"
+    if args.json == "-":
+        print(text, end="")
+        return 0
+    if args.json:
+        write_atomic(Path(args.json), text.encode())
+    print(evaluation.summary())
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def make_sinks(config: Config) -> list[Sink]:
-    """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled."""
+def make_sinks(config: Config, config_path: Path | None = None) -> list[Sink]:
+    """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled.
+
+    `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable."""
     sinks: list[Sink] = []
     if config.sinks.stdout.enabled:
         from edge.sinks.stdout import StdoutSink
@@ -44,5 +47,5 @@ def make_sinks(config: Config) -> list[Sink]:
     if config.sinks.mqtt.enabled:
         from edge.sinks.mqtt import MqttSink
 
-        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device))
+        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path))
     return sinks

@@ -1,0 +1,262 @@
+"""The conversion, end to end: checks that fail fast, rebuild, quantize, correct, evaluate, gate, write."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge import __version__, paths
+from edge.convert import calibrate
+from edge.convert.report import Gate, Report
+from edge.convert.source import Source, resolve
+from edge.errors import GateError, ModelError, SinkError, SourceError
+
+REQUIRED_DELEGATED = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+@dataclass(frozen=True)
+class Options:
+    out: Path
+    source: str | None = None
+    calibration: Path = field(default_factory=paths.dev_images)
+    calibration_count: int = 250
+    eval_images: Path | None = None  # default: the calibration folder's held-out half
+    report: Path | None = None
+    labels: Path = field(default_factory=paths.labels_file)
+    allow_unverified: bool = False
+    bias_correction: bool = True
+    gate: Gate = field(default_factory=lambda: Gate(min_agreement=80.0, max_top1_drop=1.5, min_top1_vs_reference=-1.0))
+    latency_rounds: int = 300
+    min_calibration: int = 100
+
+
+@dataclass
+class _Clock:
+    stages: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+    _last: float = field(default_factory=time.perf_counter)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = round(now - self._last, 2)
+        self._last = now
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any heavy work when the output cannot be created."""
+    path = Path(path)
+    if path.is_dir():
+        raise SinkError(f"{path}: is a directory; {what} needs a file path")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise SinkError(f"{path}: cannot write {what}: folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise SinkError(f"{path}: cannot write {what} in {parent} ({exc.strerror})") from exc
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _eval_set(opts: Options) -> tuple[Path, str, list[tuple[Path, int]]]:
+    from edge.evaluate import read_labelled
+
+    folder = opts.eval_images or opts.calibration
+    if opts.eval_images is None and not (Path(folder) / "labels.csv").is_file():
+        if not (paths.dev_images() / "labels.csv").is_file():
+            raise SourceError(f"{folder}: no labels.csv to measure the model on; pass --eval-images DIR (a folder with labels.csv)")
+        folder = paths.dev_images()  # calibrate on the user's images, measure on the labelled dev set
+    same = Path(folder).resolve() == Path(opts.calibration).resolve()
+    split = "held-out" if same else "all"
+    rows = read_labelled(Path(folder))
+    chosen = calibrate.select(rows, split)
+    return Path(folder), split, chosen
+
+
+def convert(opts: Options) -> Report:
+    clock = _Clock()
+    check_writable(opts.out, "the model")
+    if opts.report:
+        check_writable(opts.report, "the report")
+    source = resolve(opts.source, opts.allow_unverified)
+    from edge.convert import rebuild
+
+    layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
+    eval_folder, eval_split, eval_rows = _eval_set(opts)
+    cal_split = "calibration" if eval_split == "held-out" else "all"
+    cal_paths = calibrate.calibration_paths(Path(opts.calibration), opts.calibration_count, cal_split)
+    from edge.manifest import read_labels
+
+    labels = read_labels(opts.labels)
+    clock.lap("checks")
+
+    cal = calibrate.load(cal_paths, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
+    held = calibrate.load([p for p, _ in eval_rows], "held-out evaluation", minimum=1)
+    if len(held.paths) != len(eval_rows):
+        raise SourceError(f"{eval_folder}: {len(eval_rows) - len(held.paths)} labelled evaluation images are unreadable")
+    clock.lap("load images")
+
+    from edge.convert import biascorrect, quantize
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")  # Keras 3 input-structure nags
+    with quantize.quiet():  # TensorFlow's C++ start-up prints CUDA probing noise on fds 1/2
+        keras_model = rebuild.build_keras(layers)
+    diff = rebuild.verify(keras_model, source.data, cal.frames, source.origin)
+    clock.lap("rebuild + verify")
+
+    plain = quantize.convert(keras_model, cal.frames)
+    clock.lap("quantize")
+    ours, fixes = plain, list[biascorrect.LayerFix]()
+    if opts.bias_correction:
+        means = biascorrect.float_channel_means(keras_model, cal.frames)
+        ours, fixes = biascorrect.correct(plain, means, cal.frames)
+        clock.lap("bias correction")
+
+    from edge.evaluate import evaluate
+
+    candidates: list[tuple[str, Path | bytes]] = [("float (source)", source.data)]
+    if paths.reference_quant_model().is_file():
+        candidates.append(("reference quant (Google)", paths.reference_quant_model()))
+    candidates.append(("ours", ours))
+    if opts.bias_correction:
+        candidates.append(("ours without bias correction", plain))
+    # Latency only for the three deployable models (plain PTQ has the same graph as ours).
+    timed = [name for name, _ in candidates if name != "ours without bias correction"]
+    evaluation, _ = evaluate(
+        candidates, held.frames, [c for _, c in eval_rows], f"{eval_folder} ({_split_text(eval_split)})", 1, opts.latency_rounds, timed
+    )
+    clock.lap("evaluate")
+
+    acc = {a.name: a for a in evaluation.accuracy}
+    problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)"))
+    cpu_ops = _check_delegation(ours)
+    if problems:
+        raise GateError(f"{opts.out}: accuracy gate failed: {'; '.join(problems)}; no model written")
+
+    report = _report(opts, source, cal, cal_split, diff, evaluation, fixes, ours, cpu_ops, clock)
+    _write(opts, ours, labels, report, cal)
+    clock.lap("write + self-test")
+    report = _report(opts, source, cal, cal_split, diff, evaluation, fixes, ours, cpu_ops, clock)
+    if opts.report:
+        from edge.fsutil import write_atomic
+
+        write_atomic(opts.report, report.to_json().encode())
+    return report
+
+
+def _split_text(split: str) -> str:
+    return {
+        "held-out": "held out: odd positions in file-name order",
+        "calibration": "even positions in file-name order",
+        "all": "all images",
+    }[split]
+
+
+def _check_delegation(model: bytes) -> dict[str, int]:
+    from edge.runtime import delegated_op_counts, make_interpreter
+
+    _, outside = delegated_op_counts(make_interpreter(model, 1))
+    missing = [op for op in REQUIRED_DELEGATED if outside.get(op)]
+    if missing:
+        raise ModelError(f"converted model runs {missing} outside XNNPACK; refusing to write it")
+    return outside
+
+
+def _write(opts: Options, model: bytes, labels: tuple[str, ...], report: Report, cal: calibrate.ImageSet) -> None:
+    """Manifest first, then the model, each atomically; the Engine must accept the pair."""
+    from edge.engine import Engine, make_manifest
+    from edge.fsutil import write_atomic
+    from edge.manifest import manifest_path, write_manifest
+    from edge.preprocess import list_images
+
+    out = Path(opts.out)
+    refs = list_images(paths.sample_images()) if paths.sample_images().is_dir() else list(cal.paths[:8])
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tflite", dir=out.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(model)
+        manifest = make_manifest(tmp, labels, refs, report.source | {"calibration_digest": report.calibration["digest"]} | report.converter)
+        write_manifest(out, manifest)
+        write_atomic(out, model)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        Engine(out, threads=1)
+    except ModelError:
+        out.unlink(missing_ok=True)
+        manifest_path(out).unlink(missing_ok=True)
+        raise
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _report(
+    opts: Options,
+    source: Source,
+    cal: calibrate.ImageSet,
+    cal_split: str,
+    diff: float,
+    evaluation: Any,
+    fixes: list[Any],
+    model: bytes,
+    cpu_ops: dict[str, int],
+    clock: _Clock,
+) -> Report:
+    import hashlib
+    from dataclasses import asdict
+
+    import tensorflow as tf
+
+    acc = {a.name: a for a in evaluation.accuracy}
+    lat = {x.name: x for x in evaluation.latency}
+    ours, flt, ref = acc["ours"], acc["float (source)"], acc.get("reference quant (Google)")
+    techniques: dict[str, Any] = {"per_channel_ptq": asdict(acc.get("ours without bias correction", ours))}
+    if opts.bias_correction:
+        techniques["bias_correction_layer_by_layer"] = asdict(ours) | {"layers": [asdict(f) for f in fixes]}
+    targets: dict[str, Any] = {
+        "top1 >= float - 0.5": {"met": ours.top1 >= flt.top1 - 0.5, "value": f"{ours.top1:.1f} vs {flt.top1:.1f}"},
+        "agreement >= 85%": {"met": (ours.agreement or 0) >= 85.0, "value": f"{ours.agreement:.1f}%"},
+    }
+    if ref is not None:
+        targets["top1 >= reference"] = {"met": ours.top1 >= ref.top1, "value": f"{ours.top1:.1f} vs {ref.top1:.1f}"}
+    if "ours" in lat and "reference quant (Google)" in lat:
+        r_ref = lat["ours"].median_ms / lat["reference quant (Google)"].median_ms
+        targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}
+    if "ours" in lat:
+        targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
+    return Report(
+        converter={"converter_version": __version__, "tensorflow_version": tf.__version__},
+        source={"source": source.origin, "source_sha256": source.sha256, "source_verified": source.verified},
+        calibration={
+            "folder": str(opts.calibration),
+            "split": "even positions in file-name order" if cal_split == "calibration" else "first images in file-name order",
+            "count": len(cal.paths),
+            "skipped": list(cal.skipped),
+            "digest": cal.digest(),
+        },
+        rebuild_max_abs_diff=diff,
+        evaluation=evaluation,
+        techniques=techniques,
+        model={
+            "path": str(opts.out),
+            "bytes": len(model),
+            "sha256": hashlib.sha256(model).hexdigest(),
+            "input": "uint8 1x128x128x3 raw RGB",
+            "output": "uint8 1x1001 probabilities (scale 1/256)",
+            "cpu_ops": cpu_ops,
+        },
+        gate={"passed": True, **asdict(opts.gate)},
+        targets=targets,
+        cost={"stages_s": dict(clock.stages), "total_s": round(time.perf_counter() - clock.start, 1), "peak_rss_mb": round(_peak_rss_mb(), 1)},
+        notes=[f"threads 1; {sys.platform}; latency rounds {opts.latency_rounds}"],
+    )

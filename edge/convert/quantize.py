@@ -1,0 +1,118 @@
+"""Full-integer quantization (per-channel int8) and the graph edit that makes the input raw uint8.
+
+TFLiteConverter turns the Keras network's `cast → x/127.5 - 1` prologue into CAST (outside XNNPACK),
+QUANTIZE, MUL and ADD; the int8 MUL also coarsens the 256 input levels to ~170. We replace the
+prologue by one QUANTIZE uint8 (scale 1/127.5, zero 128) → int8 (scale 1/127.5, zero 0), i.e. p - 128:
+exact, and TFLite runs it as a byte-wise XOR. The first convolution then sees (p - 128)/127.5, which
+is the float model's (p - 127.5)/127.5 shifted by -1/255; that constant shift is folded into its bias.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edge.convert import flatbuf
+from edge.errors import ModelError
+
+INPUT_SCALE = 1.0 / 127.5
+# TFLite builtin operator codes used by the edit.
+CAST, QUANTIZE, MUL, ADD, CONV_2D, DEPTHWISE_CONV_2D = 53, 114, 18, 0, 3, 4
+
+
+def convert(keras_model: Any, frames: np.ndarray) -> bytes:
+    """Per-channel int8 weights and activations calibrated (min/max) on `frames`; uint8 output."""
+    import tensorflow as tf
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for frame in frames:
+            yield [frame[None]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_output_type = tf.uint8
+    # The converter prints pages of MLIR diagnostics on stdout/stderr; keep the user's terminal clean.
+    with quiet():
+        data: bytes = converter.convert()
+    return raw_uint8_input(data)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence Python- and C-level output of the converter (it writes to fds 1 and 2 directly)."""
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def raw_uint8_input(data: bytes) -> bytes:
+    """Replace CAST, QUANTIZE, MUL, ADD before the first convolution by one QUANTIZE uint8 → int8."""
+    model = flatbuf.read(data, "converter output")
+    sg = model.subgraphs[0]
+    ops = list(sg.operators)
+    codes = [flatbuf.opcode(model, op) for op in ops[:5]]
+    if codes != [CAST, QUANTIZE, MUL, ADD, CONV_2D]:
+        raise ModelError(f"converter produced an unexpected prologue (op codes {codes}); this TensorFlow version is not supported")
+    quantize, conv = ops[1], ops[4]
+    conv_in = sg.tensors[int(conv.inputs[0])]
+    scale = float(conv_in.quantization.scale[0])
+    if abs(scale - INPUT_SCALE) > 1e-6 * INPUT_SCALE:
+        raise ModelError(f"first convolution's input scale {scale} is not 1/127.5; calibration images are not full-range RGB")
+    model_in = sg.tensors[int(sg.inputs[0])]
+    model_in.quantization = flatbuf.quantization(INPUT_SCALE, 128)
+    conv_in.quantization = flatbuf.quantization(INPUT_SCALE, 0)
+    quantize.inputs = np.array([sg.inputs[0]], np.int32)
+    quantize.outputs = np.array([conv.inputs[0]], np.int32)
+    _fold_input_shift(model, sg, conv)
+    sg.operators = [quantize, *ops[4:]]
+    _prune(model, sg)
+    return flatbuf.write(model)
+
+
+def _fold_input_shift(model: Any, sg: Any, conv: Any) -> None:
+    """The conv sees v - 1/255 instead of v: add sum(W_c)/255 to each bias (exact except at the
+    one padded row/column). In int32 bias units (input scale 1/127.5 x weight scale) that is
+    sum(q_w)/2 per output channel."""
+    weights = sg.tensors[int(conv.inputs[1])]
+    bias = sg.tensors[int(conv.inputs[2])]
+    qw = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8).reshape(tuple(weights.shape))
+    qb = np.frombuffer(bytes(model.buffers[bias.buffer].data), "<i4").copy()
+    qb += np.round(qw.reshape(qw.shape[0], -1).sum(axis=1, dtype=np.int64) / 2.0).astype(np.int32)
+    model.buffers[bias.buffer].data = np.frombuffer(qb.astype("<i4").tobytes(), np.uint8)
+
+
+def _prune(model: Any, sg: Any) -> None:
+    """Drop tensors (and their buffers' data) no op uses any more, renumbering the rest."""
+    used = sorted(
+        {int(t) for op in sg.operators for t in (*op.inputs, *op.outputs) if t >= 0} | {int(t) for t in sg.inputs} | {int(t) for t in sg.outputs}
+    )
+    remap = {old: new for new, old in enumerate(used)}
+    dropped = [t for i, t in enumerate(sg.tensors) if i not in remap]
+    for t in dropped:
+        if t.buffer > 0:
+            model.buffers[t.buffer].data = None
+    sg.tensors = [sg.tensors[i] for i in used]
+    for op in sg.operators:
+        op.inputs = np.array([remap[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
+        op.outputs = np.array([remap[int(t)] for t in op.outputs], np.int32)
+    sg.inputs = np.array([remap[int(t)] for t in sg.inputs], np.int32)
+    sg.outputs = np.array([remap[int(t)] for t in sg.outputs], np.int32)
+    for signature in model.signatureDefs or []:
+        for tensor_map in (*(signature.inputs or []), *(signature.outputs or [])):
+            tensor_map.tensorIndex = remap[int(tensor_map.tensorIndex)]

@@ -1,0 +1,113 @@
+"""Fetch and verify the official float model: a pinned archive URL or a local .tflite path."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.errors import ModelError
+
+# The pins (also recorded in models/source.json, which a test keeps in step).
+ARCHIVE_URL = "https://storage.googleapis.com/download.tensorflow.org/models/mobilenet_v1_2018_02_22/mobilenet_v1_0.25_128.tgz"
+MEMBER = "mobilenet_v1_0.25_128.tflite"
+SHA256 = "0a0a478e343a22870db7df88f222728d9b08135cd7bee9bb6edd1b5c4d96f2e0"
+MAX_BYTES = 64 << 20  # the archive is ~5 MB; refuse anything absurd
+
+
+@dataclass(frozen=True)
+class Source:
+    data: bytes
+    sha256: str
+    origin: str  # the path or URL it came from
+    verified: bool  # sha256 equals the pin
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mnv1-edge"
+
+
+def resolve(source: str | None, allow_unverified: bool = False) -> Source:
+    """Read the float model from `source` (a path or http(s) URL; default: the pinned archive)."""
+    if not source or source.startswith(("http://", "https://")):
+        url = source or ARCHIVE_URL
+        return _verify(_fetch(url), url, allow_unverified)
+    path = Path(source)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: no such file; pass the official float model with --source PATH (or omit --source to download it)") from exc
+    except IsADirectoryError as exc:
+        raise ModelError(f"{path}: is a directory, not a .tflite file") from exc
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
+    if path.suffix in (".tgz", ".gz", ".tar"):
+        data = _extract(data, str(path))
+    check_flatbuffer(data, str(path))
+    return _verify(data, str(path), allow_unverified)
+
+
+def check_flatbuffer(data: bytes, where: str) -> None:
+    """The cheap structural check before anything heavy: the TFLite file identifier."""
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier); --source needs the float .tflite model")
+
+
+def _verify(data: bytes, where: str, allow_unverified: bool) -> Source:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != SHA256 and not allow_unverified:
+        raise ModelError(f"{where}: sha256 {digest} does not match the pinned {SHA256}; refusing (pass --allow-unverified to convert it anyway)")
+    return Source(data, digest, where, digest == SHA256)
+
+
+def _fetch(url: str) -> bytes:
+    """Download the archive once into the user cache; the .tflite inside is what is verified."""
+    cached = cache_dir() / url.rsplit("/", 1)[-1]
+    if cached.is_file():
+        return _extract(cached.read_bytes(), str(cached))
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            blob: bytes = response.read(MAX_BYTES + 1)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelError(
+            f"{url}: download failed ({reason}); on an offline machine fetch it elsewhere and pass --source PATH/{MEMBER} (or the .tgz)"
+        ) from exc
+    if len(blob) > MAX_BYTES:
+        raise ModelError(f"{url}: larger than {MAX_BYTES >> 20} MB; not the MobileNet archive")
+    data = _extract(blob, url)
+    try:
+        from edge.fsutil import write_atomic
+
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, blob)
+    except OSError:
+        pass  # the cache is an optimisation; an unwritable home must not fail the conversion
+    return data
+
+
+def _extract(blob: bytes, where: str) -> bytes:
+    if blob[4:8] == b"TFL3":
+        return blob
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
+            member = next((m for m in tar.getmembers() if m.isfile() and (m.name == MEMBER or m.name.endswith("/" + MEMBER))), None)
+            if member is None:
+                raise ModelError(f"{where}: archive has no {MEMBER}")
+            f = tar.extractfile(member)
+            if f is None:
+                raise ModelError(f"{where}: cannot read {MEMBER} from the archive")
+            return f.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ModelError(f"{where}: not a .tflite file nor a readable .tgz archive ({exc})") from exc
+
+
+def describe() -> dict[str, str]:
+    """What the float source is; models/source.json in the repository records the same pins."""
+    return {"url": ARCHIVE_URL, "member": MEMBER, "sha256": SHA256, "license": "Apache-2.0"}
