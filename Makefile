@@ -40,8 +40,16 @@ model: $(MODEL)
 $(MODEL): | $(VENV)/.setup
 	$(BIN)/mnv1-edge convert --source $(SHARED)/models/mobilenet_v1_0.25_128.tflite --out $@ --report models/mobilenet_v1_0.25_128_int8.report.json
 
+# The daemon itself, on the sample photos: images source → model → stdout and a JSON Lines file.
 demo: $(VENV)/.setup $(MODEL)
-	$(BIN)/mnv1-edge classify --model $(MODEL) --top-k 3 $(SHARED)/data/samples/*.jpg $(SHARED)/data/samples/*.bmp
+	@mkdir -p build/demo-state
+	@printf '%s\n' 'device_id = "demo"' 'state_dir = "build/demo-state"' \
+	  '[model]' 'path = "$(MODEL)"' \
+	  '[source]' 'kind = "images"' '[source.images]' 'path = "$(SHARED)/data/samples"' \
+	  '[results]' 'top_k = 3' \
+	  '[sinks.stdout]' 'enabled = true' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
+	$(BIN)/mnv1-edge run --config build/demo.toml
+	@echo "results also appended to build/demo-results.jsonl"
 
 lint: $(VENV)/.setup-test
 	$(BIN)/ruff check edge tests

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.errors import ModelError
+from edge.errors import ConfigError, ModelError
+
+# Environment variable that forces one runtime (a device with both installed, or the arm64 test
+# stage proving each); unset = ai-edge-litert, else tflite-runtime.
+RUNTIME_ENV = "MNV1_EDGE_RUNTIME"
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 
 
 @dataclass(frozen=True)
@@ -16,21 +22,55 @@ class Runtime:
     interpreter_class: Any
 
 
-def load_runtime() -> Runtime:
-    """Import the interpreter lazily so `import edge` stays light on any machine."""
-    try:
+def load_runtime(name: str | None = None) -> Runtime:
+    """Import the interpreter lazily so `import edge` stays light on any machine.
+
+    `name` (or $MNV1_EDGE_RUNTIME) forces one runtime; by default ai-edge-litert is preferred and
+    the legacy tflite-runtime is the fallback.
+    """
+    wanted = name if name is not None else os.environ.get(RUNTIME_ENV, "").strip()
+    if wanted and wanted.replace("_", "-") not in RUNTIMES:
+        raise ConfigError(f"{RUNTIME_ENV}={wanted!r}: expected one of {', '.join(RUNTIMES)} (or unset for the default)")
+    wanted = wanted.replace("_", "-")
+    errors: list[str] = []
+    for candidate in (wanted,) if wanted else RUNTIMES:
+        try:
+            return _import(candidate)
+        except ImportError as exc:
+            errors.append(f"{candidate}: {_first_line(exc)}")
+    if wanted:
+        raise ModelError(f"{RUNTIME_ENV}={wanted} but it is not importable ({errors[0]}); install it or unset {RUNTIME_ENV}")
+    raise ModelError(
+        f"no TFLite runtime: install ai-edge-litert (pip install ai-edge-litert), or the legacy tflite-runtime with numpy<2 ({'; '.join(errors)})"
+    )
+
+
+def _import(name: str) -> Runtime:
+    if name == "ai-edge-litert":
         from ai_edge_litert import interpreter as litert
 
-        return Runtime("ai-edge-litert", _version("ai-edge-litert"), litert.Interpreter)
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime import interpreter as legacy
-    except ImportError as exc:
+        return Runtime(name, _version(name), litert.Interpreter)
+    from tflite_runtime import interpreter as legacy
+
+    version = _version(name)
+    _check_legacy_numpy(version)
+    return Runtime(name, version, legacy.Interpreter)
+
+
+def _check_legacy_numpy(version: str) -> None:
+    """tflite-runtime <= 2.14 is built against NumPy 1.x: it imports under NumPy 2 but its
+    Interpreter then dies with a SystemError, so refuse it up front with the fix."""
+    import numpy as np
+
+    if _major_minor(version) <= (2, 14) and _major_minor(np.__version__) >= (2, 0):
         raise ModelError(
-            f"no TFLite runtime: install ai-edge-litert (pip install ai-edge-litert), or the legacy tflite-runtime with numpy<2 ({exc})"
-        ) from exc
-    return Runtime("tflite-runtime", _version("tflite-runtime"), legacy.Interpreter)
+            f"tflite-runtime {version} needs numpy<2 but numpy {np.__version__} is installed: pip install 'numpy<2', or use ai-edge-litert"
+        )
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    major, minor, *_ = [*(int(p) if p.isdigit() else 0 for p in version.split(".")[:2]), 0, 0]
+    return major, minor
 
 
 def _version(dist: str) -> str:

@@ -50,7 +50,7 @@ def test_missing_model_and_missing_manifest(tmp_path: Path) -> None:
 
 
 def test_pinned_sha256_mismatch(reference_model: Path) -> None:
-    with pytest.raises(ModelError, match="does not match the pinned model.sha256"):
+    with pytest.raises(ModelError, match=r"does not match the pinned model\.sha256"):
         Engine(reference_model, expected_sha256="0" * 64)
 
 

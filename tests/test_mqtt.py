@@ -17,10 +17,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from mosquitto import Mosquitto
 
 from edge.config import ConfigError, MqttSinkConfig, parse
 from edge.engine import Prediction
+from edge.localbroker import Mosquitto
 from edge.record import Record
 from edge.sinks.mqtt import MqttSink
 

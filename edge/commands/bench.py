@@ -15,6 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=300, help="frames per timed batch (default: %(default)s)")
     p.add_argument("--batches", type=int, default=5, help="timed batches; medians are reported (default: %(default)s)")
     p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
+    p.add_argument(
+        "--mqtt",
+        action="store_true",
+        help="also measure MQTT publishing through the durable spool, against a private mosquitto on a free loopback port",
+    )
+    p.add_argument("--mqtt-records", type=int, default=20000, help="records in the MQTT benchmark (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,7 +32,8 @@ def main(args: argparse.Namespace) -> int:
     from edge import bench
 
     logging.basicConfig(level=logging.WARNING)
-    # Extra benchmarks (MQTT publish) are registered here with bench.register(name, fn).
+    if args.mqtt:
+        bench.register("mqtt_publish", lambda: _mqtt_publish(args.mqtt_records))
     report = bench.run(
         Path(args.model),
         frames=args.frames,
@@ -36,3 +43,15 @@ def main(args: argparse.Namespace) -> int:
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else bench.render(report))
     return 0
+
+
+def _mqtt_publish(records: int) -> dict[str, object]:
+    import tempfile
+    from pathlib import Path
+
+    from edge.localbroker import Mosquitto
+    from edge.sinks.mqtt_bench import run_publish_benchmark
+
+    # /var/tmp, not a tmpfs /tmp: the spool's write amplification is only meaningful on a disk.
+    with tempfile.TemporaryDirectory(dir="/var/tmp", prefix="mnv1-edge-bench-") as tmp, Mosquitto(Path(tmp) / "broker") as broker:
+        return run_publish_benchmark(records, "127.0.0.1", broker.port, Path(tmp) / "spool")

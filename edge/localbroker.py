@@ -1,4 +1,4 @@
-"""A real mosquitto for tests: free loopback port, generated config, stop/restart on the same port."""
+"""A private mosquitto for tests and the MQTT benchmark: free loopback port, generated config, stop/restart on the same port."""
 
 from __future__ import annotations
 
