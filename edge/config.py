@@ -42,6 +42,11 @@ class ModelConfig:
     sha256: str = _f("", "pin the model file's sha256; empty = accept any model whose manifest matches")
     threads: int = _f(1, "interpreter threads (1 is usually fastest per watt for this 14 M-MAC model)")
     self_test: bool = _f(True, "classify the manifest's reference image at start and refuse to run if it differs")
+    require_xnnpack: bool = _f(
+        True,
+        "refuse to run unless XNNPACK takes every convolution; false lets the legacy tflite-runtime 2.14 "
+        "(no int8 XNNPACK) run on TFLite's built-in kernels, several times slower, with a warning",
+    )
 
 
 @dataclass(frozen=True)

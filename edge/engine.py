@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from edge.errors import ModelError
 from edge.fsutil import sha256_file
 from edge.manifest import Manifest, SelfTest, load_manifest
 from edge.runtime import Runtime, delegated_op_counts, load_runtime, make_interpreter
+
+log = logging.getLogger(__name__)
 
 # Ops we require inside XNNPACK: they are >95% of the multiply-adds of this network.
 REQUIRED_DELEGATED = ("CONV_2D", "DEPTHWISE_CONV_2D")
@@ -35,7 +38,7 @@ def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[Predicti
 class Engine:
     """Runs one model on 128x128 uint8 RGB frames and returns dequantized probabilities."""
 
-    def __init__(self, model: Path, threads: int = 1, expected_sha256: str = "", self_test: bool = True):
+    def __init__(self, model: Path, threads: int = 1, expected_sha256: str = "", self_test: bool = True, require_xnnpack: bool = True):
         self.model_path = Path(model)
         if not self.model_path.is_file():
             raise ModelError(f"{model}: model file not found; build it with `make model` or `mnv1-edge convert`")
@@ -50,7 +53,10 @@ class Engine:
         self.delegated, self.not_delegated = delegated_op_counts(self._interp)
         missing = [op for op in REQUIRED_DELEGATED if self.not_delegated.get(op)]
         if missing or not self.delegated:
-            raise ModelError(f"{model}: XNNPACK did not take {missing or 'any op'}; this runtime build lacks XNNPACK")
+            problem = f"{model}: XNNPACK did not take {missing or 'any op'} with {self.runtime.name} {self.runtime.version}"
+            if require_xnnpack:
+                raise ModelError(f"{problem}; install ai-edge-litert, or set model.require_xnnpack = false to run slower without it")
+            log.warning("%s: running on TFLite's built-in kernels, several times slower; install ai-edge-litert", problem)
         self.labels = self.manifest.labels
         if self_test:
             self.run_self_test()
@@ -112,7 +118,7 @@ class Engine:
         return {
             "runtime": self.runtime.name,
             "runtime_version": self.runtime.version,
-            "delegate": "XNNPACK",
+            "delegate": "XNNPACK" if self.delegated else "none (TFLite built-in kernels)",
             "threads": self.threads,
             "model": str(self.model_path),
             "model_sha256": self.sha256,

@@ -19,6 +19,14 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def xnnpack_runtime() -> bool:
+    """Whether this runtime delegates int8 models to XNNPACK (the legacy tflite-runtime 2.14 does not)."""
+    from edge.runtime import load_runtime
+
+    return load_runtime().name == "ai-edge-litert"
+
+
+@pytest.fixture(scope="session")
 def reference_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Google's uint8 model with a manifest of ours: same input/output contract as our own."""
     from edge.engine import make_manifest

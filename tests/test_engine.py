@@ -16,9 +16,10 @@ from edge.manifest import manifest_path
 from edge.preprocess import load_image
 
 
-def test_reference_model_classifies_a_parrot(reference_model: Path) -> None:
-    engine = Engine(reference_model)
-    assert engine.delegated["CONV_2D"] == 15 and engine.delegated["DEPTHWISE_CONV_2D"] == 13
+def test_reference_model_classifies_a_parrot(reference_model: Path, xnnpack_runtime: bool) -> None:
+    engine = Engine(reference_model, require_xnnpack=xnnpack_runtime)
+    if xnnpack_runtime:
+        assert engine.delegated["CONV_2D"] == 15 and engine.delegated["DEPTHWISE_CONV_2D"] == 13
     scores = engine.classify(load_image(paths.sample_images() / "parrot.jpg"))
     assert scores.dtype == np.float32 and scores.shape == (1001,)
     # uint8 softmax with scale 1/256: the scores sum to ~1, which raw/255 would not give exactly
@@ -54,14 +55,14 @@ def test_pinned_sha256_mismatch(reference_model: Path) -> None:
         Engine(reference_model, expected_sha256="0" * 64)
 
 
-def test_self_test_catches_a_wrong_expectation(reference_model: Path, tmp_path: Path) -> None:
+def test_self_test_catches_a_wrong_expectation(reference_model: Path, tmp_path: Path, xnnpack_runtime: bool) -> None:
     model = tmp_path / "m.tflite"
     shutil.copy(reference_model, model)
     data = json.loads(manifest_path(reference_model).read_text())
     data["self_test"]["top1"] = (data["self_test"]["top1"] + 1) % 1001
     manifest_path(model).write_text(json.dumps(data))
     with pytest.raises(ModelError, match="self-test failed"):
-        Engine(model)
+        Engine(model, require_xnnpack=xnnpack_runtime)
 
 
 def test_not_a_tflite_file(tmp_path: Path, reference_model: Path) -> None:

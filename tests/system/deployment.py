@@ -1,0 +1,162 @@
+"""The deployment under test: the booted target, the playbook run against it over SSH, and what it published."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from harness import CACHE_DIR, Target, run
+
+from edge import paths
+
+REPO = paths.REPO_ROOT
+DEPLOY = REPO / "deploy"
+IMAGES_IN_TARGET = "/srv/mnv1-edge-test/images"
+DEVICE = "edge1"
+TOPIC = f"mnv1-edge/{DEVICE}"
+# mqtt for the MQTT sink; video (PyAV) for the stalling MJPEG camera of the watchdog test.
+EXTRAS = "mqtt,video"
+
+
+def require_root_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("tests/system boot a container: run them as root (make test does)")
+    missing = [t for t in ("debootstrap", "systemd-nspawn", "nsenter", "mosquitto", "mosquitto_sub", "ssh") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing tools for tests/system: {', '.join(missing)} (make apt-test installs them)")
+
+
+@dataclass
+class Deployment:
+    """The booted target, how to run the playbook against it, and the MQTT messages seen so far."""
+
+    target: Target
+    workdir: Path
+    extra_vars: dict[str, object]
+    timings: dict[str, float] = field(default_factory=dict)
+    _sub: subprocess.Popen[bytes] | None = None
+
+    def playbook(self, *args: str, extra_vars: dict[str, object] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        vars_file = self.workdir / "vars.json"
+        vars_file.write_text(json.dumps({**self.extra_vars, **(extra_vars or {})}))
+        env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(DEPLOY / "ansible.cfg"),
+            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-tmp"),
+        }
+        cmd = self.target.in_netns(
+            [REPO / ".venv/bin/ansible-playbook", "-i", self.workdir / "inventory.ini", DEPLOY / "site.yml", "-e", f"@{vars_file}", *args]
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+        (self.workdir / f"playbook-{int(time.time() * 1000)}.log").write_text(proc.stdout + proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ansible-playbook {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}")
+        return proc
+
+    def mqtt_lines(self) -> list[str]:
+        return (self.workdir / "mqtt.log").read_text(errors="replace").splitlines()
+
+    def mqtt_records(self) -> list[dict[str, object]]:
+        prefix = f"{TOPIC}/classification "
+        return [json.loads(line[len(prefix) :]) for line in self.mqtt_lines() if line.startswith(prefix)]
+
+    def file_records(self) -> list[dict[str, object]]:
+        text = self.target.sh("cat /var/lib/mnv1-edge/results.jsonl").stdout
+        return [json.loads(line) for line in text.splitlines()]
+
+    def service(self, *props: str) -> dict[str, str]:
+        return self.target.show("mnv1-edge.service", *props)
+
+    def wait_for(self, what: str, predicate: object, timeout: float = 60, interval: float = 0.5) -> object:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()  # type: ignore[operator]
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(interval)
+
+    def start_subscriber(self) -> None:
+        log = open(self.workdir / "mqtt.log", "wb")  # noqa: SIM115 - lives as long as the subscriber
+        cmd = self.target.in_netns(["mosquitto_sub", "-h", "127.0.0.1", "-q", "1", "-v", "-t", f"{TOPIC}/#"])
+        self._sub = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_subscriber(self) -> None:
+        if self._sub is not None and self._sub.poll() is None:
+            self._sub.terminate()
+            try:
+                self._sub.wait(5)
+            except subprocess.TimeoutExpired:
+                self._sub.kill()
+                self._sub.wait(5)
+
+
+def wheelhouse(dest: Path) -> None:
+    """The project wheel built now, plus dependency wheels cached outside the clone (keyed by pyproject.toml)."""
+    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:12]
+    cache = CACHE_DIR / f"wheels-cp311-x86_64-{EXTRAS.replace(',', '-')}-{key}"
+    if not (cache / ".complete").is_file():
+        tmp = CACHE_DIR / f"{cache.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        run([DEPLOY / "build-wheelhouse", "--extras", EXTRAS, tmp], timeout=900)
+        for wheel in tmp.glob("mnv1_edge-*.whl"):
+            wheel.unlink()
+        (tmp / ".complete").write_text("")
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.rename(cache)
+    dest.mkdir(parents=True, exist_ok=True)
+    for wheel in cache.glob("*.whl"):
+        shutil.copy2(wheel, dest / wheel.name)
+    run([DEPLOY / "build-wheelhouse", "--project-only", dest], timeout=300)
+
+
+def model(dest: Path) -> Path:
+    """The converted model when `make model` built it; until then Google's uint8 model with a manifest of ours."""
+    converted = paths.default_model()
+    dest.mkdir(parents=True, exist_ok=True)
+    if converted.is_file() and Path(f"{converted}.json").is_file():
+        model = dest / converted.name
+        shutil.copy2(converted, model)
+        shutil.copy2(f"{converted}.json", f"{model}.json")
+        return model
+    from edge.engine import make_manifest
+    from edge.manifest import read_labels, write_manifest
+    from edge.preprocess import list_images
+
+    model = dest / "mobilenet_v1_0.25_128_quant.tflite"
+    shutil.copy2(paths.reference_quant_model(), model)
+    write_manifest(model, make_manifest(model, read_labels(paths.labels_file()), list_images(paths.sample_images())))
+    return model
+
+
+# What the system tests deploy: a camera-paced synthetic source (4 fps: an images folder is read as fast
+# as inference allows, ~200 fps, and would take a core of a shared runner), both sinks, a short
+# watchdog so the stall test is quick. The sample photos are copied in for the images-source checks.
+def extra_vars(wheelhouse: Path, model: Path) -> dict[str, object]:
+    return {
+        "mnv1_edge_wheelhouse": str(wheelhouse),
+        "mnv1_edge_model_src": str(model),
+        "mnv1_edge_source_kind": "synthetic",
+        "mnv1_edge_mqtt_enabled": True,
+        "mnv1_edge_extras": EXTRAS.split(","),
+        "mnv1_edge_watchdog_sec": 6,
+        "mnv1_edge_restart_sec": 1,
+        "mnv1_edge_health_timeout": 60,
+        "mnv1_edge_config": {
+            "stats_interval_s": 5.0,
+            "source": {"stall_timeout_s": 3.0, "synthetic": {"fps": 4.0}, "images": {"path": IMAGES_IN_TARGET, "loop": True}},
+            "results": {"top_k": 3},
+            "sinks": {"mqtt": {"stats_interval_s": 5.0}},
+        },
+    }
