@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from edge import __version__
 from edge.errors import EX_SOFTWARE, EdgeError
+from edge.log import under_journald
 
 # name → module in edge.commands; each has HELP, add_arguments(parser) and main(args) -> int.
 COMMANDS = ("convert", "eval", "classify", "run", "check-config", "info", "bench")
@@ -35,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.main(args))
     except EdgeError as exc:
-        print(f"mnv1-edge {args.command}: error: {exc}", file=sys.stderr)
+        # Under systemd the "<3>" prefix makes journald file the line at priority err.
+        prefix = "<3>" if under_journald() else ""
+        print(f"{prefix}mnv1-edge {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -220,6 +220,7 @@ class Daemon:
         self._reload_requested = False
         self._ready = False
         self._stalled = False
+        self._next_due = 0.0  # source.max_fps: monotonic time the next frame may be taken
         self.pipeline: Pipeline | None = None
         self.capture: Capture | None = None
         self.seq: Sequence | None = None
@@ -266,8 +267,17 @@ class Daemon:
                 self._reload()
                 next_stats = min(next_stats, time.monotonic() + self.config.stats_interval_s) if self.config.stats_interval_s > 0 else float("inf")
             capture = self.capture
-            frame = capture.slot.get(POLL_S)
+            wait = self._next_due - time.monotonic()
+            if wait > 0:
+                # Under the max_fps cap a live source's newer frame replaces the waiting one, and
+                # a file source simply waits: the CPU is saved, the latest frame is classified.
+                time.sleep(min(wait, POLL_S))
+                frame = None
+            else:
+                frame = capture.slot.get(POLL_S)
             if frame is not None:
+                if self.config.source.max_fps > 0:
+                    self._next_due = time.monotonic() + 1.0 / self.config.source.max_fps
                 self.pipeline.process(frame, self.stats)
                 if not self._ready:
                     self._ready = True

@@ -54,3 +54,18 @@ def test_example_config_is_current_and_parses_to_the_defaults() -> None:
     assert example.read_text() == example_toml(), "regenerate: mnv1-edge check-config --example > examples/config.toml"
     assert load(example) == Config()
     assert len(documented_fields()) > 60
+
+
+def test_cli_error_is_one_line_with_a_journald_priority_under_systemd(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sinks.mqtt]\nqos = 3\n")
+    exe = str(Path(sys.executable).with_name("mnv1-edge"))
+    plain = subprocess.run([exe, "check-config", str(bad)], capture_output=True, text=True, env={**os.environ, "JOURNAL_STREAM": ""})
+    journal = subprocess.run([exe, "check-config", str(bad)], capture_output=True, text=True, env={**os.environ, "JOURNAL_STREAM": "8:1234"})
+    assert plain.returncode == journal.returncode == 78
+    assert plain.stderr == f"mnv1-edge check-config: error: {bad}: sinks.mqtt.qos: expected 0, 1 or 2, got 3\n"
+    assert journal.stderr == "<3>" + plain.stderr

@@ -35,7 +35,8 @@ def test_engine_accepts_the_converted_model(converted_model: Path, xnnpack_runti
     assert inp["quantization"][1] == 128 and abs(inp["quantization"][0] - 1 / 127.5) < 1e-7
     out = interp.get_output_details()[0]
     assert out["dtype"] == np.uint8 and out["quantization"] == (1 / 256, 0)
-    assert delegated_op_counts(interp)[1].keys() <= {"QUANTIZE", "AVERAGE_POOL_2D", "SOFTMAX"}
+    if xnnpack_runtime:
+        assert delegated_op_counts(interp)[1].keys() <= {"QUANTIZE", "AVERAGE_POOL_2D", "SOFTMAX"}
 
 
 def test_manifest_records_provenance(converted_model: Path) -> None:

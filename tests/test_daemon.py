@@ -15,6 +15,8 @@ import pytest
 from edge import paths
 
 sys.path.insert(0, str(Path(__file__).parent))
+import itertools
+
 from daemon_helpers import EXE, NotifySocket, base_config, start, write_config
 
 
@@ -140,3 +142,18 @@ def test_once_and_config_errors(tmp_path: Path, model: Path) -> None:
     data = base_config(tmp_path, tmp_path / "missing.tflite")
     run = subprocess.run([EXE, "run", "--config", str(write_config(bad, data))], capture_output=True, text=True, timeout=30)
     assert run.returncode == 65 and "missing.tflite: model file not found" in run.stderr
+
+
+def test_max_fps_caps_the_classification_rate(tmp_path: Path, model: Path) -> None:
+    """A synthetic source as fast as it can go, capped at 20 fps: records are ≥ 50 ms apart."""
+    data = base_config(tmp_path, model)
+    data["source"]["max_fps"] = 20.0
+    config = write_config(tmp_path / "c.toml", data)
+    run = subprocess.run([EXE, "run", "--config", str(config), "--max-frames", "8"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    from datetime import datetime
+
+    stamps = [datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")).timestamp() for r in records(tmp_path / "results.jsonl")]
+    assert len(stamps) == 8
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.045, gaps  # 1/20 s, less the record timestamps' millisecond rounding

@@ -192,7 +192,7 @@ def test_broken_config_fails_clearly_and_does_not_restart_in_a_loop(deployment: 
         s = d.service("ActiveState", "Result", "ExecMainStatus", "NRestarts")
         assert (s["ActiveState"], s["ExecMainStatus"], s["Result"]) == ("failed", "78", "exit-code")
         assert int(s["NRestarts"]) == restarts
-        log = t.journal(f"-u {UNIT} -o cat")
+        log = t.journal(f"-u {UNIT} -p err -o cat")  # at priority err, so `journalctl -p err` shows it
         assert "mnv1-edge run: error: /etc/mnv1-edge/config.toml: frames_per_second: unknown key" in log, log
     finally:
         d.playbook()  # the role puts the good config back and starts the service
