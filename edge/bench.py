@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.config import Config, parse
+from edge.config import Config, parse, to_toml
 from edge.paths import sample_images
 
 FRAME_BYTES = 128 * 128 * 3
@@ -225,14 +225,14 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         progress("cold start")
         (work / "cold").mkdir()
         cold_cfg = work / "cold.toml"
-        cold_cfg.write_text(_toml(bench_config(model, work / "cold", {"kind": "images", "images": {"path": str(jpeg)}}, stdout=True)))
+        cold_cfg.write_text(to_toml(bench_config(model, work / "cold", {"kind": "images", "images": {"path": str(jpeg)}}, stdout=True)))
         runs = [cold_start(cold_cfg) for _ in range(3)]
         report.cold_start_s = round(statistics.median(r[0] for r in runs), 3)
         report.cold_start_exit_s = round(statistics.median(r[1] for r in runs), 3)
 
         progress("steady-state RSS")
         rss_cfg = work / "rss.toml"
-        rss_cfg.write_text(_toml(bench_config(model, work / "rss", {"kind": "synthetic"})))
+        rss_cfg.write_text(to_toml(bench_config(model, work / "rss", {"kind": "synthetic"})))
         report.rss_mb = round(max(steady_rss(rss_cfg, 2000), *(r[2] for r in runs)), 1)
 
     for name, fn in EXTRA.items():
@@ -258,17 +258,6 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         "ok": report.max_transient_alloc_bytes < FRAME_BYTES,
     }
     return report
-
-
-def _toml(data: dict[str, Any], prefix: str = "") -> str:
-    from edge.config import _toml_value
-
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            name = f"{prefix}.{k}" if prefix else k
-            lines += [f"[{name}]", _toml(v, name)]
-    return "\n".join(lines) + "\n"
 
 
 def render(report: Report) -> str:

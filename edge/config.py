@@ -345,10 +345,20 @@ def _emit(cls: type[Any], prefix: str, lines: list[str]) -> None:
             _emit(hints[f.name], key, lines)
 
 
+def to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """Write a config dict (scalars, lists, nested tables) as TOML: for generated configs."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for k, v in data.items():
+        if isinstance(v, dict):
+            name = _join(prefix, k)
+            lines += [f"[{name}]", to_toml(v, name)]
+    return "\n".join(lines) + "\n"
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -11,28 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.config import to_toml
+
 EXE = str(Path(sys.executable).with_name("mnv1-edge"))
-
-
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(toml_value, v)) + "]"
-    return repr(v)
-
-
-def to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    """Enough TOML for test configs: scalars first, then nested tables."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            name = f"{prefix}.{k}" if prefix else k
-            lines.append(f"\n[{name}]")
-            lines.append(to_toml(v, name))
-    return "\n".join(lines) + "\n"
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
