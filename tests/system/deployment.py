@@ -122,32 +122,25 @@ def wheelhouse(dest: Path) -> None:
 
 
 def model(dest: Path) -> Path:
-    """The converted model when `make model` built it; until then Google's uint8 model with a manifest of ours."""
+    """The converted model `make model` built (the test command builds it before pytest)."""
     converted = paths.default_model()
+    if not (converted.is_file() and Path(f"{converted}.json").is_file()):
+        raise RuntimeError(f"{converted}: not built; run `make model` (the test command does)")
     dest.mkdir(parents=True, exist_ok=True)
-    if converted.is_file() and Path(f"{converted}.json").is_file():
-        model = dest / converted.name
-        shutil.copy2(converted, model)
-        shutil.copy2(f"{converted}.json", f"{model}.json")
-        return model
-    from edge.engine import make_manifest
-    from edge.manifest import read_labels, write_manifest
-    from edge.preprocess import list_images
-
-    model = dest / "mobilenet_v1_0.25_128_quant.tflite"
-    shutil.copy2(paths.reference_quant_model(), model)
-    write_manifest(model, make_manifest(model, read_labels(paths.labels_file()), list_images(paths.sample_images())))
+    model = dest / converted.name
+    shutil.copy2(converted, model)
+    shutil.copy2(f"{converted}.json", f"{model}.json")
     return model
 
 
-# What the system tests deploy: a camera-paced synthetic source (4 fps: an images folder is read as fast
-# as inference allows, ~200 fps, and would take a core of a shared runner), both sinks, a short
-# watchdog so the stall test is quick. The sample photos are copied in for the images-source checks.
+# What the system tests deploy: the sample photos, looping, capped at 4 fps (source.max_fps; uncapped
+# an images folder is read as fast as inference allows and would take a core of a shared runner),
+# both sinks, a short watchdog so the stall test is quick.
 def extra_vars(wheelhouse: Path, model: Path) -> dict[str, object]:
     return {
         "mnv1_edge_wheelhouse": str(wheelhouse),
         "mnv1_edge_model_src": str(model),
-        "mnv1_edge_source_kind": "synthetic",
+        "mnv1_edge_source_kind": "images",
         "mnv1_edge_mqtt_enabled": True,
         "mnv1_edge_extras": EXTRAS.split(","),
         "mnv1_edge_watchdog_sec": 6,
@@ -155,7 +148,7 @@ def extra_vars(wheelhouse: Path, model: Path) -> dict[str, object]:
         "mnv1_edge_health_timeout": 60,
         "mnv1_edge_config": {
             "stats_interval_s": 5.0,
-            "source": {"stall_timeout_s": 3.0, "synthetic": {"fps": 4.0}, "images": {"path": IMAGES_IN_TARGET, "loop": True}},
+            "source": {"max_fps": 4.0, "stall_timeout_s": 3.0, "images": {"path": IMAGES_IN_TARGET, "loop": True}},
             "results": {"top_k": 3},
             "sinks": {"mqtt": {"stats_interval_s": 5.0}},
         },

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from deployment import DEPLOY, DEVICE, REPO, TOPIC, Deployment
 
+from edge import paths
+
 pytestmark = pytest.mark.system
 
 UNIT = "mnv1-edge.service"
@@ -67,8 +69,20 @@ def test_classifications_arrive_on_mqtt_and_in_the_file(deployment: Deployment) 
         assert record["device_id"] == DEVICE
         assert record["model_sha256"] == manifest["model_sha256"]
         assert 1 <= len(record["top_k"]) <= 3
-    assert all(str(r["source"]).startswith("synthetic#") for r in file)  # type: ignore[union-attr]
+    # the device classifies each sample photo exactly as `mnv1-edge classify` does on this host
+    expected = _host_top1(Path(str(d.extra_vars["mnv1_edge_model_src"])))
+    for record in (*mqtt, *file):  # type: ignore[misc]
+        assert record["top_k"][0]["class_index"] == expected[record["source"]], record
     assert f"{TOPIC}/availability online" in d.mqtt_lines()
+
+
+def _host_top1(model: Path) -> dict[str, int]:
+    from edge.engine import Engine
+    from edge.preprocess import list_images, load_image
+
+    engine = Engine(model)
+    photos = [p for p in list_images(paths.sample_images()) if p.suffix.lower() in (".jpg", ".bmp")]
+    return {p.name: engine.top_k(engine.classify(load_image(p)), 1)[0].class_index for p in photos}
 
 
 def test_journal_has_the_startup_line_and_no_warnings(deployment: Deployment) -> None:
@@ -140,7 +154,7 @@ def test_kill_9_restarts_and_loses_no_result(deployment: Deployment) -> None:
 def test_stalled_camera_is_restarted_by_the_watchdog(deployment: Deployment) -> None:
     d, t = deployment, deployment.target
     stall = d.workdir / "stall"
-    jpegs = sorted(str(p) for p in (REPO.parent / "shared/data/samples").glob("*.jpg"))
+    jpegs = sorted(str(p) for p in paths.sample_images().glob("*.jpg"))
     server = subprocess.Popen(
         t.in_netns([sys.executable, Path(__file__).with_name("mjpeg_server.py"), "--port", "8089", "--stall", stall, *jpegs]),
         start_new_session=True,
@@ -148,7 +162,7 @@ def test_stalled_camera_is_restarted_by_the_watchdog(deployment: Deployment) -> 
     original = t.sh(f"cat {CONFIG}").stdout
     try:
         t.wait_port(8089, 10)
-        video = original.replace('kind = "synthetic"', 'kind = "video"') + '\n[source.video]\nurl = "http://127.0.0.1:8089/cam.mjpg"\n'
+        video = original.replace('kind = "images"', 'kind = "video"') + '\n[source.video]\nurl = "http://127.0.0.1:8089/cam.mjpg"\n'
         t.sh(f"cat > {CONFIG} <<'EOF'\n{video}EOF\nsystemctl reload {UNIT}")
         d.wait_for("the reload to the MJPEG camera", lambda: re.search(r"reloaded: .* source video:http", t.journal(f"-u {UNIT} -o cat")), 30)
         before = _wait_active(d)
