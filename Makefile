@@ -7,33 +7,41 @@ SHARED ?= $(abspath ../shared)
 export MNV1_EDGE_SHARED := $(SHARED)
 MODEL := models/mobilenet_v1_0.25_128_int8.tflite
 # Debian packages the tests need: a real broker, debootstrap + nspawn for the systemd target,
-# qemu-user for the arm64 stage.
-TEST_APT := mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static binfmt-support iproute2 openssh-client
+# qemu-user for the arm64 stage, openssl for the TLS test certificates.
+DEMO_APT := python3-venv
+TEST_APT := python3-venv mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static iproute2 openssh-client openssl
 
-.PHONY: setup setup-test apt-test model demo lint test test-unit test-system test-arm64 bench clean
+.PHONY: setup setup-test apt-demo apt-test model demo lint test test-unit test-system test-arm64 bench clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# Debian packages missing from a list, installed with apt (needs root).
+apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# pip, not python, marks a complete venv: `python3 -m venv` without ensurepip leaves bin/python behind.
+$(BIN)/pip:
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "python3 -m venv failed: install python3-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 
 # Device + converter extras: what `make demo` needs.
-$(VENV)/.setup: pyproject.toml | $(BIN)/python
+$(VENV)/.setup: pyproject.toml | apt-demo $(BIN)/pip
 	$(BIN)/pip install -q -e '.[convert,mqtt,video]'
 	touch $@
 
-$(VENV)/.setup-test: pyproject.toml | $(BIN)/python
+$(VENV)/.setup-test: pyproject.toml | apt-test $(BIN)/pip
 	$(BIN)/pip install -q -e '.[convert,mqtt,video,test]'
 	touch $@ $(VENV)/.setup
 
 setup: $(VENV)/.setup
 setup-test: apt-test $(VENV)/.setup-test
 
+apt-demo:
+	@$(call apt_install,$(DEMO_APT))
+
 apt-test:
-	@missing=$$(for p in $(TEST_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt_install,$(TEST_APT))
 
 # The converted model is a build output (see .gitignore); the float source comes from ../shared.
 model: $(MODEL)

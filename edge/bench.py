@@ -1,9 +1,9 @@
-"""Benchmarks, side by side in one run: bare invoke, engine, whole pipeline (in-memory frames and a
-720p JPEG, draft vs full decode), cold start, peak RSS, and a per-frame allocation check.
+"""Benchmarks, side by side in one run: bare invoke, engine, whole pipeline (in-memory frames and a"""
 
-CPU time per frame (process_time: every thread of this process) is reported next to wall time;
-the targets are about CPU time on one core, so `run` pins the process (and its children) to one.
-"""
+# 720p JPEG, draft vs full decode), cold start, peak RSS, and a per-frame allocation check.
+#
+# CPU time per frame (process_time: every thread of this process) is reported next to wall time;
+# the targets are about CPU time on one core, so `run` pins the process (and its children) to one.
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import Config, parse, to_toml
+from edge.errors import EdgeError
 from edge.paths import sample_images
 
 FRAME_BYTES = 128 * 128 * 3
 TARGETS = {"pipeline_over_invoke_cpu": 1.3, "jpeg720_draft_ms": 2.5, "cold_start_s": 1.5, "rss_mb": 80.0}
 
-# Extra benchmarks (e.g. MQTT publish) registered by other modules: name → fn() returning a dict
-# of figures. The lead wires the MQTT helper's function in with `register("mqtt_publish", fn)`.
+# Extra benchmarks registered by callers (`mnv1-edge bench --mqtt` adds "mqtt_publish"): name → fn()
+# returning a dict of figures, run after the built-in ones so they share one report.
 EXTRA: dict[str, Callable[[], dict[str, Any]]] = {}
 
 
@@ -104,7 +105,7 @@ class PipelineRunner:
     def step(self) -> None:
         frame = self.capture.slot.get(5.0)
         if frame is None:
-            raise RuntimeError("bench source produced no frame")
+            raise EdgeError("bench: the synthetic source produced no frame")
         self.pipeline.process(frame, self.stats)
 
     def close(self) -> None:
@@ -147,7 +148,7 @@ def cold_start(config_path: Path) -> tuple[float, float, float]:
     t_exit = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0 or not first:
-        raise RuntimeError(f"cold start run failed with status {proc.returncode}")
+        raise EdgeError(f"bench: the cold-start run of `mnv1-edge run` failed with status {proc.returncode}")
     return t_first, t_exit, usage.ru_maxrss / 1024
 
 
@@ -160,7 +161,7 @@ def steady_rss(config_path: Path, frames: int) -> float:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"RSS run failed with status {proc.returncode}")
+        raise EdgeError(f"bench: the RSS run of `mnv1-edge run` failed with status {proc.returncode}")
     return float(usage.ru_maxrss / 1024)
 
 

@@ -1,9 +1,8 @@
-"""Configuration: TOML file → dict → frozen dataclasses; unknown keys and wrong types rejected by path.
+"""Configuration: TOML file → dict → frozen dataclasses; unknown keys and wrong types rejected by path."""
 
-Loading (file → dict) is separate from parsing (dict → Config) so tests build configs from dicts.
-Every field has a default and a description (the `doc` metadata); `examples/config.toml` documents
-them all and a test keeps it in step with this file.
-"""
+# Loading (file → dict) is separate from parsing (dict → Config) so tests build configs from dicts.
+# Every field has a default and a description (the `doc` metadata); `examples/config.toml` documents
+# them all and a test keeps it in step with this file.
 
 from __future__ import annotations
 
@@ -255,6 +254,9 @@ def _check(config: Any, path: str) -> None:
         need(0.1 <= config.crop_fraction <= 1.0, "crop_fraction", "must be between 0.1 and 1.0")
         need(config.max_fps >= 0, "max_fps", "must not be negative")
         need(config.stall_timeout_s > 0, "stall_timeout_s", "must be positive")
+        # A file source reads its next frame only once the last was taken: a cap slower than the
+        # stall timeout would look like a stalled camera and stop the watchdog.
+        need(config.max_fps == 0 or 1 / config.max_fps < config.stall_timeout_s, "max_fps", "1/max_fps must be shorter than stall_timeout_s")
         need(config.kind != "images" or bool(config.images.path), "images.path", 'required when kind = "images"')
         need(config.kind != "video" or bool(config.video.url), "video.url", 'required when kind = "video"')
     elif isinstance(config, ResultsConfig):
@@ -301,6 +303,10 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: permission denied reading the config file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
     try:
         config: Config = parse(data)
     except ConfigError as exc:

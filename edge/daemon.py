@@ -1,10 +1,9 @@
-"""The daemon: capture thread → latest frame → engine → results → sinks, driven by signals and systemd.
+"""The daemon: capture thread → latest frame → engine → results → sinks, driven by signals and systemd."""
 
-Signal handlers only set flags; the main loop acts on them between frames, so a frame in flight
-always completes. systemd sees READY=1 after the model loaded, passed its self-test and classified
-the first frame; WATCHDOG=1 only while frames arrive; RELOADING=1 … READY=1 around SIGHUP;
-STOPPING=1 on SIGTERM.
-"""
+# Signal handlers only set flags; the main loop acts on them between frames, so a frame in flight
+# always completes. systemd sees READY=1 after the model loaded, passed its self-test and classified
+# the first frame; WATCHDOG=1 only while frames arrive; RELOADING=1 … READY=1 around SIGHUP;
+# STOPPING=1 on SIGTERM.
 
 from __future__ import annotations
 
@@ -121,7 +120,8 @@ class Capture:
 class Pipeline:
     """Engine + result filter + opened sinks for one configuration."""
 
-    def __init__(self, config: Config, seq: Sequence, previous: Pipeline | None = None, config_path: Path | None = None) -> None:
+    def __init__(self, config: Config, seq: Sequence, previous: Pipeline | None = None) -> None:
+        """Load and self-test the model; opens no sink (see `open_sinks`)."""
         self.config = config
         self.seq = seq
         self.device = config.device
@@ -132,14 +132,23 @@ class Pipeline:
         self.filter: ResultFilter = previous.filter if previous is not None and keep_filter else ResultFilter(config.results, self.engine.labels)
         self.sinks: list[Sink] = []
         self.reused: set[str] = set()
+
+    def open_sinks(self, config_path: Path | None, previous: Pipeline | None = None) -> None:
+        """Open this configuration's sinks. An unchanged sink of `previous` is kept running (an MQTT
+        session survives a reload); a changed one is closed before its successor opens, because a
+        spool directory and an MQTT client id cannot be held twice."""
         old = {s.name: s for s in previous.sinks} if previous else {}
         try:
-            for sink in make_sinks(config, config_path):
-                # An unchanged sink keeps running (an MQTT session is not torn down by a reload).
-                if previous and sink.name in old and getattr(previous.config.sinks, sink.name, None) == getattr(config.sinks, sink.name, 0):
-                    self.sinks.append(old[sink.name])
-                    self.reused.add(sink.name)
-                    continue
+            for sink in make_sinks(self.config, config_path):
+                before = old.get(sink.name)
+                if before is not None and previous is not None:
+                    same = getattr(previous.config.sinks, sink.name) == getattr(self.config.sinks, sink.name) and previous.device == self.device
+                    if same:
+                        self.sinks.append(before)
+                        self.reused.add(sink.name)
+                        continue
+                    previous.sinks.remove(before)
+                    _close_sink(before)
                 sink.open()
                 self.sinks.append(sink)
         except BaseException:
@@ -179,12 +188,8 @@ class Pipeline:
 
     def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
         for sink in self.sinks:
-            if sink.name in keep:
-                continue
-            try:
-                sink.close()
-            except Exception as exc:
-                log.error("sink %s: close failed: %s", sink.name, exc)
+            if sink.name not in keep:
+                _close_sink(sink)
 
     def describe(self, source: Source) -> str:
         e = self.engine.describe()
@@ -199,6 +204,13 @@ class Pipeline:
         )
 
 
+def _close_sink(sink: Sink) -> None:
+    try:
+        sink.close()
+    except Exception as exc:
+        log.error("sink %s: close failed: %s", sink.name, exc)
+
+
 def _sink_desc(config: Config, name: str) -> str:
     if name == "file":
         return f"file:{config.sinks.file.path}"
@@ -210,10 +222,19 @@ def _sink_desc(config: Config, name: str) -> str:
 class Daemon:
     """Owns the pipeline and the capture; `run` returns the exit status."""
 
-    def __init__(self, config: Config, config_path: Path | None = None, *, max_frames: int = 0, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        *,
+        max_frames: int = 0,
+        notifier: Notifier | None = None,
+        log_level: str = "",
+    ) -> None:
         self.config = config
         self.config_path = config_path
         self.max_frames = max_frames
+        self.log_level = log_level  # --log-level wins over the config's, across reloads too
         self.notifier = notifier or Notifier()
         self.stats = Stats()
         self._stop_requested = False
@@ -241,7 +262,8 @@ class Daemon:
         self.install_signal_handlers()
         self.seq = Sequence(Path(self.config.state_dir))
         try:
-            self.pipeline = Pipeline(self.config, self.seq, config_path=self.config_path)
+            self.pipeline = Pipeline(self.config, self.seq)
+            self.pipeline.open_sinks(self.config_path)
             source = make_source(self.config.source)
             source.open()
             self.capture = Capture(source)
@@ -343,43 +365,51 @@ class Daemon:
         self.pipeline.report(stats)
 
     def _reload(self) -> None:
-        """Build the new pipeline (and source) first; swap; then close what is no longer used.
-        Any failure keeps the running configuration."""
-        assert self.pipeline is not None and self.capture is not None
+        """Re-read the config and apply it between two frames, without losing a result.
+
+        Everything that can fail without side effects comes first (parsing, loading and
+        self-testing a new model): a failure there keeps the running configuration. Then the old
+        camera, spool or MQTT session is released before its replacement opens, since neither can
+        be held twice; if a replacement cannot open, the daemon stops with that error and systemd
+        restarts it, rather than claim a configuration that no longer runs.
+        """
+        assert self.pipeline is not None and self.capture is not None and self.seq is not None
         self.notifier.reloading()
         log.info("reloading %s", self.config_path)
-        new_capture: Capture | None = None
         try:
             if self.config_path is None:
                 raise EdgeError("no config file to reload (started without --config)")
             config = load(self.config_path)
-            if config.state_dir != self.config.state_dir:
-                log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
-            assert self.seq is not None
-            pipeline = Pipeline(config, self.seq, previous=self.pipeline, config_path=self.config_path)
-            if config.source != self.config.source:
-                try:
-                    source = make_source(config.source)
-                    source.open()
-                    new_capture = Capture(source)
-                except BaseException:
-                    pipeline.close(keep=pipeline.reused)
-                    raise
-        except Exception as exc:  # whatever broke, the running pipeline is still good
+            pipeline = Pipeline(config, self.seq, previous=self.pipeline)
+        except Exception as exc:  # nothing was touched: the running pipeline is still good
             log.error("reload failed, still running the previous configuration: %s", exc)
-            self.notifier.ready("reload failed; running the previous configuration")
+            self._ready_again("reload failed; running the previous configuration")
             return
-        old_pipeline, self.pipeline = self.pipeline, pipeline
-        self.config = config
-        logging.getLogger().setLevel(config.log_level.upper())
-        if new_capture is not None:
-            old_capture, self.capture = self.capture, new_capture
-            new_capture.start()
-            old_capture.stop()
-        old_pipeline.flush()
-        old_pipeline.close(keep=pipeline.reused)
+        if config.state_dir != self.config.state_dir:
+            log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
+        old = self.pipeline
+        old.flush()
+        self.pipeline, self.config = pipeline, config
+        logging.getLogger().setLevel((self.log_level or config.log_level).upper())
+        try:
+            if config.source != old.config.source:
+                self.capture.stop()
+                source = make_source(config.source)
+                source.open()
+                self.capture = Capture(source)
+                self.capture.start()
+            pipeline.open_sinks(self.config_path, previous=old)
+        finally:
+            old.close(keep=pipeline.reused)
         log.info("reloaded: %s", pipeline.describe(self.capture.source))
-        self.notifier.ready(f"reloaded; classifying {self.capture.source.name}")
+        self._ready_again(f"reloaded; classifying {self.capture.source.name}")
+
+    def _ready_again(self, status: str) -> None:
+        """READY=1 ends a reload, but only once start-up itself was complete (first frame classified)."""
+        if self._ready:
+            self.notifier.ready(status)
+        else:
+            self.notifier.status(status)
 
     def _shutdown(self) -> None:
         if self.capture is not None:

@@ -35,6 +35,13 @@ def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[Predicti
     return tuple(Prediction(int(i), labels[int(i)], float(scores[i])) for i in order)
 
 
+def dequantize_table(quantization: tuple[float, int]) -> np.ndarray:
+    """uint8 value → float32 probability, from the output tensor's own scale and zero point
+    (as pycoral does); raw/255 would be wrong."""
+    scale, zero_point = quantization
+    return (np.float32(scale or 1.0) * (np.arange(256, dtype=np.int32) - zero_point)).astype(np.float32)
+
+
 class Engine:
     """Runs one model on 128x128 uint8 RGB frames and returns dequantized probabilities."""
 
@@ -48,7 +55,7 @@ class Engine:
         self.manifest: Manifest = load_manifest(self.model_path, self.sha256)
         self.runtime: Runtime = load_runtime()
         self.threads = threads
-        self._interp: Any = make_interpreter(self.model_path, threads)
+        self._interp: Any = make_interpreter(self.model_path, threads, self.runtime)
         self._check_contract()
         self.delegated, self.not_delegated = delegated_op_counts(self._interp)
         missing = [op for op in REQUIRED_DELEGATED if self.not_delegated.get(op)]
@@ -73,10 +80,7 @@ class Engine:
             raise ModelError(f"{self.model_path}: output {got_out} does not match {len(m.labels)} labels / manifest")
         self._in_index = int(inp["index"])
         self._out_index = int(out["index"])
-        scale, zero_point = out["quantization"]
-        # Dequantize with the tensor's own parameters (pycoral does the same); raw/255 is wrong.
-        self._out_scale = np.float32(scale if scale else 1.0)
-        self._out_zero = np.int32(zero_point)
+        self._dequantize = dequantize_table(out["quantization"])
 
     def invoke(self, frame: np.ndarray) -> None:
         """Copy one 128x128x3 uint8 frame into the input tensor and run the model."""
@@ -88,8 +92,9 @@ class Engine:
         return raw
 
     def scores(self) -> np.ndarray:
-        raw = self.raw_output()
-        return self._out_scale * (raw.astype(np.int32) - self._out_zero).astype(np.float32)
+        """The output as float32 probabilities: one table lookup, no temporaries."""
+        scores: np.ndarray = self._dequantize[self.raw_output()]
+        return scores
 
     def classify(self, frame: np.ndarray) -> np.ndarray:
         self.invoke(frame)
@@ -144,14 +149,14 @@ def make_manifest(
 
     interp = make_interpreter(model, 1)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    dequantize = dequantize_table(out["quantization"])
     best: tuple[float, SelfTest] | None = None
     for image in reference_images:
         frame = load_image(image, fraction=crop_fraction)
         interp.set_tensor(inp["index"], frame[None])
         interp.invoke()
-        scale, zp = out["quantization"]
-        probs = scale * (interp.get_tensor(out["index"])[0].astype(np.int32) - zp)
-        first, second = top_k(probs.astype(np.float32), labels, 2)
+        probs = dequantize[interp.get_tensor(out["index"])[0]]
+        first, second = top_k(probs, labels, 2)
         margin = first.score - second.score
         if best is None or margin > best[0]:
             best = (margin, SelfTest.from_frame(frame, first.class_index, first.label, first.score, image.name))

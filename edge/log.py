@@ -28,12 +28,15 @@ class RepeatFilter(logging.Filter):
     def __init__(self, window: float = 60.0) -> None:
         super().__init__()
         self.window = window
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, str(record.msg))
+        # The first argument (e.g. which sink) is part of the key, so one failing sink
+        # cannot hide another's errors.
+        first = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        key = (record.name, str(record.msg), str(first))
         now = time.monotonic()
         last, suppressed = self._seen.get(key, (-1e18, 0))
         if now - last < self.window:

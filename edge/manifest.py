@@ -1,8 +1,7 @@
-"""The sidecar manifest that travels with a model: labels, input contract, provenance, self-test.
+"""The sidecar manifest that travels with a model: labels, input contract, provenance, self-test."""
 
-`MODEL.tflite.json` sits next to `MODEL.tflite` and records the model's sha256, so the daemon can
-refuse a manifest that belongs to another model file.
-"""
+# `MODEL.tflite.json` sits next to `MODEL.tflite` and records the model's sha256, so the daemon can
+# refuse a manifest that belongs to another model file.
 
 from __future__ import annotations
 

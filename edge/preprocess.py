@@ -1,9 +1,8 @@
-"""Shared preprocessing: centre crop, bilinear resize to the model's input, uint8 RGB.
+"""Shared preprocessing: centre crop, bilinear resize to the model's input, uint8 RGB."""
 
-The same code prepares calibration images, evaluation images and camera frames, so the model
-sees on the device exactly what it was calibrated and measured on. Pillow does the pixel work in C;
-there is no per-pixel float arithmetic in Python.
-"""
+# The same code prepares calibration images, evaluation images and camera frames, so the model
+# sees on the device exactly what it was calibrated and measured on. Pillow does the pixel work in C;
+# there is no per-pixel float arithmetic in Python.
 
 from __future__ import annotations
 

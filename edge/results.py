@@ -1,10 +1,9 @@
-"""From scores to published results: top-k and threshold, smoothing, hysteresis, publish policy.
+"""From scores to published results: top-k and threshold, smoothing, hysteresis, publish policy."""
 
-`top_k[0]` of a published result is the stable label: with smoothing and hysteresis it changes
-only when a new label has won (by the EMA margin or the N-of-M vote); the other entries are the
-next best classes of the (smoothed) scores. With the defaults (no smoothing, no hysteresis) the
-result is exactly the engine's top-k, ties going to the lower class index.
-"""
+# `top_k[0]` of a published result is the stable label: with smoothing and hysteresis it changes
+# only when a new label has won (by the EMA margin or the N-of-M vote); the other entries are the
+# next best classes of the (smoothed) scores. With the defaults (no smoothing, no hysteresis) the
+# result is exactly the engine's top-k, ties going to the lower class index.
 
 from __future__ import annotations
 
@@ -71,8 +70,10 @@ class ResultFilter:
         k = self.config.top_k
         ranked = top_k(smoothed, self.labels, k + 1)
         first = Prediction(stable, self.labels[stable], float(smoothed[stable]))
+        if first.score < self.config.threshold:
+            return ()  # nothing confident enough: no label, rather than a runner-up posing as the stable one
         rest = [p for p in ranked if p.class_index != stable][: k - 1]
-        return tuple(p for p in (first, *rest) if p.score >= self.config.threshold)
+        return (first, *(p for p in rest if p.score >= self.config.threshold))
 
     def update(self, scores: np.ndarray, now: float) -> tuple[Prediction, ...] | None:
         """The predictions to publish for this frame, or None when the policy says skip.

@@ -82,9 +82,9 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def make_interpreter(model: Path | bytes, threads: int = 1) -> Any:
+def make_interpreter(model: Path | bytes, threads: int = 1, runtime: Runtime | None = None) -> Any:
     """An allocated interpreter with the default delegate (XNNPACK) applied."""
-    runtime = load_runtime()
+    runtime = runtime or load_runtime()
     try:
         if isinstance(model, bytes):
             interp = runtime.interpreter_class(model_content=model, num_threads=threads)
@@ -105,8 +105,9 @@ def delegated_op_counts(interp: Any) -> tuple[dict[str, int], dict[str, int]]:
     a DELEGATE node, or (transitively) another node outside. Nodes inside a partition feed only
     each other, or produce the DELEGATE node's own output.
     """
-    ops = [op for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]
-    delegates = [op for op in interp._get_ops_details() if op["op_name"] == "DELEGATE"]
+    details = interp._get_ops_details()
+    ops = [op for op in details if op["op_name"] != "DELEGATE"]
+    delegates = [op for op in details if op["op_name"] == "DELEGATE"]
     produced_by_delegate = {int(t) for d in delegates for t in d["outputs"]}
     needed = {int(t) for d in delegates for t in d["inputs"]}
     needed |= {int(d["index"]) for d in interp.get_output_details()}

@@ -1,15 +1,15 @@
-"""The record sequence number: strictly increasing for a device, across restarts and crashes.
+"""The record sequence number: strictly increasing for a device, across restarts and crashes."""
 
-Writing the number after every record would cost an fsync per record. Instead a block of numbers
-is reserved by persisting its end (the high-water mark) atomically before any of them is used;
-after a crash the next run starts at that mark. Numbers are therefore unique and increasing but
-may skip (at most one block per crash); a clean shutdown persists the exact next number.
-"""
+# Writing the number after every record would cost an fsync per record. Instead a block of numbers
+# is reserved by persisting its end (the high-water mark) atomically before any of them is used;
+# after a crash the next run starts at that mark. Numbers are therefore unique and increasing but
+# may skip (at most one block per crash); a clean shutdown persists the exact next number.
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from edge.errors import ConfigError
@@ -38,8 +38,6 @@ class Sequence:
         except ValueError:
             # A damaged file is no reason to stop; a fresh mark far ahead keeps numbers increasing
             # as long as the clock does.
-            import time
-
             self._next = int(time.time() * 1000)
             log.error("%s: unreadable (%r); continuing from %d", self.path, text[:40], self._next)
         self._mark = self._next

@@ -59,7 +59,7 @@ class Stats:
         self.frames += 1
 
     def fps(self, now: float | None = None) -> float:
-        elapsed = (now or time.monotonic()) - self._window_start
+        elapsed = (now if now is not None else time.monotonic()) - self._window_start
         return self._in_window / elapsed if elapsed > 0 else 0.0
 
     def snapshot(self, **extra: Any) -> dict[str, Any]:

@@ -69,3 +69,17 @@ def test_cli_error_is_one_line_with_a_journald_priority_under_systemd(tmp_path: 
     assert plain.returncode == journal.returncode == 78
     assert plain.stderr == f"mnv1-edge check-config: error: {bad}: sinks.mqtt.qos: expected 0, 1 or 2, got 3\n"
     assert journal.stderr == "<3>" + plain.stderr
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('device_id = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load(latin1)
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load(tmp_path)  # a directory
+
+
+def test_a_rate_cap_slower_than_the_stall_timeout_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"source\.max_fps: 1/max_fps must be shorter than stall_timeout_s"):
+        parse({**MINIMAL, "source": {"max_fps": 0.05, "stall_timeout_s": 10.0}})

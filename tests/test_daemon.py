@@ -157,3 +157,69 @@ def test_max_fps_caps_the_classification_rate(tmp_path: Path, model: Path) -> No
     assert len(stamps) == 8
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert min(gaps) >= 0.045, gaps  # 1/20 s, less the record timestamps' millisecond rounding
+
+
+def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_path: Path, model: Path) -> None:
+    """A reload that changes the file path, the MQTT sink (same spool, same client id) and the
+    source: each old one is released before its successor opens; every seq lands exactly once."""
+    from edge.localbroker import Mosquitto
+
+    notify = NotifySocket(tmp_path / "notify")
+    with Mosquitto(tmp_path / "broker") as broker:
+        sub = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-t", "mnv1-edge/dev/classification"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        data = base_config(tmp_path, model, fps=40.0)
+        data["device_id"] = "dev"
+        data["sinks"]["mqtt"] = {"enabled": True, "port": broker.port, "spool": {"path": str(tmp_path / "spool")}}
+        config = write_config(tmp_path / "c.toml", data)
+        proc = start(config, notify=notify)
+        try:
+            ready = notify.wait_for("READY=1")
+            time.sleep(0.5)
+            data["source"]["synthetic"]["seed"] = 7
+            data["sinks"]["file"]["path"] = str(tmp_path / "results2.jsonl")
+            data["sinks"]["mqtt"]["stats_interval_s"] = 30.0
+            write_config(config, data)
+            proc.send_signal(signal.SIGHUP)
+            reloading = notify.wait_for("RELOADING=1", after=ready)
+            notify.wait_for("READY=1", after=reloading)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            notify.close()
+        time.sleep(0.5)  # let the subscriber take the last acknowledged messages
+        sub.terminate()
+        received = [json.loads(line)["seq"] for line in sub.communicate(timeout=5)[0].splitlines()]
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "reloaded: " in stderr and "ERROR" not in stderr and "in use" not in stderr, stderr
+    before, after = records(tmp_path / "results.jsonl"), records(tmp_path / "results2.jsonl")
+    assert before and after and {r["source"].split("#")[0] for r in after} == {"synthetic"}
+    seqs = [r["seq"] for r in before + after]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous across the swap
+    assert sorted(set(received)) == seqs  # every record also reached the broker, none lost
+
+
+def test_a_reload_during_start_up_does_not_send_ready_before_the_first_frame(tmp_path: Path, model: Path) -> None:
+    """READY=1 means the first frame was classified; a SIGHUP before that must not send it."""
+    notify = NotifySocket(tmp_path / "notify")
+    data = base_config(tmp_path, model)
+    data["source"] = {"kind": "video", "video": {"url": "http://127.0.0.1:9/none.mjpg"}}  # a camera that never answers
+    config = write_config(tmp_path / "c.toml", data)
+    proc = start(config, notify=notify)
+    try:
+        time.sleep(2.0)  # the model is loaded; no frame will come
+        proc.send_signal(signal.SIGHUP)
+        notify.wait_for("STATUS=reloaded; classifying video:http://127.0.0.1:9/none.mjpg", timeout=10)
+        assert notify.count("READY=1", 0, time.monotonic()) == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        notify.close()

@@ -94,3 +94,19 @@ def test_sequence_is_persisted_and_survives_a_crash(tmp_path: Path) -> None:
     c = Sequence(tmp_path, block=10)
     first = c.next()
     assert first > last and first == int((tmp_path / "seq").read_text()) - 10
+
+
+def test_a_stable_label_under_the_threshold_publishes_no_label_rather_than_a_runner_up() -> None:
+    from edge.config import ResultsConfig
+    from edge.results import ResultFilter
+
+    labels = tuple(str(i) for i in range(1001))
+    f = ResultFilter(ResultsConfig(hysteresis=0.2, threshold=0.4), labels)
+    first = np.zeros(1001, np.float32)
+    first[1] = 0.6
+    assert [p.class_index for p in f.predictions(first)][:1] == [1]
+    # class 2 now leads, but not by the hysteresis margin: 1 stays the stable label, and it
+    # is under the threshold, so nothing is published as top_k[0] (never class 2 in its place)
+    second = np.zeros(1001, np.float32)
+    second[1], second[2] = 0.35, 0.45
+    assert f.predictions(second) == ()

@@ -27,4 +27,4 @@ def main(args: argparse.Namespace) -> int:
     config = load(path)
     setup(args.log_level or config.log_level)
     max_frames = 1 if args.once else max(0, args.max_frames)
-    return Daemon(config, path, max_frames=max_frames).run()
+    return Daemon(config, path, max_frames=max_frames, log_level=args.log_level or "").run()
