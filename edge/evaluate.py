@@ -21,16 +21,22 @@ CSV_COLUMNS = ("file", "synset", "class_index", "class_name")
 def read_labelled(folder: Path) -> list[tuple[Path, int]]:
     """(image path, class index) from DIR/labels.csv (columns file,synset,class_index,class_name), in file-name order."""
     csv_path = Path(folder) / LABELS_CSV
+    rows: list[tuple[Path, int]] = []
+    line = 1
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             if reader.fieldnames is None or not set(CSV_COLUMNS) <= set(reader.fieldnames):
                 raise SourceError(f"{csv_path}: expected columns {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
-            rows = [(Path(folder) / row["file"], int(row["class_index"])) for row in reader]
+            for row in reader:
+                line = reader.line_num
+                rows.append((Path(folder) / row["file"], int(row["class_index"])))
     except FileNotFoundError as exc:
         raise SourceError(f"{csv_path}: missing; a labelled folder needs labels.csv ({','.join(CSV_COLUMNS)})") from exc
-    except (ValueError, KeyError) as exc:
-        raise SourceError(f"{csv_path}: malformed row ({exc})") from exc
+    except OSError as exc:  # a folder named labels.csv, no permission, an I/O error
+        raise SourceError(f"{csv_path}: cannot read ({exc.strerror or exc})") from exc
+    except (ValueError, KeyError, TypeError, csv.Error) as exc:  # a short row's missing columns are None: TypeError
+        raise SourceError(f"{csv_path}: malformed row at line {line} ({exc})") from exc
     if not rows:
         raise SourceError(f"{csv_path}: no labelled images")
     return sorted(rows)

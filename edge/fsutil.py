@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from edge.errors import SinkError
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write to a temp file beside `path`, fsync it, rename over `path`, fsync the directory."""
@@ -39,3 +41,19 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any heavy work when `path` cannot be created: probe its folder with a temp file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SinkError(f"{path}: is a directory; {what} needs a file path")
+    parent = path.parent  # Path("x").parent is Path("."), never empty
+    if not parent.is_dir():
+        raise SinkError(f"{path}: cannot write {what}: folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise SinkError(f"{path}: cannot write {what} in {parent} ({exc.strerror})") from exc
+    os.close(fd)
+    os.unlink(tmp)

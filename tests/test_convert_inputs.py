@@ -151,3 +151,45 @@ def test_float_model_of_another_architecture(tmp_path: Path) -> None:
     assert_refused(
         convert(tmp_path, "--source", str(other), "--allow-unverified"), tmp_path, str(other), "not MobileNet v1 0.25/128", "30 ops", "expected 31"
     )
+
+
+@pytest.mark.parametrize("count", ["0", "-3", "many"])
+def test_calibration_count_must_be_positive(tmp_path: Path, count: str) -> None:
+    result = convert(tmp_path, "--source", str(paths.float_model()), f"--calibration-count={count}")
+    assert result.returncode == 2, result.stderr
+    assert f"argument --calibration-count: expected a positive integer, got '{count}'" in result.stderr
+    assert "Traceback" not in result.stderr and list((tmp_path / "out").iterdir()) == []
+
+
+def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: Path) -> None:
+    """An image without a labels.csv row (sorting first) must not shift calibration onto held-out images."""
+    from edge.convert.pipeline import Options, plan_images
+    from edge.evaluate import load_labelled, read_labelled
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rows = (paths.dev_images() / "labels.csv").read_text().splitlines()
+    (folder / "labels.csv").write_text("\n".join(rows[:11]) + "\n")
+    for row in rows[1:11]:
+        shutil.copy(paths.dev_images() / row.split(",")[0], folder)
+    shutil.copy(paths.dev_images() / rows[20].split(",")[0], folder / "a_unlabelled.jpg")
+    labelled = [p for p, _ in read_labelled(folder)]
+    assert calibrate.list_images(folder)[0].name == "a_unlabelled.jpg" and len(labelled) == 10
+
+    plan = plan_images(Options(out=tmp_path / "m.tflite", calibration=folder))
+    held, frames, _ = load_labelled(plan.eval_folder, plan.eval_split)  # what convert measures on
+    assert (plan.calibration_split, plan.eval_split) == ("calibration", "held-out")
+    assert plan.calibration == labelled[0::2] and held == labelled[1::2] and len(frames) == 5
+    assert not set(plan.calibration) & set(held)
+    few = plan_images(Options(out=tmp_path / "m.tflite", calibration=folder, calibration_count=2))
+    assert few.calibration == labelled[0:4:2]
+
+
+def test_dev_folder_split_is_unchanged() -> None:
+    """The dev folder's labels.csv lists exactly its images, so the split (and the model) stays as before."""
+    from edge.convert.pipeline import Options, plan_images
+
+    plan = plan_images(Options(out=Path("m.tflite")))
+    images = calibrate.list_images(paths.dev_images())
+    assert plan.calibration == images[0::2][:250] and len(plan.calibration) == 250
+    assert plan.eval_folder == paths.dev_images() and plan.eval_split == "held-out"

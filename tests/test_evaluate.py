@@ -73,3 +73,30 @@ def test_eval_refuses_a_missing_model(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "edge", "eval", "--images", str(folder), str(tmp_path / "none.tflite")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "none.tflite: model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_short_rows_and_unreadable_labels_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "labels.csv").write_text("file,synset,class_index,class_name\na.jpg,n01,3,cat\nb.jpg,n02\n")
+    with pytest.raises(SourceError, match=r"labels\.csv: malformed row at line 3"):
+        read_labelled(tmp_path)
+    as_dir = tmp_path / "dir"
+    (as_dir / "labels.csv").mkdir(parents=True)
+    with pytest.raises(SourceError, match=r"labels\.csv: cannot read \(Is a directory\)"):
+        read_labelled(as_dir)
+
+
+def test_eval_checks_the_json_path_before_evaluating(tmp_path: Path) -> None:
+    """The JSON folder is missing and so is the image folder: the JSON error comes first, before any work."""
+    out = tmp_path / "missing" / "eval.json"
+    cmd = [sys.executable, "-m", "edge", "eval", "--images", str(tmp_path / "no-images"), "--json", str(out), str(paths.float_model())]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 73, result.stderr
+    assert f"{out}: cannot write the evaluation JSON" in result.stderr and "Traceback" not in result.stderr
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--rounds", "-1")])
+def test_eval_refuses_bad_counts(tmp_path: Path, option: str, value: str) -> None:
+    cmd = [sys.executable, "-m", "edge", "eval", "--images", str(tmp_path), option, value, str(paths.float_model())]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and f"argument {option}: expected" in result.stderr and "Traceback" not in result.stderr

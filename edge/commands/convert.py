@@ -7,10 +7,30 @@ import argparse
 HELP = "convert the official float MobileNet v1 0.25/128 into the int8 model the device runs (with report and accuracy gate)"
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts that must be at least 1 (also used by `eval`)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for counts where 0 means "skip"."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, minimum: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="PATH|URL", help="float .tflite (or its .tgz) path or URL (default: the pinned TensorFlow archive URL)")
     p.add_argument("--calibration", metavar="DIR", help="calibration image folder (default: ../shared/data/imagenet-dev)")
-    p.add_argument("--calibration-count", type=int, default=250, metavar="N", help="calibration images (default: %(default)s)")
+    p.add_argument("--calibration-count", type=positive_int, default=250, metavar="N", help="calibration images (default: %(default)s)")
     p.add_argument(
         "--eval-images",
         metavar="DIR",
@@ -34,7 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="min top-1 points relative to Google's quant model, negative = may be below (default: %(default)s)",
     )
     p.add_argument(
-        "--latency-rounds", type=int, default=300, metavar="N", help="interleaved invokes per model for the latency table (default: %(default)s)"
+        "--latency-rounds",
+        type=non_negative_int,
+        default=300,
+        metavar="N",
+        help="interleaved invokes per model for the latency table, 0 = skip (default: %(default)s)",
     )
 
 

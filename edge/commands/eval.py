@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands.convert import non_negative_int, positive_int
+
 HELP = "measure top-1/top-5, agreement with the first model and interleaved invoke latency on a labelled image folder"
 
 
@@ -14,10 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--split",
         choices=("all", "calibration", "held-out"),
         default="all",
-        help="all images, or the converter's calibration (even positions) / held-out (odd positions) half (default: %(default)s)",
+        help="all images, or the converter's calibration (even labels.csv rows) / held-out (odd rows) half (default: %(default)s)",
     )
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default: %(default)s)")
+    p.add_argument(
+        "--rounds", type=non_negative_int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON ('-' = stdout instead of the table)")
 
 
@@ -25,10 +29,13 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edge.errors import ModelError
+    from edge.errors import ModelError, SinkError
     from edge.evaluate import evaluate, load_labelled
-    from edge.fsutil import write_atomic
+    from edge.fsutil import check_writable, write_atomic
 
+    json_path = Path(args.json) if args.json and args.json != "-" else None
+    if json_path is not None:
+        check_writable(json_path, "the evaluation JSON")  # before minutes of evaluation, not after
     for model in args.models:
         if not Path(model).is_file():
             raise ModelError(f"{model}: model file not found")
@@ -40,7 +47,10 @@ def main(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(text, end="")
         return 0
-    if args.json:
-        write_atomic(Path(args.json), text.encode())
+    if json_path is not None:
+        try:
+            write_atomic(json_path, text.encode())
+        except OSError as exc:
+            raise SinkError(f"{json_path}: cannot write ({exc.strerror or exc})") from exc
     print(evaluation.summary())
     return 0

@@ -1,12 +1,4 @@
-"""Empirical bias correction, layer by layer, directly on the quantized model's int32 biases.
-
-For each convolution in network order, the quantized model (with every earlier layer already
-corrected) runs on the calibration frames; the per-channel mean of its dequantized output minus
-the float network's is subtracted from that layer's bias. Editing the int32 bias in the flatbuffer
-is what re-converting with a corrected float bias would give, minus the re-calibration of the
-activation ranges (which a mean shift barely moves), at the cost of one integer-only pass per layer
-instead of one TFLiteConverter run per layer.
-"""
+"""Empirical bias correction, layer by layer, directly on the quantized model's int32 biases."""
 
 from __future__ import annotations
 
@@ -15,9 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from edge.convert import flatbuf
 from edge.convert.calibrate import Progress
+from edge.engine import REQUIRED_DELEGATED as CONV_OPS  # the convolutions, by op name
 
-CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+# For each convolution in network order, the quantized model (with every earlier layer already
+# corrected) runs on the calibration frames; the per-channel mean of its dequantized output minus
+# the float network's is subtracted from that layer's bias. Editing the int32 bias in the flatbuffer
+# is what re-converting with a corrected float bias would give, minus the re-calibration of the
+# activation ranges (which a mean shift barely moves), at the cost of one integer-only pass per layer
+# instead of one TFLiteConverter run per layer.
 
 
 @dataclass(frozen=True)
@@ -81,12 +80,9 @@ def quantized_channel_mean(data: bytes, frames: np.ndarray, layer: int) -> np.nd
 
 def correct(data: bytes, float_means: list[np.ndarray], frames: np.ndarray) -> tuple[bytes, list[LayerFix]]:
     """Correct every convolution's bias in order; returns the new model and what each fix did."""
-    from edge.convert import flatbuf
-    from edge.convert.quantize import CONV_2D, DEPTHWISE_CONV_2D
-
     model = flatbuf.read(data, "quantized model")
     sg = model.subgraphs[0]
-    convs = [op for op in sg.operators if flatbuf.opcode(model, op) in (CONV_2D, DEPTHWISE_CONV_2D)]
+    convs = [op for op in sg.operators if flatbuf.opcode(model, op) in (flatbuf.CONV_2D, flatbuf.DEPTHWISE_CONV_2D)]
     if len(convs) != len(float_means):
         raise ValueError(f"{len(convs)} convolutions in the quantized model, {len(float_means)} in the float one")
     fixes: list[LayerFix] = []

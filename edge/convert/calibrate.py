@@ -13,9 +13,10 @@ import numpy as np
 from edge.errors import SourceError
 from edge.preprocess import list_images, load_image
 
-# The fixed, documented split: in file-name order, images at even positions (0, 2, 4, ...)
-# calibrate and images at odd positions are held out for the report. Interleaving keeps both
-# halves spread over all classes (the dev folder is sorted by synset).
+# The fixed, documented split of a labelled folder that supplies both halves: its labels.csv rows in
+# file-name order, even positions (0, 2, 4, ...) calibrate and odd positions are held out for the
+# report. Both halves come from that one list, so they are disjoint whatever else the folder holds;
+# interleaving keeps both spread over all classes (the dev folder is sorted by synset).
 SPLITS = ("all", "calibration", "held-out")
 T = TypeVar("T")
 
@@ -45,11 +46,12 @@ class ImageSet:
         return h.hexdigest()
 
 
-def calibration_paths(folder: Path, count: int, split: str) -> list[Path]:
-    """The first `count` images of the split; a clear error for a missing or empty folder."""
+def calibration_paths(folder: Path, count: int, labelled: list[Path] | None = None) -> list[Path]:
+    """The first `count` images of the folder, or of the calibration half of its `labelled` images
+    (labels.csv order) when it also supplies the held-out half; a clear error for a missing or empty folder."""
     if not folder.is_dir():
         raise SourceError(f"{folder}: calibration folder not found; pass --calibration DIR with images")
-    images = select(list_images(folder), split)
+    images = list_images(folder) if labelled is None else select(labelled, "calibration")
     if not images:
         raise SourceError(f"{folder}: no images (.jpg/.png/.bmp ...) to calibrate on")
     return images[:count]
@@ -79,7 +81,7 @@ def load(paths: list[Path], label: str, minimum: int) -> ImageSet:
 class Progress:
     """A one-line progress bar on stderr (a few plain lines when stderr is not a terminal)."""
 
-    def __init__(self, label: str, total: int, width: int = 30):
+    def __init__(self, label: str, total: int, width: int = 30) -> None:
         self.label, self.total, self.width, self.n = label, max(total, 1), width, 0
         self.tty = sys.stderr.isatty()
         self._last_quarter = -1

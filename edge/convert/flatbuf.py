@@ -8,6 +8,18 @@ from typing import Any
 from edge.errors import ModelError
 
 IDENTIFIER = b"TFL3"
+# TFLite builtin operator codes (schema.fbs BuiltinOperator) of the ops the converter reads or edits.
+ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MUL, RESHAPE, SOFTMAX, CAST, QUANTIZE = 0, 1, 3, 4, 18, 22, 25, 53, 114
+
+
+def is_tflite(data: bytes) -> bool:
+    """The cheap structural check before anything heavy: the TFLite file identifier at bytes 4..8."""
+    return len(data) >= 8 and data[4:8] == IDENTIFIER
+
+
+def check_identifier(data: bytes, where: str) -> None:
+    if not is_tflite(data):
+        raise ModelError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier); --source needs the float .tflite model")
 
 
 def read(data: bytes, where: str) -> Any:
@@ -16,8 +28,7 @@ def read(data: bytes, where: str) -> Any:
 
     if sys.byteorder != "little":
         raise ModelError(f"{where}: the converter needs a little-endian machine")
-    if len(data) < 8 or data[4:8] != IDENTIFIER:
-        raise ModelError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier); --source needs the float .tflite model")
+    check_identifier(data, where)
     try:
         return schema.ModelT.InitFromObj(schema.Model.GetRootAs(bytearray(data), 0))
     except Exception as exc:  # a corrupt flatbuffer raises anything from struct.error to IndexError

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge import __version__, paths
 from edge.convert import calibrate
 from edge.convert.report import Gate, Report
 from edge.convert.source import Source, resolve
+from edge.engine import REQUIRED_DELEGATED
 from edge.errors import GateError, ModelError, SinkError, SourceError
+from edge.evaluate import Evaluation
+from edge.fsutil import check_writable
 
-REQUIRED_DELEGATED = ("CONV_2D", "DEPTHWISE_CONV_2D")
+if TYPE_CHECKING:
+    from edge.convert.biascorrect import LayerFix
 
 
 @dataclass(frozen=True)
@@ -49,35 +55,41 @@ class _Clock:
         self._last = now
 
 
-def check_writable(path: Path, what: str) -> None:
-    """Fail before any heavy work when the output cannot be created."""
-    path = Path(path)
-    if path.is_dir():
-        raise SinkError(f"{path}: is a directory; {what} needs a file path")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise SinkError(f"{path}: cannot write {what}: folder {parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-    except OSError as exc:
-        raise SinkError(f"{path}: cannot write {what} in {parent} ({exc.strerror})") from exc
-    os.close(fd)
-    os.unlink(tmp)
+@dataclass(frozen=True)
+class ImagePlan:
+    """Which images calibrate and which measure the model."""
+
+    calibration: list[Path]
+    calibration_split: str  # "calibration" (even labels.csv rows of a shared folder) or "all"
+    eval_folder: Path
+    eval_split: str  # "held-out" (odd labels.csv rows of a shared folder) or "all"
 
 
-def _eval_set(opts: Options) -> tuple[Path, str, list[tuple[Path, int]]]:
+def plan_images(opts: Options) -> ImagePlan:
+    """Fail fast on missing folders or a bad labels.csv; split a folder that supplies both halves."""
     from edge.evaluate import read_labelled
 
-    folder = opts.eval_images or opts.calibration
-    if opts.eval_images is None and not (Path(folder) / "labels.csv").is_file():
+    folder = Path(opts.eval_images or opts.calibration)
+    if opts.eval_images is None and not (folder / "labels.csv").is_file():
         if not (paths.dev_images() / "labels.csv").is_file():
             raise SourceError(f"{folder}: no labels.csv to measure the model on; pass --eval-images DIR (a folder with labels.csv)")
         folder = paths.dev_images()  # calibrate on the user's images, measure on the labelled dev set
-    same = Path(folder).resolve() == Path(opts.calibration).resolve()
-    split = "held-out" if same else "all"
-    rows = read_labelled(Path(folder))
-    chosen = calibrate.select(rows, split)
-    return Path(folder), split, chosen
+    rows = read_labelled(folder)  # a bad labels.csv fails here, before any heavy work
+    if folder.resolve() != Path(opts.calibration).resolve():
+        return ImagePlan(calibrate.calibration_paths(Path(opts.calibration), opts.calibration_count), "all", folder, "all")
+    # Both halves come from the one list of labels.csv rows (as `eval --split` reads it), so an
+    # unlabelled or missing image file cannot shift one half's parity against the other's.
+    labelled = [p for p, _ in rows]
+    return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count, labelled), "calibration", folder, "held-out")
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A full disk or a vanished folder while writing an output: one clear line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
 def convert(opts: Options) -> Report:
@@ -89,18 +101,16 @@ def convert(opts: Options) -> Report:
     from edge.convert import rebuild
 
     layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
-    eval_folder, eval_split, eval_rows = _eval_set(opts)
-    cal_split = "calibration" if eval_split == "held-out" else "all"
-    cal_paths = calibrate.calibration_paths(Path(opts.calibration), opts.calibration_count, cal_split)
+    plan = plan_images(opts)
     from edge.manifest import read_labels
 
     labels = read_labels(opts.labels)
     clock.lap("checks")
 
-    cal = calibrate.load(cal_paths, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
-    held = calibrate.load([p for p, _ in eval_rows], "held-out evaluation", minimum=1)
-    if len(held.paths) != len(eval_rows):
-        raise SourceError(f"{eval_folder}: {len(eval_rows) - len(held.paths)} labelled evaluation images are unreadable")
+    from edge.evaluate import evaluate, load_labelled
+
+    cal = calibrate.load(plan.calibration, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
+    _, held_frames, held_labels = load_labelled(plan.eval_folder, plan.eval_split)
     clock.lap("load images")
 
     from edge.convert import biascorrect, quantize
@@ -119,8 +129,6 @@ def convert(opts: Options) -> Report:
         ours, fixes = biascorrect.correct(plain, means, cal.frames)
         clock.lap("bias correction")
 
-    from edge.evaluate import evaluate
-
     candidates: list[tuple[str, Path | bytes]] = [("float (source)", source.data)]
     if paths.reference_quant_model().is_file():
         candidates.append(("reference quant (Google)", paths.reference_quant_model()))
@@ -130,7 +138,7 @@ def convert(opts: Options) -> Report:
     # Latency only for the three deployable models (plain PTQ has the same graph as ours).
     timed = [name for name, _ in candidates if name != "ours without bias correction"]
     evaluation, _ = evaluate(
-        candidates, held.frames, [c for _, c in eval_rows], f"{eval_folder} ({_split_text(eval_split)})", 1, opts.latency_rounds, timed
+        candidates, held_frames, held_labels, f"{plan.eval_folder} ({_split_text(plan.eval_split)})", 1, opts.latency_rounds, timed
     )
     clock.lap("evaluate")
 
@@ -140,21 +148,22 @@ def convert(opts: Options) -> Report:
     if problems:
         raise GateError(f"{opts.out}: accuracy gate failed: {'; '.join(problems)}; no model written")
 
-    report = _report(opts, source, cal, cal_split, diff, evaluation, fixes, ours, cpu_ops, clock)
-    _write(opts, ours, labels, report, cal)
+    digest = cal.digest()  # hashes every calibration file: once
+    _write(opts, ours, labels, _source_info(source) | {"calibration_digest": digest} | _converter_info(), cal)
     clock.lap("write + self-test")
-    report = _report(opts, source, cal, cal_split, diff, evaluation, fixes, ours, cpu_ops, clock)
+    report = _report(opts, source, cal, digest, plan.calibration_split, diff, evaluation, fixes, ours, cpu_ops, clock)
     if opts.report:
         from edge.fsutil import write_atomic
 
-        write_atomic(opts.report, report.to_json().encode())
+        with _writing(opts.report):
+            write_atomic(opts.report, report.to_json().encode())
     return report
 
 
 def _split_text(split: str) -> str:
     return {
-        "held-out": "held out: odd positions in file-name order",
-        "calibration": "even positions in file-name order",
+        "held-out": "held out: odd labels.csv rows in file-name order",
+        "calibration": "even labels.csv rows in file-name order",
         "all": "all images",
     }[split]
 
@@ -169,7 +178,7 @@ def _check_delegation(model: bytes) -> dict[str, int]:
     return outside
 
 
-def _write(opts: Options, model: bytes, labels: tuple[str, ...], report: Report, cal: calibrate.ImageSet) -> None:
+def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: calibrate.ImageSet) -> None:
     """Manifest first, then the model, each atomically; the Engine must accept the pair."""
     from edge.engine import Engine, make_manifest
     from edge.fsutil import write_atomic
@@ -178,14 +187,21 @@ def _write(opts: Options, model: bytes, labels: tuple[str, ...], report: Report,
 
     out = Path(opts.out)
     refs = list_images(paths.sample_images()) if paths.sample_images().is_dir() else list(cal.paths[:8])
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tflite", dir=out.parent)
+    with _writing(out):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tflite", dir=out.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with _writing(out), os.fdopen(fd, "wb") as f:
             f.write(model)
-        manifest = make_manifest(tmp, labels, refs, report.source | {"calibration_digest": report.calibration["digest"]} | report.converter)
-        write_manifest(out, manifest)
-        write_atomic(out, model)
+        manifest = make_manifest(tmp, labels, refs, provenance)
+        with _writing(manifest_path(out)):
+            write_manifest(out, manifest)
+        try:
+            with _writing(out):
+                write_atomic(out, model)
+        except SinkError:
+            manifest_path(out).unlink(missing_ok=True)  # it names a model that was never written
+            raise
     finally:
         tmp.unlink(missing_ok=True)
     try:
@@ -200,22 +216,31 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _source_info(source: Source) -> dict[str, Any]:
+    return {"source": source.origin, "source_sha256": source.sha256, "source_verified": source.verified}
+
+
+def _converter_info() -> dict[str, str]:
+    import tensorflow as tf
+
+    return {"converter_version": __version__, "tensorflow_version": tf.__version__}
+
+
 def _report(
     opts: Options,
     source: Source,
     cal: calibrate.ImageSet,
+    digest: str,
     cal_split: str,
     diff: float,
-    evaluation: Any,
-    fixes: list[Any],
+    evaluation: Evaluation,
+    fixes: list[LayerFix],
     model: bytes,
     cpu_ops: dict[str, int],
     clock: _Clock,
 ) -> Report:
     import hashlib
     from dataclasses import asdict
-
-    import tensorflow as tf
 
     acc = {a.name: a for a in evaluation.accuracy}
     lat = {x.name: x for x in evaluation.latency}
@@ -235,14 +260,14 @@ def _report(
     if "ours" in lat:
         targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
     return Report(
-        converter={"converter_version": __version__, "tensorflow_version": tf.__version__},
-        source={"source": source.origin, "source_sha256": source.sha256, "source_verified": source.verified},
+        converter=_converter_info(),
+        source=_source_info(source),
         calibration={
             "folder": str(opts.calibration),
-            "split": "even positions in file-name order" if cal_split == "calibration" else "first images in file-name order",
+            "split": _split_text("calibration") if cal_split == "calibration" else "first images in file-name order",
             "count": len(cal.paths),
             "skipped": list(cal.skipped),
-            "digest": cal.digest(),
+            "digest": digest,
         },
         rebuild_max_abs_diff=diff,
         evaluation=evaluation,

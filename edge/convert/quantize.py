@@ -1,11 +1,4 @@
-"""Full-integer quantization (per-channel int8) and the graph edit that makes the input raw uint8.
-
-TFLiteConverter turns the Keras network's `cast → x/127.5 - 1` prologue into CAST (outside XNNPACK),
-QUANTIZE, MUL and ADD; the int8 MUL also coarsens the 256 input levels to ~170. We replace the
-prologue by one QUANTIZE uint8 (scale 1/127.5, zero 128) → int8 (scale 1/127.5, zero 0), i.e. p - 128:
-exact, and TFLite runs it as a byte-wise XOR. The first convolution then sees (p - 128)/127.5, which
-is the float model's (p - 127.5)/127.5 shifted by -1/255; that constant shift is folded into its bias.
-"""
+"""Full-integer quantization (per-channel int8) and the graph edit that makes the input raw uint8."""
 
 from __future__ import annotations
 
@@ -18,11 +11,16 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
+from edge.convert.flatbuf import ADD, CAST, CONV_2D, MUL, QUANTIZE
 from edge.errors import ModelError
 
+# TFLiteConverter turns the Keras network's `cast → x/127.5 - 1` prologue into CAST (outside XNNPACK),
+# QUANTIZE, MUL and ADD; the int8 MUL also coarsens the 256 input levels to ~170. We replace the
+# prologue by one QUANTIZE uint8 (scale 1/127.5, zero 128) → int8 (scale 1/127.5, zero 0), i.e. p - 128:
+# exact, and TFLite runs it as a byte-wise XOR. The first convolution then sees (p - 128)/127.5, which
+# is the float model's (p - 127.5)/127.5 shifted by -1/255; that constant shift is folded into its bias.
+
 INPUT_SCALE = 1.0 / 127.5
-# TFLite builtin operator codes used by the edit.
-CAST, QUANTIZE, MUL, ADD, CONV_2D, DEPTHWISE_CONV_2D = 53, 114, 18, 0, 3, 4
 
 
 def convert(keras_model: Any, frames: np.ndarray) -> bytes:

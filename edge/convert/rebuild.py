@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
+from edge.convert.flatbuf import AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, RESHAPE, SOFTMAX
 from edge.errors import ModelError
 
-# TFLite builtin operator codes (schema.fbs) of the ops this network uses.
-CONV_2D, DEPTHWISE_CONV_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX = 3, 4, 1, 22, 25
 OP_NAMES = {CONV_2D: "CONV_2D", DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", AVERAGE_POOL_2D: "AVERAGE_POOL_2D", RESHAPE: "RESHAPE", SOFTMAX: "SOFTMAX"}
 FLOAT32 = 0  # TensorType.FLOAT32
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 9: "int8"}
@@ -129,13 +128,6 @@ def build_keras(layers: list[Layer]) -> Any:
     for keras_layer, layer in zip(convs, layers, strict=True):
         keras_layer.set_weights([layer.kernel, layer.bias])
     return model
-
-
-def conv_layer_names(model: Any) -> list[str]:
-    """Names of the 28 convolutions in network order (the bias-correction targets)."""
-    import keras
-
-    return [lyr.name for lyr in model.layers if isinstance(lyr, keras.layers.Conv2D | keras.layers.DepthwiseConv2D)]
 
 
 def float_tflite_probs(source: bytes, frames: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ class Gate:
     min_top1_vs_reference: float  # points relative to the reference quant model (negative = may be below)
 
     def failures(self, ours: Accuracy, float_: Accuracy, reference: Accuracy | None) -> list[str]:
-        problems = []
+        problems: list[str] = []
         if ours.agreement is not None and ours.agreement < self.min_agreement:
             problems.append(f"agreement with float {ours.agreement:.1f}% < {self.min_agreement:.1f}%")
         if ours.top1 < float_.top1 - self.max_top1_drop:

@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.convert import flatbuf
 from edge.errors import ModelError
 
 # The pins (also recorded in models/source.json, which a test keeps in step).
@@ -49,14 +50,8 @@ def resolve(source: str | None, allow_unverified: bool = False) -> Source:
         raise ModelError(f"{path}: cannot read ({exc.strerror})") from exc
     if path.suffix in (".tgz", ".gz", ".tar"):
         data = _extract(data, str(path))
-    check_flatbuffer(data, str(path))
+    flatbuf.check_identifier(data, str(path))
     return _verify(data, str(path), allow_unverified)
-
-
-def check_flatbuffer(data: bytes, where: str) -> None:
-    """The cheap structural check before anything heavy: the TFLite file identifier."""
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ModelError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier); --source needs the float .tflite model")
 
 
 def _verify(data: bytes, where: str, allow_unverified: bool) -> Source:
@@ -93,7 +88,7 @@ def _fetch(url: str) -> bytes:
 
 
 def _extract(blob: bytes, where: str) -> bytes:
-    if blob[4:8] == b"TFL3":
+    if flatbuf.is_tflite(blob):
         return blob
     try:
         with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
@@ -106,8 +101,3 @@ def _extract(blob: bytes, where: str) -> bytes:
             return f.read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ModelError(f"{where}: not a .tflite file nor a readable .tgz archive ({exc})") from exc
-
-
-def describe() -> dict[str, str]:
-    """What the float source is; models/source.json in the repository records the same pins."""
-    return {"url": ARCHIVE_URL, "member": MEMBER, "sha256": SHA256, "license": "Apache-2.0"}
