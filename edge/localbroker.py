@@ -62,7 +62,10 @@ class Mosquitto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                err = ""
+                if self.proc.stderr:
+                    err = self.proc.stderr.read().decode(errors="replace")
+                    self.proc.stderr.close()
                 self.proc = None
                 raise RuntimeError(f"mosquitto exited at start: {err} {self.log_text()[-2000:]}")
             try:

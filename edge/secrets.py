@@ -34,10 +34,13 @@ def world_readable(path: Path) -> bool:
 
 def read_secret(path: Path, what: str) -> str:
     """The file's text without its trailing newline; warns when any user can read it."""
+    key = f"sinks.mqtt.{what.replace(' ', '_')}_file"
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SinkError(f"{path}: cannot read the {what} ({exc.strerror}); check sinks.mqtt.{what.replace(' ', '_')}_file") from exc
+        raise SinkError(f"{path}: cannot read the {what} ({exc.strerror}); check {key}") from exc
+    except ValueError as exc:  # UnicodeDecodeError: not a text file, or another encoding
+        raise SinkError(f"{path}: the {what} is not UTF-8 text; check {key} (save the file as UTF-8)") from exc
     if world_readable(path):
         log.warning("%s: the MQTT %s is readable by every user; run: chmod 600 %s", path, what, path)
     return text.rstrip("\r\n")

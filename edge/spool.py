@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import struct
@@ -144,14 +145,39 @@ class Spool:
 
     def open(self) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._cursor_fd = os.open(self.directory / "cursor", os.O_RDWR | os.O_CREAT, 0o600)
-            disk = os.statvfs(self.directory)
+            self._open()
         except OSError as exc:
-            raise SinkError(f"{self.directory}: cannot create the MQTT spool ({exc.strerror}); check sinks.mqtt.spool.path") from exc
+            self._release()
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise SinkError(
+                f"{self.directory}: cannot open the MQTT spool: {exc.strerror or exc}{where}; "
+                "check that sinks.mqtt.spool.path is a directory this user may write"
+            ) from exc
+        except BaseException:
+            self._release()
+            raise
+        pending = self.depth()
+        if pending:
+            log.info("spool %s: %d records from an earlier run wait for the broker", self.directory, pending)
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._cursor_fd = os.open(self.directory / "cursor", os.O_RDWR | os.O_CREAT, 0o600)
+        # Two spools on one directory would each truncate and unlink the other's segments: the
+        # lock (on the cursor's open file, so also between sinks of one process) keeps them apart.
+        # The kernel drops it when the descriptor closes, so a kill -9 never leaves it stale.
+        try:
+            fcntl.flock(self._cursor_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SinkError(
+                f"{self.directory}: spool in use by another process or sink; "
+                "stop the other mnv1-edge or give each MQTT sink its own sinks.mqtt.spool.path"
+            ) from None
+        disk = os.statvfs(self.directory)
         # Segments are 1/16 of the cap or of the filesystem, whichever is smaller, so a full disk
         # also drops in small steps.
         self.segment_bytes = _segment_bytes(min(self.max_bytes, disk.f_blocks * disk.f_frsize))
+        self._segments.clear()
         numbers = sorted(int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit())
         for number in numbers:
             self._segments[number] = self._scan(number)
@@ -167,21 +193,24 @@ class Spool:
                 self._unlink(number)
         # A fresh segment per run: appends never follow a tail that a crash may have torn.
         last = max(self._segments, default=self._cursor.seg)
-        self._start_segment(max(last + 1, self._cursor.seg + 1))
+        self._create_segment(max(last + 1, self._cursor.seg + 1))
         self._normalize_cursor()
         self._saved_cursor = self._cursor
-        pending = self.depth()
-        if pending:
-            log.info("spool %s: %d records from an earlier run wait for the broker", self.directory, pending)
 
-    def close(self) -> None:
-        self.flush(sync=True)
+    def _release(self) -> None:
+        """Close every descriptor (which also drops the directory lock)."""
         with self._lock:
-            for fd in [self._fd, self._cursor_fd, *self._read_fds.values()]:
+            for fd in [self._fd, self._cursor_fd, *self._read_fds.values(), *self._unsynced.values()]:
                 if fd >= 0:
                     os.close(fd)
             self._fd = self._cursor_fd = -1
+            self._active = None
             self._read_fds.clear()
+            self._unsynced.clear()
+
+    def close(self) -> None:
+        self.flush(sync=True)
+        self._release()
 
     # --- producer side ---------------------------------------------------------------------
 
@@ -262,15 +291,18 @@ class Spool:
         return True
 
     def _start_segment(self, number: int) -> bool:
-        path = self.directory / f"{number:012d}{_SUFFIX}"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+            self._create_segment(number)
         except OSError as exc:
             log.warning("spool %s: cannot start a new segment (%s)", self.directory, exc.strerror)
             return False
+        return True
+
+    def _create_segment(self, number: int) -> None:
+        path = self.directory / f"{number:012d}{_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
         self._fd = fd
         self._active = self._segments[number] = _Segment(number)
-        return True
 
     # --- consumer side ---------------------------------------------------------------------
 
@@ -374,6 +406,11 @@ class Spool:
                 self._cursor = Pos(seg.number + 1, 0, 0)
                 self._normalize_cursor()
                 continue
+            # Appends wait for this lock: look at the record at the cursor first (its header holds
+            # stored_at) and read a whole chunk only when there is something to drop.
+            head = self._pread(seg.number, _HEADER.size, base.off)
+            if len(head) < _HEADER.size or _HEADER.unpack(head)[2] >= cutoff:
+                return
             data = self._pread(seg.number, min(_READ_CHUNK, seg.size - base.off), base.off)
             offset = count = 0
             while (parsed := _parse(data, offset)) is not None and parsed[0] < cutoff:

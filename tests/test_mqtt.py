@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +23,10 @@ import pytest
 
 from edge.config import ConfigError, MqttSinkConfig, parse
 from edge.engine import Prediction
-from edge.localbroker import Mosquitto
+from edge.errors import SinkError
+from edge.localbroker import Mosquitto, free_port
 from edge.record import Record
+from edge.secrets import mqtt_credentials
 from edge.sinks.mqtt import MqttSink
 
 DRIVER = Path(__file__).with_name("mqtt_driver.py")
@@ -367,3 +372,48 @@ def test_publish_benchmark_reports_rate_and_write_amplification(broker: Mosquitt
     assert result["rate_per_s"] > 0
     # each record is stored once, plus a 16-byte frame header and the occasional cursor write
     assert result["payload_bytes_per_record"] < result["spool_bytes_per_record"] < result["payload_bytes_per_record"] + 40
+
+
+def fds_under(directory: Path) -> list[str]:
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own descriptor, closed meanwhile
+    return [t for t in targets if t.startswith(f"{directory}/")]
+
+
+def test_a_bad_tls_file_fails_open_before_the_spool_is_touched(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.crt"
+    ca.write_text("not a certificate\n")
+    spool = tmp_path / "spool"
+    sink = MqttSink(sink_config(free_port(), spool, tls={"enabled": True, "ca_file": str(ca)}), "cam")
+    with pytest.raises(SinkError, match=r"sinks\.mqtt\.tls: cannot load the CA"):
+        sink.open()
+    assert fds_under(spool) == []  # no leaked descriptors, and so no lock held on the spool
+    sink = MqttSink(sink_config(free_port(), spool), "cam")
+    sink.open()  # a corrected config (a reload) gets the spool
+    sink.close()
+
+
+def test_a_secret_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    password_file = tmp_path / "password"
+    password_file.write_bytes(b"\xff\xfepass\n")  # UTF-16 from a Windows editor, say
+    config = sink_config(1883, tmp_path / "spool", username="edge", password_file=str(password_file))
+    with pytest.raises(SinkError, match=re.escape(f"{password_file}: the password is not UTF-8 text; check sinks.mqtt.password_file")):
+        mqtt_credentials(config)
+
+
+def test_mosquitto_exiting_at_start_leaves_no_pipe_open(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "broker")
+    broker.conf.write_text("no_such_option true\n")
+    gc.collect()  # earlier tests' garbage (paho's sockets) must not count here
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(RuntimeError, match="mosquitto exited at start"):
+            broker.start()
+        gc.collect()
+    assert broker.proc is None
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning) and "unclosed file" in str(w.message)]
+    assert unclosed == []  # the stderr pipe was closed, not left to the garbage collector

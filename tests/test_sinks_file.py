@@ -64,3 +64,25 @@ def test_repair_cuts_nul_garbage_after_a_power_loss(tmp_path: Path) -> None:
     assert repair(path) == 301
     assert path.read_text() == good
     assert repair(path) == 0
+
+
+def test_a_failed_rotation_keeps_records_coming_and_rotates_once_it_can(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    line_bytes = len(record(0).to_json()) + 1
+    sink = FileSink(FileSinkConfig(path=str(path), max_bytes=line_bytes * 5, keep=1, fsync="interval"))
+    sink.open()
+    blocker = tmp_path / "r.jsonl.1"
+    blocker.mkdir()
+    (blocker / "keep").write_text("a non-empty directory where FILE.1 must go: the rotation fails")
+    for i in range(12):
+        sink.write(record(i))
+    assert [d["seq"] for d in read_lines(path)] == list(range(12))  # all there, past max_bytes
+    assert sink.stats()["errors"] == 0 and sink.stats()["rotate_errors"] == 7 and sink.stats()["rotations"] == 0
+    (blocker / "keep").unlink()
+    blocker.rmdir()
+    for i in range(12, 15):
+        sink.write(record(i))
+    sink.close()
+    assert [d["seq"] for d in read_lines(blocker)] == list(range(12))
+    assert [d["seq"] for d in read_lines(path)] == [12, 13, 14]
+    assert sink.stats()["rotations"] == 1 and sink.stats()["errors"] == 0

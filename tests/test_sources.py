@@ -1,10 +1,10 @@
-"""Sources on real inputs: an image folder with a corrupt file, a generated video (file and HTTP
-stream with reconnects), synthetic frames, and the v4l2 error path."""
+"""Sources on real inputs: images with a corrupt file, generated (and damaged) videos, HTTP streams, synthetic frames, v4l2 errors."""
 
 from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -29,9 +29,12 @@ COLOURS = [(220, 40, 40), (40, 200, 60), (30, 60, 210)]
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 12-frame 320x240 MPEG-4 clip written with PyAV: 4 frames each of red, green, blue."""
+    return write_clip(tmp_path_factory.mktemp("video") / "clip.mp4")
+
+
+def write_clip(path: Path) -> Path:
     import av
 
-    path = tmp_path_factory.mktemp("video") / "clip.mp4"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
@@ -119,6 +122,61 @@ def test_video_file_loops(video: Path) -> None:
 def test_missing_video_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"source.video.url: .* is not a file"):
         VideoSource(VideoSourceConfig(url=str(tmp_path / "none.mp4"))).open()
+
+
+def damaged(video: Path, directory: Path, how: str) -> Path:
+    """A copy of the clip with its second half corrupted (MPEG-4 frame start codes overwritten:
+    FFmpeg's decoder rejects those packets), or written as MPEG-TS and cut off mid-stream (as a
+    recording is by a power cut; an MP4 has its index at the end and would not open at all)."""
+    if how == "truncated":
+        path = write_clip(directory / "truncated.ts")
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return path
+    path = directory / "corrupted.mp4"
+    data = bytearray(video.read_bytes())
+    starts = [m.start() for m in re.finditer(rb"\x00\x00\x01\xb6", bytes(data))]
+    assert len(starts) == FRAMES
+    for start in starts[FRAMES // 2 :]:
+        data[start : start + 4] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_corrupted_video_file_fails_clearly_instead_of_repeating_frames(video: Path, tmp_path: Path) -> None:
+    source = VideoSource(VideoSourceConfig(url=str(damaged(video, tmp_path, "corrupted")), reconnect_max_s=0.05))
+    source.open()
+    frames: list[np.ndarray] = []
+    with pytest.raises(SourceError, match=r"^video:.*corrupted\.mp4: decode failed after 6 frames \(.*Invalid data"):
+        while (frame := source.read()) is not None and len(frames) <= FRAMES:
+            frames.append(frame.pixels)
+    source.close()
+    assert len(frames) == 6 and _close_colour(frames[3], COLOURS[0]) and _close_colour(frames[5], COLOURS[1])
+
+
+def test_a_truncated_video_file_ends_without_repeating_frames(video: Path, tmp_path: Path) -> None:
+    source = VideoSource(VideoSourceConfig(url=str(damaged(video, tmp_path, "truncated")), reconnect_max_s=0.05))
+    source.open()
+    frames: list[np.ndarray] = []
+    while (frame := source.read()) is not None and len(frames) <= FRAMES:
+        frames.append(frame.pixels)
+    source.close()
+    assert 0 < len(frames) < FRAMES and _close_colour(frames[0], COLOURS[0])
+    order = [next(i for i, c in enumerate(COLOURS) if _close_colour(f, c)) for f in frames]
+    assert order == sorted(order)  # never back to the first frame
+
+
+def test_a_looping_file_that_disappears_is_retried_with_back_off(video: Path, tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(video, clip)
+    source = VideoSource(VideoSourceConfig(url=str(clip), loop=True, reconnect_max_s=0.05))
+    source.open()
+    assert all(source.read() is not None for _ in range(FRAMES))
+    clip.unlink()  # the restart at the end of the pass fails
+    timer = threading.Timer(0.5, source.interrupt)
+    timer.start()
+    assert source.read() is None  # retried (not a traceback) until interrupted
+    assert source.stats()["reconnects"] >= 2
+    source.close()
 
 
 @pytest.fixture

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge.errors import SinkError
 from edge.spool import Pos, Spool
 
 
@@ -134,4 +138,100 @@ def test_a_full_disk_drops_the_oldest_and_keeps_going(tiny_disk: Path) -> None:
     assert kept[-1] == 3000 and kept == sorted(kept)
     assert stats["spool_depth"] == len(kept)
     assert stats["spool_depth"] + stats["spool_dropped_full"] == 3000
+    spool.close()
+
+
+def fds_under(directory: Path) -> list[str]:
+    """This process's open descriptors on files in `directory`."""
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [t for t in targets if t.startswith(f"{directory}/")]
+
+
+def test_a_second_spool_on_one_directory_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    first = opened(tmp_path)
+    assert first.append(payload(1))
+    second = Spool(tmp_path, 10_000_000)
+    in_use = re.escape(f"{tmp_path}: spool in use by another process or sink; ")
+    with pytest.raises(SinkError, match=in_use):
+        second.open()
+    script = "import sys\nfrom pathlib import Path\nfrom edge.spool import Spool\nSpool(Path(sys.argv[1]), 10_000_000).open()\n"
+    other = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert other.returncode != 0 and "spool in use by another process or sink" in other.stderr
+    assert first.append(payload(2))
+    assert seqs(first) == [1, 2]  # the refused ones truncated or unlinked nothing
+    first.close()
+    second.open()
+    assert seqs(second) == [1, 2]
+    second.close()
+    assert fds_under(tmp_path) == []
+
+
+@contextlib.contextmanager
+def unwritable(path: Path) -> Iterator[None]:
+    """`path` cannot be changed, not even by root (chattr +i); by its mode for other users."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o500 if path.is_dir() else 0o400)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("root needs chattr +i (ext4, xfs, btrfs) to make a path unwritable")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_a_spool_directory_without_write_permission_fails_open_clearly(tmp_path: Path) -> None:
+    spool = opened(tmp_path)
+    spool.append(payload(1))
+    spool.close()
+    with unwritable(tmp_path):
+        again = Spool(tmp_path, 10_000_000)
+        with pytest.raises(SinkError, match=re.escape(f"{tmp_path}: cannot open the MQTT spool: ") + r".*sinks\.mqtt\.spool\.path"):
+            again.open()  # no new segment: it must not open and then drop every record
+        assert fds_under(tmp_path) == []  # nor keep the cursor (and its lock) open
+    again.open()
+    assert again.append(payload(2)) and seqs(again) == [1, 2]
+    again.close()
+
+
+def test_an_unreadable_or_unrepairable_segment_is_a_sink_error(tmp_path: Path) -> None:
+    (tmp_path / "a" / "000000000001.seg").mkdir(parents=True)  # read_bytes() fails
+    with pytest.raises(SinkError, match=re.escape(f"{tmp_path / 'a'}: cannot open the MQTT spool: Is a directory")):
+        Spool(tmp_path / "a", 10_000_000).open()
+
+    spool = opened(tmp_path / "b")
+    spool.append(payload(1))
+    spool.close()
+    segment = next((tmp_path / "b").glob("*.seg"))
+    with open(segment, "ab") as f:
+        f.write(b"torn")
+    with unwritable(segment), pytest.raises(SinkError, match=r"cannot open the MQTT spool: .*sinks\.mqtt\.spool\.path"):
+        Spool(tmp_path / "b", 10_000_000).open()  # the torn tail cannot be cut off
+    assert fds_under(tmp_path) == []
+
+
+def thread_bytes_read() -> int:
+    """Bytes this thread has read through read(2)/pread(2) so far (Linux task I/O accounting)."""
+    io = Path("/proc/thread-self/io")
+    if not io.exists():
+        pytest.skip("no /proc/thread-self/io")
+    return int(io.read_text().split("rchar:")[1].split()[0])
+
+
+def test_expiry_reads_only_one_header_while_the_oldest_record_is_young(tmp_path: Path) -> None:
+    spool = opened(tmp_path, max_age_s=3600.0)
+    for i in range(1, 2001):  # ~550 KB waiting for a broker, more than one read chunk
+        spool.append(payload(i))
+    before = thread_bytes_read()
+    spool.flush()  # appends wait for its lock: it must not read the backlog while nothing expires
+    assert thread_bytes_read() - before < 4096
+    assert spool.depth() == 2000 and spool.stats()["spool_dropped_age"] == 0
     spool.close()

@@ -1,9 +1,4 @@
-"""File sink: JSON Lines, one os.write per record on an O_APPEND fd, size rotation, fsync policy.
-
-Why this survives kill -9 without torn or duplicated lines: each record is written by a single
-write(2) of a complete line, which the kernel finishes even if the process is killed right after;
-a crash of the machine (or a full disk) can still leave a partial last line, which `open` cuts off.
-"""
+"""File sink: JSON Lines, one os.write per record on an O_APPEND fd, size rotation, fsync policy."""
 
 from __future__ import annotations
 
@@ -21,6 +16,10 @@ from edge.fsutil import fsync_dir
 if TYPE_CHECKING:
     from edge.config import FileSinkConfig
     from edge.record import Record
+
+# Why this survives kill -9 without torn or duplicated lines: each record is written by a single
+# write(2) of a complete line, which the kernel finishes even if the process is killed right after;
+# a crash of the machine (or a full disk) can still leave a partial last line, which `open` cuts off.
 
 log = logging.getLogger("edge.sinks.file")
 
@@ -77,6 +76,8 @@ class FileSink:
         self._written = 0
         self._errors = 0
         self._rotations = 0
+        self._rotate_errors = 0
+        self._rotate_failing = False
         self._repaired = 0
 
     def open(self) -> None:
@@ -97,7 +98,9 @@ class FileSink:
         line = (record.to_json() + "\n").encode()
         try:
             if self.config.max_bytes and self._size and self._size + len(line) > self.config.max_bytes:
-                self._rotate()
+                self._try_rotate()
+            if self._fd < 0:  # a failed reopen (after a rotation): try again rather than fail forever
+                self._open_fd()
             n = os.write(self._fd, line)
             if n != len(line):
                 raise OSError(f"short write ({n} of {len(line)} bytes)")
@@ -131,31 +134,53 @@ class FileSink:
         self._dirty = False
         self._last_sync = time.monotonic()
 
+    def _try_rotate(self) -> None:
+        """Rotate; if that fails, keep appending to the current file and retry at the next write."""
+        try:
+            self._rotate()
+        except OSError as exc:
+            self._rotate_errors += 1
+            if not self._rotate_failing:  # one line per failure streak, not one per record
+                log.warning("%s: cannot rotate (%s); appending beyond sinks.file.max_bytes until rotation works", self.path, exc.strerror or exc)
+            self._rotate_failing = True
+            return
+        if self._rotate_failing:
+            log.info("%s: rotation works again", self.path)
+            self._rotate_failing = False
+
     def _rotate(self) -> None:
         if self.config.fsync != "never":
             self._sync()
         os.close(self._fd)
         self._fd = -1
-        keep = self.config.keep
-        if keep == 0:
-            self.path.unlink(missing_ok=True)
-        else:
-            Path(f"{self.path}.{keep}").unlink(missing_ok=True)
-            for i in range(keep - 1, 0, -1):
-                older = Path(f"{self.path}.{i}")
-                if older.exists():
-                    older.rename(f"{self.path}.{i + 1}")
-            self.path.rename(f"{self.path}.1")
-        if self.config.fsync != "never":
-            fsync_dir(self.path.parent)
-        self._open_fd()
+        try:
+            keep = self.config.keep
+            if keep == 0:
+                self.path.unlink(missing_ok=True)
+            else:
+                Path(f"{self.path}.{keep}").unlink(missing_ok=True)
+                for i in range(keep - 1, 0, -1):
+                    older = Path(f"{self.path}.{i}")
+                    if older.exists():
+                        older.rename(f"{self.path}.{i + 1}")
+                self.path.rename(f"{self.path}.1")
+            if self.config.fsync != "never":
+                fsync_dir(self.path.parent)
+        finally:
+            self._open_fd()  # whatever happened above, records go on to a file
         self._rotations += 1
 
     def report(self, stats: Mapping[str, Any]) -> None:
         pass  # the log carries the stats; this file holds only results
 
     def stats(self) -> dict[str, Any]:
-        return {"written": self._written, "errors": self._errors, "rotations": self._rotations, "bytes": self._size}
+        return {
+            "written": self._written,
+            "errors": self._errors,
+            "rotations": self._rotations,
+            "rotate_errors": self._rotate_errors,
+            "bytes": self._size,
+        }
 
     def flush(self) -> None:
         if self.config.fsync != "never":

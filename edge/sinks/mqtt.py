@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.errors import SinkError
-from edge.secrets import mqtt_credentials
+from edge.secrets import Credentials, mqtt_credentials
 from edge.sinks import homeassistant
 from edge.spool import Pos, Spool
 
@@ -119,11 +119,23 @@ class MqttSink:
     # --- Sink protocol ---------------------------------------------------------------------
 
     def open(self) -> None:
+        # Everything that can fail on a config mistake comes before the spool opens (and locks its
+        # directory), so such a failure leaves no descriptor or lock behind.
+        credentials = mqtt_credentials(self.config, self.config_path)
+        tls_context = self._tls_context() if self.config.tls.enabled else None
+        self.spool.open()
+        try:
+            self._start_client(credentials, tls_context)
+        except BaseException:
+            self.spool.close()
+            raise
+        self._pump = threading.Thread(target=self._pump_main, name="mqtt-pump", daemon=True)
+        self._pump.start()
+
+    def _start_client(self, credentials: Credentials | None, tls_context: ssl.SSLContext | None) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
-        credentials = mqtt_credentials(self.config, self.config_path)
-        self.spool.open()
         client = _client_class()(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -138,8 +150,8 @@ class MqttSink:
         client.will_set(self.topic_availability, "offline", qos=1, retain=True)
         if credentials is not None:
             client.username_pw_set(credentials.username, credentials.password)
-        if self.config.tls.enabled:
-            client.tls_set_context(self._tls_context())
+        if tls_context is not None:
+            client.tls_set_context(tls_context)
             if self.config.tls.insecure:
                 client.tls_insecure_set(True)
                 log.warning("sinks.mqtt.tls.insecure = true: the broker's host name is not checked")
@@ -150,8 +162,6 @@ class MqttSink:
         log.info("MQTT sink: publishing to %s under %s (client id %s)", self.where, self.prefix, self.client_id)
         client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         client.loop_start()
-        self._pump = threading.Thread(target=self._pump_main, name="mqtt-pump", daemon=True)
-        self._pump.start()
 
     def write(self, record: Record) -> None:
         if self._closing:

@@ -1,9 +1,4 @@
-"""Video source via PyAV (FFmpeg): files, rtsp:// and http:// streams, with reconnect and back-off.
-
-PyAV rather than OpenCV: one dependency covers files, network streams and V4L2 webcams (its wheels
-bundle FFmpeg with the v4l2 demuxer, for aarch64 too), it has read timeouts for dead streams, hands
-us frame timestamps, and does not pin NumPy's ABI or pull in GUI libraries the way opencv-python does.
-"""
+"""Video source via PyAV (FFmpeg): files, rtsp:// and http:// streams, with reconnect and back-off."""
 
 from __future__ import annotations
 
@@ -22,6 +17,10 @@ from edge.sources.backoff import Backoff
 
 if TYPE_CHECKING:
     from edge.config import VideoSourceConfig
+
+# PyAV rather than OpenCV: one dependency covers files, network streams and V4L2 webcams (its wheels
+# bundle FFmpeg with the v4l2 demuxer, for aarch64 too), it has read timeouts for dead streams, hands
+# us frame timestamps, and does not pin NumPy's ABI or pull in GUI libraries the way opencv-python does.
 
 log = logging.getLogger("edge.sources.video")
 
@@ -64,6 +63,7 @@ class AvSource:
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
         self._read = 0
+        self._pass_frames = 0  # frames decoded since the last (re)connect
         self._reconnects = 0
         self._errors = 0
 
@@ -73,6 +73,7 @@ class AvSource:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding overlaps inference on multi-core Pis
         self._frames = self._container.decode(stream)
+        self._pass_frames = 0
 
     def _disconnect(self) -> None:
         self._frames = None
@@ -112,15 +113,22 @@ class AvSource:
                     continue
                 if not self.loop:
                     return None
-                self._connect()  # a looping file starts again
+                if not self._pass_frames:
+                    raise SourceError(f"{self.name}: no frame could be decoded; cannot loop over it") from None
+                self._try_connect()  # a looping file starts again; on failure, read() retries with back-off
                 continue
             except Exception as exc:  # FFmpeg errors: network drop, timeout, corrupt packet storm
                 self._errors += 1
-                log.warning("%s: read failed (%s); reconnecting", self.name, exc)
                 self._disconnect()
+                if not self.live:
+                    # Reopening a file would start it again at frame 0 and hit the same damage: the
+                    # frames would repeat forever.
+                    raise SourceError(f"{self.name}: decode failed after {self._pass_frames} frames ({exc}); the file is damaged") from exc
+                log.warning("%s: read failed (%s); reconnecting", self.name, exc)
                 continue
             self.backoff.reset()
             self._read += 1
+            self._pass_frames += 1
             return Frame(self._prepare(frame), time.time(), self.name)
         return None
 
@@ -128,12 +136,17 @@ class AvSource:
         if not self.backoff.wait():
             return False
         self._reconnects += 1
+        if self._try_connect():
+            log.info("%s: reconnected", self.name)
+        return True
+
+    def _try_connect(self) -> bool:
         try:
             self._connect()
-            log.info("%s: reconnected", self.name)
         except Exception as exc:
             log.warning("%s: reconnect failed (%s)", self.name, exc)
             self._disconnect()
+            return False
         return True
 
     def _prepare(self, frame: Any) -> np.ndarray:
