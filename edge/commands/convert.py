@@ -4,27 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands import non_negative_int, positive_int
+
 HELP = "convert the official float MobileNet v1 0.25/128 into the int8 model the device runs (with report and accuracy gate)"
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts that must be at least 1 (also used by `eval`)."""
-    return _int_at_least(text, 1, "a positive integer")
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type for counts where 0 means "skip"."""
-    return _int_at_least(text, 0, "an integer >= 0")
-
-
-def _int_at_least(text: str, minimum: int, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = minimum - 1
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands.convert import non_negative_int, positive_int
+from edge.commands import non_negative_int, positive_int
 
 HELP = "measure top-1/top-5, agreement with the first model and interleaved invoke latency on a labelled image folder"
 
