@@ -133,6 +133,9 @@ def model(dest: Path) -> Path:
     return model
 
 
+QUOTING_VALUE = 'say "hi" C:\\dir\\ 100% %n'
+
+
 # What the system tests deploy: the sample photos, looping, capped at 4 fps (source.max_fps; uncapped
 # an images folder is read as fast as inference allows and would take a core of a shared runner),
 # both sinks, a short watchdog so the stall test is quick.
@@ -146,6 +149,8 @@ def extra_vars(wheelhouse: Path, model: Path) -> dict[str, object]:
         "mnv1_edge_watchdog_sec": 6,
         "mnv1_edge_restart_sec": 1,
         "mnv1_edge_health_timeout": 60,
+        # What the drop-in must escape for systemd: quotes, backslashes and % (a specifier otherwise).
+        "mnv1_edge_environment": {"MNV1_EDGE_TEST_QUOTING": QUOTING_VALUE},
         "mnv1_edge_config": {
             "stats_interval_s": 5.0,
             "source": {"max_fps": 4.0, "stall_timeout_s": 3.0, "images": {"path": IMAGES_IN_TARGET, "loop": True}},

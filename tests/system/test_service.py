@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from deployment import DEPLOY, DEVICE, REPO, TOPIC, Deployment
+from deployment import DEPLOY, DEVICE, QUOTING_VALUE, REPO, TOPIC, Deployment
 
 from edge import paths
 
@@ -58,6 +58,9 @@ def test_service_is_active_after_the_rollout(deployment: Deployment) -> None:
     assert s["NRestarts"] == "0"
     assert (s["User"], s["SupplementaryGroups"]) == ("mnv1-edge", "video")
     assert t.sh("id -nG mnv1-edge").stdout.split() == ["mnv1-edge", "video"]
+    # mnv1_edge_environment reaches the daemon verbatim through the drop-in's escaping.
+    environ = t.sh(f"cat /proc/{deployment.service('MainPID')['MainPID']}/environ").stdout.split("\0")
+    assert f"MNV1_EDGE_TEST_QUOTING={QUOTING_VALUE}" in environ, environ
 
 
 def test_classifications_arrive_on_mqtt_and_in_the_file(deployment: Deployment) -> None:
@@ -114,6 +117,29 @@ def test_second_run_changes_nothing_and_check_diff_works(deployment: Deployment)
     check = deployment.playbook("--check", "--diff")
     assert _recap(check.stdout)["changed"] == 0, check.stdout
     assert deployment.service("MainPID")["MainPID"] == pid
+
+
+def _task_output(stdout: str, header: str) -> str:
+    return stdout.split(header, 1)[1].split("TASK [", 1)[0]
+
+
+def test_changed_extras_are_installed_and_a_disabled_running_service_restarts(deployment: Deployment) -> None:
+    # A device deployed without the video extra whose unit was disabled by hand while running: --check
+    # must show the extras' change (pip's check compares only name and version), and the real run must
+    # install PyAV and restart the old process although the enable step reports a change too.
+    d, t = deployment, deployment.target
+    venv = "/opt/mnv1-edge/venv"
+    before = _wait_active(d)
+    t.sh(f"{venv}/bin/pip uninstall -q -y av && sed -i 's/,video//' /opt/mnv1-edge/installed-spec && systemctl disable -q {UNIT}")
+    assert t.sh(f"{venv}/bin/python -c 'import av'", check=False).returncode != 0
+    check = d.playbook("--check", "--diff")
+    assert re.search(r"^\+mnv1-edge\[mqtt,video\]==", check.stdout, re.MULTILINE), check.stdout
+    run = d.playbook()
+    assert f"changed: [{DEVICE}]" in _task_output(run.stdout, "TASK [mnv1_edge : Install mnv1-edge into its venv"), run.stdout
+    assert f"changed: [{DEVICE}]" in _task_output(run.stdout, "RUNNING HANDLER [mnv1_edge : Restart mnv1-edge]"), run.stdout
+    t.sh(f"{venv}/bin/python -c 'import av'")
+    assert t.sh(f"systemctl is-enabled {UNIT}").stdout.strip() == "enabled"
+    assert _wait_active(d)["MainPID"] != before["MainPID"]
 
 
 # -- operations ------------------------------------------------------------------------------------------
