@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,16 @@ def base_config(tmp_path: Path, model: Path, **source: Any) -> dict[str, Any]:
         "source": {"kind": "synthetic", "synthetic": source},
         "sinks": {"file": {"path": str(tmp_path / "results.jsonl"), "fsync": "never"}},
     }
+
+
+@contextmanager
+def running(config: Path, *args: str, notify: NotifySocket, watchdog_usec: int = 0) -> Iterator[subprocess.Popen[str]]:
+    """`start`, and whatever happens in the block: kill the daemon if it still runs, close the socket."""
+    proc = start(config, *args, notify=notify, watchdog_usec=watchdog_usec)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()

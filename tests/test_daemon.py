@@ -17,7 +17,7 @@ from edge import paths
 sys.path.insert(0, str(Path(__file__).parent))
 import itertools
 
-from daemon_helpers import EXE, NotifySocket, base_config, start, write_config
+from daemon_helpers import EXE, NotifySocket, base_config, running, write_config
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,7 @@ def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
     notify = NotifySocket(tmp_path / "notify")
     data = base_config(tmp_path, model, fps=40.0)
     config = write_config(tmp_path / "c.toml", data)
-    proc = start(config, notify=notify, watchdog_usec=400_000)
-    try:
+    with running(config, notify=notify, watchdog_usec=400_000) as proc:
         ready = notify.wait_for("READY=1")
         notify.wait_for("WATCHDOG=1", after=ready, timeout=5)
         assert notify.count("WATCHDOG=1", 0, ready) == 0  # no ping before the first frame was classified
@@ -91,10 +90,6 @@ def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
         rc = proc.wait(timeout=5)
         stopped = time.monotonic() - t
         notify.wait_for("STOPPING=1", after=t, timeout=1)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        notify.close()
     stderr = proc.stderr.read() if proc.stderr else ""
     assert rc == 0 and stopped < 5, stderr
     assert "reload failed, still running the previous configuration" in stderr and "sinks.nope: unknown key" in stderr
@@ -112,16 +107,11 @@ def test_a_stalled_source_stops_the_watchdog(tmp_path: Path, model: Path) -> Non
     notify = NotifySocket(tmp_path / "notify")
     data = base_config(tmp_path, model, fps=0.2)  # one frame, then nothing for 5 s
     data["source"]["stall_timeout_s"] = 1.0
-    proc = start(write_config(tmp_path / "c.toml", data), notify=notify, watchdog_usec=200_000)
-    try:
+    with running(write_config(tmp_path / "c.toml", data), notify=notify, watchdog_usec=200_000) as proc:
         ready = notify.wait_for("READY=1")
         time.sleep(2.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        notify.close()
     assert notify.count("WATCHDOG=1", ready, ready + 0.9) >= 3
     assert notify.count("WATCHDOG=1", ready + 1.3, ready + 2.5) == 0
     stderr = proc.stderr.read() if proc.stderr else ""
@@ -175,8 +165,7 @@ def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_pa
         data["device_id"] = "dev"
         data["sinks"]["mqtt"] = {"enabled": True, "port": broker.port, "spool": {"path": str(tmp_path / "spool")}}
         config = write_config(tmp_path / "c.toml", data)
-        proc = start(config, notify=notify)
-        try:
+        with running(config, notify=notify) as proc:
             ready = notify.wait_for("READY=1")
             time.sleep(0.5)
             data["source"]["synthetic"]["seed"] = 7
@@ -189,10 +178,6 @@ def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_pa
             time.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            notify.close()
         time.sleep(0.5)  # let the subscriber take the last acknowledged messages
         sub.terminate()
         received = [json.loads(line)["seq"] for line in sub.communicate(timeout=5)[0].splitlines()]
@@ -211,15 +196,10 @@ def test_a_reload_during_start_up_does_not_send_ready_before_the_first_frame(tmp
     data = base_config(tmp_path, model)
     data["source"] = {"kind": "video", "video": {"url": "http://127.0.0.1:9/none.mjpg"}}  # a camera that never answers
     config = write_config(tmp_path / "c.toml", data)
-    proc = start(config, notify=notify)
-    try:
+    with running(config, notify=notify) as proc:
         time.sleep(2.0)  # the model is loaded; no frame will come
         proc.send_signal(signal.SIGHUP)
         notify.wait_for("STATUS=reloaded; classifying video:http://127.0.0.1:9/none.mjpg", timeout=10)
         assert notify.count("READY=1", 0, time.monotonic()) == 0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        notify.close()
