@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from harness import CACHE_DIR, Target, run
+from harness import CACHE_DIR, Target, run, stop_process
 
 from edge import paths
 
@@ -93,13 +93,7 @@ class Deployment:
         self._sub = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_subscriber(self) -> None:
-        if self._sub is not None and self._sub.poll() is None:
-            self._sub.terminate()
-            try:
-                self._sub.wait(5)
-            except subprocess.TimeoutExpired:
-                self._sub.kill()
-                self._sub.wait(5)
+        stop_process(self._sub, 5)
 
 
 def wheelhouse(dest: Path) -> None:

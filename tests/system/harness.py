@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -48,6 +47,18 @@ def run(cmd: Sequence[str | os.PathLike[str]], check: bool = True, timeout: floa
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc  # type: ignore[no-any-return]
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, kill_timeout: float = 5) -> None:
+    """SIGTERM a process we started, and SIGKILL it if it has not exited within `timeout` seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(kill_timeout)
 
 
 def rootfs_key() -> str:
@@ -201,24 +212,11 @@ class Target:
         self.wait_port(22, 20)
 
     def _stop_container(self) -> None:
-        if self._nspawn is None or self._nspawn.poll() is not None:
-            return
         # SIGTERM makes nspawn ask the container's systemd for an orderly halt.
-        self._nspawn.send_signal(signal.SIGTERM)
-        try:
-            self._nspawn.wait(30)
-        except subprocess.TimeoutExpired:
-            self._nspawn.kill()
-            self._nspawn.wait(10)
+        stop_process(self._nspawn, 30, kill_timeout=10)
 
     def _stop_mosquitto(self) -> None:
-        if self._mosquitto is not None and self._mosquitto.poll() is None:
-            self._mosquitto.terminate()
-            try:
-                self._mosquitto.wait(10)
-            except subprocess.TimeoutExpired:
-                self._mosquitto.kill()
-                self._mosquitto.wait(5)
+        stop_process(self._mosquitto, 10)
 
     def _remove_cgroups(self) -> None:
         for cg in self._cgroups:
