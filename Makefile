@@ -76,8 +76,11 @@ test-arm64: setup-test $(MODEL)
 test: setup-test lint $(MODEL)
 	$(BIN)/pytest -q tests
 
-bench: $(VENV)/.setup $(MODEL)
-	$(BIN)/mnv1-edge bench --model $(MODEL)
+# The MQTT stage publishes to a private mosquitto on loopback, started here for the run only.
+BENCH_BROKER_PORT ?= 18830
+bench: $(VENV)/.setup-test $(MODEL)
+	@mosquitto -c <(printf 'listener $(BENCH_BROKER_PORT) 127.0.0.1\nallow_anonymous true\n') & pid=$$!; trap "kill $$pid" EXIT; sleep 0.5; \
+	  $(BIN)/mnv1-edge bench --model $(MODEL) --mqtt 127.0.0.1:$(BENCH_BROKER_PORT)
 
 clean:
 	rm -rf $(VENV) models/*.tflite models/*.tflite.json models/*.report.json

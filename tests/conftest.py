@@ -21,7 +21,7 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def xnnpack_runtime() -> bool:
     """Whether this runtime delegates int8 models to XNNPACK (the legacy tflite-runtime 2.14 does not)."""
-    from edge.runtime import load_runtime
+    from edge.model.runtime import load_runtime
 
     return load_runtime().name == "ai-edge-litert"
 
@@ -29,9 +29,9 @@ def xnnpack_runtime() -> bool:
 @pytest.fixture(scope="session")
 def reference_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Google's uint8 model with a manifest of ours: same input/output contract as our own."""
-    from edge.engine import make_manifest
-    from edge.manifest import read_labels, write_manifest
-    from edge.preprocess import list_images
+    from edge.model.engine import make_manifest
+    from edge.model.manifest import read_labels, write_manifest
+    from edge.model.preprocess import list_images
 
     model = tmp_path_factory.mktemp("ref") / "reference_quant.tflite"
     shutil.copy(paths.reference_quant_model(), model)

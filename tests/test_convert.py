@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from edge import paths
-from edge.engine import Engine
-from edge.evaluate import Runner
-from edge.manifest import load_manifest
-from edge.preprocess import list_images, load_image
-from edge.runtime import delegated_op_counts, make_interpreter
+from edge.convert.evaluate import Runner
+from edge.model.engine import Engine
+from edge.model.manifest import load_manifest
+from edge.model.preprocess import list_images, load_image
+from edge.model.runtime import delegated_op_counts, make_interpreter
 
 
 def report_of(model: Path) -> dict:  # type: ignore[type-arg]

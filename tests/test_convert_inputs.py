@@ -163,8 +163,8 @@ def test_calibration_count_must_be_positive(tmp_path: Path, count: str) -> None:
 
 def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: Path) -> None:
     """An image without a labels.csv row (sorting first) must not shift calibration onto held-out images."""
+    from edge.convert.evaluate import load_labelled, read_labelled
     from edge.convert.pipeline import Options, plan_images
-    from edge.evaluate import load_labelled, read_labelled
 
     folder = tmp_path / "images"
     folder.mkdir()

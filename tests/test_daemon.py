@@ -3,21 +3,17 @@ SIGHUP reload (good and bad config), SIGTERM, stall detection, config errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from edge import paths
-
-sys.path.insert(0, str(Path(__file__).parent))
-import itertools
-
-from daemon_helpers import EXE, NotifySocket, base_config, running, write_config
+from tests.support.daemon import EXE, NotifySocket, base_config, running, write_config
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +148,7 @@ def test_max_fps_caps_the_classification_rate(tmp_path: Path, model: Path) -> No
 def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_path: Path, model: Path) -> None:
     """A reload that changes the file path, the MQTT sink (same spool, same client id) and the
     source: each old one is released before its successor opens; every seq lands exactly once."""
-    from edge.localbroker import Mosquitto
+    from tests.support.broker import Mosquitto
 
     notify = NotifySocket(tmp_path / "notify")
     with Mosquitto(tmp_path / "broker") as broker:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge import paths
-from edge.engine import Engine, top_k
 from edge.errors import ModelError
-from edge.manifest import manifest_path
-from edge.preprocess import load_image
+from edge.model.engine import Engine, top_k
+from edge.model.manifest import manifest_path
+from edge.model.preprocess import load_image
 
 
 def test_reference_model_classifies_a_parrot(reference_model: Path, xnnpack_runtime: bool) -> None:

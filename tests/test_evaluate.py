@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from edge import paths
+from edge.convert.evaluate import Runner, accuracy, read_labelled
 from edge.errors import SourceError
-from edge.evaluate import Runner, accuracy, read_labelled
-from edge.preprocess import load_image
+from edge.model.preprocess import load_image
 
 
 def labelled_folder(tmp_path: Path, count: int) -> Path:

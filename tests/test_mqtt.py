@@ -22,14 +22,14 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import ConfigError, MqttSinkConfig, parse
-from edge.engine import Prediction
 from edge.errors import SinkError
-from edge.localbroker import Mosquitto, free_port
+from edge.model.engine import Prediction
 from edge.record import Record
-from edge.secrets import mqtt_credentials
-from edge.sinks.mqtt import MqttSink
+from edge.sinks.mqtt.credentials import mqtt_credentials
+from edge.sinks.mqtt.sink import MqttSink
+from tests.support.broker import Mosquitto, free_port
 
-DRIVER = Path(__file__).with_name("mqtt_driver.py")
+DRIVER = Path(__file__).parent / "support" / "mqtt_driver.py"
 REPO = Path(__file__).resolve().parents[1]
 PREFIX = "mnv1-edge/cam/"
 
@@ -98,7 +98,7 @@ class Collector:
 
 
 class Driver:
-    """tests/mqtt_driver.py in a subprocess: an MqttSink we can kill -9."""
+    """tests/support/mqtt_driver.py in a subprocess: an MqttSink we can kill -9."""
 
     def __init__(self, port: int, spool: Path, log: Path, first: int = 1, keepalive: int = 5) -> None:
         self.log = log
@@ -365,7 +365,7 @@ def test_tls_verifies_the_broker_and_its_host_name(tmp_path: Path, caplog: pytes
 
 
 def test_publish_benchmark_reports_rate_and_write_amplification(broker: Mosquitto, tmp_path: Path) -> None:
-    from edge.sinks.mqtt_bench import run_publish_benchmark
+    from edge.bench.mqtt import run_publish_benchmark
 
     result = run_publish_benchmark(300, "127.0.0.1", broker.port, tmp_path / "spool")
     assert result["records"] == 300 and result["dropped"] == 0 and result["reconnects"] == 0

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.config import ResultsConfig
-from edge.results import ResultFilter
-from edge.seq import Sequence
+from edge.daemon.results import ResultFilter
+from edge.daemon.sequence import Sequence
 
 LABELS = tuple(f"class{i}" for i in range(6))
 
@@ -98,7 +98,7 @@ def test_sequence_is_persisted_and_survives_a_crash(tmp_path: Path) -> None:
 
 def test_a_stable_label_under_the_threshold_publishes_no_label_rather_than_a_runner_up() -> None:
     from edge.config import ResultsConfig
-    from edge.results import ResultFilter
+    from edge.daemon.results import ResultFilter
 
     labels = tuple(str(i) for i in range(1001))
     f = ResultFilter(ResultsConfig(hysteresis=0.2, threshold=0.4), labels)

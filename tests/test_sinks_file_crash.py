@@ -3,17 +3,14 @@ every line parses, seq strictly increasing across the rotated files and the rest
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import itertools
-
-from daemon_helpers import EXE, base_config, start, write_config
+from tests.support.daemon import EXE, base_config, start, write_config
 
 
 def all_seqs(tmp_path: Path) -> list[int]:

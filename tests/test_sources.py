@@ -15,7 +15,7 @@ import pytest
 
 from edge.config import ImagesSourceConfig, SourceConfig, SyntheticSourceConfig, V4l2SourceConfig, VideoSourceConfig
 from edge.errors import SourceError
-from edge.preprocess import load_image
+from edge.model.preprocess import load_image
 from edge.sources import make_source
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource

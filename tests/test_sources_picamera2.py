@@ -10,11 +10,9 @@ import pytest
 
 from edge.config import Picamera2SourceConfig
 from edge.errors import SourceError
-from edge.preprocess import load_image, prepare_array
+from edge.model.preprocess import load_image, prepare_array
 from edge.sources.picamera2 import Picamera2Source, Yuv420ToRgb
-
-sys.path.insert(0, str(Path(__file__).parent))
-import fake_picamera2 as fake
+from tests.support import fake_picamera2 as fake
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.errors import SinkError
-from edge.spool import Pos, Spool
+from edge.sinks.mqtt.spool import Pos, Spool
 
 
 def payload(i: int) -> bytes:
@@ -56,7 +56,7 @@ def test_records_survive_kill9_without_close(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         "from pathlib import Path\n"
-        "from edge.spool import Spool\n"
+        "from edge.sinks.mqtt.spool import Spool\n"
         "s = Spool(Path(sys.argv[1]), 10_000_000)\n"
         "s.open()\n"
         "for i in range(1, 501):\n"
@@ -157,7 +157,7 @@ def test_a_second_spool_on_one_directory_is_refused_until_the_first_closes(tmp_p
     in_use = re.escape(f"{tmp_path}: spool in use by another process or sink; ")
     with pytest.raises(SinkError, match=in_use):
         second.open()
-    script = "import sys\nfrom pathlib import Path\nfrom edge.spool import Spool\nSpool(Path(sys.argv[1]), 10_000_000).open()\n"
+    script = "import sys\nfrom pathlib import Path\nfrom edge.sinks.mqtt.spool import Spool\nSpool(Path(sys.argv[1]), 10_000_000).open()\n"
     other = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
     assert other.returncode != 0 and "spool in use by another process or sink" in other.stderr
     assert first.append(payload(2))

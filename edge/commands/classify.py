@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge.engine import Engine
-    from edge.preprocess import load_image
+    from edge.model.engine import Engine
+    from edge.model.preprocess import load_image
 
     engine = Engine(Path(args.model), threads=args.threads)
     for image in args.images:

@@ -29,8 +29,8 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    from edge.convert.evaluate import evaluate, load_labelled
     from edge.errors import ModelError, SinkError
-    from edge.evaluate import evaluate, load_labelled
     from edge.fsutil import check_writable, write_atomic
 
     json_path = Path(args.json) if args.json and args.json != "-" else None

@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edge.engine import Engine
+    from edge.model.engine import Engine
 
     model, threads, pin = Path(args.model), 1, ""
     if args.config:

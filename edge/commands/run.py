@@ -20,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edge.config import load
-    from edge.daemon import Daemon
+    from edge.daemon.loop import Daemon
     from edge.log import setup
 
     path = Path(args.config)

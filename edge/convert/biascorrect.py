@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.convert import flatbuf
 from edge.convert.calibrate import Progress
-from edge.engine import REQUIRED_DELEGATED as CONV_OPS  # the convolutions, by op name
+from edge.model.engine import REQUIRED_DELEGATED as CONV_OPS  # the convolutions, by op name
 
 # For each convolution in network order, the quantized model (with every earlier layer already
 # corrected) runs on the calibration frames; the per-channel mean of its dequantized output minus

@@ -11,7 +11,7 @@ from typing import TypeVar
 import numpy as np
 
 from edge.errors import SourceError
-from edge.preprocess import list_images, load_image
+from edge.model.preprocess import list_images, load_image
 
 # The fixed, documented split of a labelled folder that supplies both halves: its labels.csv rows in
 # file-name order, even positions (0, 2, 4, ...) calibrate and odd positions are held out for the

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from edge import __version__, paths
 from edge.convert import calibrate
+from edge.convert.evaluate import Evaluation
 from edge.convert.report import Gate, Report
 from edge.convert.source import Source, resolve
-from edge.engine import REQUIRED_DELEGATED
 from edge.errors import GateError, ModelError, SinkError, SourceError
-from edge.evaluate import Evaluation
 from edge.fsutil import check_writable
+from edge.model.engine import REQUIRED_DELEGATED
 
 if TYPE_CHECKING:
     from edge.convert.biascorrect import LayerFix
@@ -67,7 +67,7 @@ class ImagePlan:
 
 def plan_images(opts: Options) -> ImagePlan:
     """Fail fast on missing folders or a bad labels.csv; split a folder that supplies both halves."""
-    from edge.evaluate import read_labelled
+    from edge.convert.evaluate import read_labelled
 
     folder = Path(opts.eval_images or opts.calibration)
     if opts.eval_images is None and not (folder / "labels.csv").is_file():
@@ -102,12 +102,12 @@ def convert(opts: Options) -> Report:
 
     layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
     plan = plan_images(opts)
-    from edge.manifest import read_labels
+    from edge.model.manifest import read_labels
 
     labels = read_labels(opts.labels)
     clock.lap("checks")
 
-    from edge.evaluate import evaluate, load_labelled
+    from edge.convert.evaluate import evaluate, load_labelled
 
     cal = calibrate.load(plan.calibration, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
     _, held_frames, held_labels = load_labelled(plan.eval_folder, plan.eval_split)
@@ -169,7 +169,7 @@ def _split_text(split: str) -> str:
 
 
 def _check_delegation(model: bytes) -> dict[str, int]:
-    from edge.runtime import delegated_op_counts, make_interpreter
+    from edge.model.runtime import delegated_op_counts, make_interpreter
 
     _, outside = delegated_op_counts(make_interpreter(model, 1))
     missing = [op for op in REQUIRED_DELEGATED if outside.get(op)]
@@ -180,10 +180,10 @@ def _check_delegation(model: bytes) -> dict[str, int]:
 
 def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: calibrate.ImageSet) -> None:
     """Manifest first, then the model, each atomically; the Engine must accept the pair."""
-    from edge.engine import Engine, make_manifest
     from edge.fsutil import write_atomic
-    from edge.manifest import manifest_path, write_manifest
-    from edge.preprocess import list_images
+    from edge.model.engine import Engine, make_manifest
+    from edge.model.manifest import manifest_path, write_manifest
+    from edge.model.preprocess import list_images
 
     out = Path(opts.out)
     refs = list_images(paths.sample_images()) if paths.sample_images().is_dir() else list(cal.paths[:8])

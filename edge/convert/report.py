@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edge.evaluate import Accuracy, Evaluation
+from edge.convert.evaluate import Accuracy, Evaluation
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def make_sinks(config: Config, config_path: Path | None = None) -> list[Sink]:
 
         sinks.append(FileSink(config.sinks.file))
     if config.sinks.mqtt.enabled:
-        from edge.sinks.mqtt import MqttSink
+        from edge.sinks.mqtt.sink import MqttSink
 
         sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path))
     return sinks

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import SourceError
-from edge.preprocess import IMAGE_SUFFIXES, list_images, load_image
+from edge.model.preprocess import IMAGE_SUFFIXES, list_images, load_image
 from edge.sources import Frame
 
 if TYPE_CHECKING:

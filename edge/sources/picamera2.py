@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import SourceError
-from edge.preprocess import prepare_array
+from edge.model.preprocess import prepare_array
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import SourceError
-from edge.preprocess import INPUT_SIZE, prepare
+from edge.model.preprocess import INPUT_SIZE, prepare
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
 

@@ -2,7 +2,7 @@
 
 Run on the host and inside the arm64 rootfs (under qemu-user) by test_arm64.py, which compares the
 runs: one process per (architecture, runtime, CPU) pays the emulated start-up once. It uses the
-interpreter the Engine uses (edge.runtime, so $MNV1_EDGE_RUNTIME picks the runtime) and the same
+interpreter the Engine uses (edge.model.runtime, so $MNV1_EDGE_RUNTIME picks the runtime) and the same
 preprocessing, but not the Engine itself, so a runtime the Engine refuses is still measured.
 Usage: python arm64_probe.py [--no-xnnpack] MODEL IMAGE... > result.json
 (--no-xnnpack: TFLite's built-in kernels only, the control that explains runtime differences)
@@ -22,9 +22,9 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from edge.engine import top_k
-    from edge.preprocess import load_image
-    from edge.runtime import delegated_op_counts, load_runtime, make_interpreter
+    from edge.model.engine import top_k
+    from edge.model.preprocess import load_image
+    from edge.model.runtime import delegated_op_counts, load_runtime, make_interpreter
 
     no_xnnpack = argv[:1] == ["--no-xnnpack"]
     model, images = Path(argv[no_xnnpack]), [Path(a) for a in argv[no_xnnpack + 1 :]]

@@ -22,12 +22,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, Arm64, Venv, locked, prepare
-
 from edge import paths
-from edge.evaluate import read_labelled
-from edge.preprocess import list_images
+from edge.convert.evaluate import read_labelled
+from edge.model.preprocess import list_images
+from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, Arm64, Venv, locked, prepare
 
 pytestmark = pytest.mark.arm64
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge.errors import ConfigError, ModelError
-from edge.runtime import RUNTIME_ENV, _check_legacy_numpy, load_runtime
+from edge.model.runtime import RUNTIME_ENV, _check_legacy_numpy, load_runtime
 
 
 def test_default_prefers_ai_edge_litert(monkeypatch: pytest.MonkeyPatch) -> None:

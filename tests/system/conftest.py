@@ -8,15 +8,12 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from deployment import DEVICE, IMAGES_IN_TARGET, Deployment, extra_vars, model, require_root_tools, wheelhouse
-from harness import Target, ensure_rootfs
-
 from edge import paths
+from tests.system.deployment import DEVICE, IMAGES_IN_TARGET, Deployment, extra_vars, model, require_root_tools, wheelhouse
+from tests.system.harness import Target, ensure_rootfs
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from harness import CACHE_DIR, Target, run, stop_process
 
 from edge import paths
+from tests.system.harness import CACHE_DIR, Target, run, stop_process
 
 REPO = paths.REPO_ROOT
 DEPLOY = REPO / "deploy"

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from deployment import DEPLOY, DEVICE, QUOTING_VALUE, REPO, TOPIC, Deployment
 
 from edge import paths
+from tests.system.deployment import DEPLOY, DEVICE, QUOTING_VALUE, REPO, TOPIC, Deployment
 
 pytestmark = pytest.mark.system
 
@@ -80,8 +80,8 @@ def test_classifications_arrive_on_mqtt_and_in_the_file(deployment: Deployment) 
 
 
 def _host_top1(model: Path) -> dict[str, int]:
-    from edge.engine import Engine
-    from edge.preprocess import list_images, load_image
+    from edge.model.engine import Engine
+    from edge.model.preprocess import list_images, load_image
 
     engine = Engine(model)
     photos = [p for p in list_images(paths.sample_images()) if p.suffix.lower() in (".jpg", ".bmp")]

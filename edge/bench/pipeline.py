@@ -89,10 +89,10 @@ class PipelineRunner:
     """The daemon's own Pipeline and Capture (capture thread, slot, engine, results, sinks)."""
 
     def __init__(self, config: Config) -> None:
-        from edge.daemon import Capture, Pipeline
-        from edge.seq import Sequence
+        from edge.daemon.loop import Capture, Pipeline
+        from edge.daemon.sequence import Sequence
+        from edge.daemon.stats import Stats
         from edge.sources import make_source
-        from edge.stats import Stats
 
         self.seq = Sequence(Path(config.state_dir))
         self.pipeline = Pipeline(config, self.seq)
@@ -172,8 +172,8 @@ def pin_one_core() -> str:
 
 
 def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> Report:
-    from edge.engine import Engine
-    from edge.runtime import make_interpreter
+    from edge.model.engine import Engine
+    from edge.model.runtime import make_interpreter
     from edge.sources.synthetic import SyntheticSource
 
     cores = pin_one_core() if one_core else str(len(os.sched_getaffinity(0)))
@@ -207,7 +207,7 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         finally:
             runner.close()
 
-        from edge.preprocess import load_image
+        from edge.model.preprocess import load_image
 
         for draft in (True, False):
             name = "draft" if draft else "full"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import MqttSinkConfig, SpoolConfig
-from edge.engine import Prediction
 from edge.errors import SinkError
+from edge.model.engine import Prediction
 from edge.record import Record
 
 
@@ -33,7 +33,7 @@ def _records(count: int) -> list[Record]:
 def run_publish_benchmark(records: int, host: str, port: int, spool_dir: Path) -> dict[str, Any]:
     """Write `records` top-5 records as fast as the sink takes them, with QoS 1 and the spool on,
     and time until the broker has acknowledged the last one."""
-    from edge.sinks.mqtt import MqttSink
+    from edge.sinks.mqtt.sink import MqttSink
 
     config = dataclasses.replace(
         MqttSinkConfig(), enabled=True, host=host, port=port, stats_interval_s=0.0, spool=dataclasses.replace(SpoolConfig(), path=str(spool_dir))

@@ -17,15 +17,15 @@ from typing import Any
 
 from edge import __version__
 from edge.config import Config, load
-from edge.engine import Engine
+from edge.daemon.notify import Notifier
+from edge.daemon.results import ResultFilter
+from edge.daemon.sequence import Sequence
+from edge.daemon.stats import Stats, format_line
 from edge.errors import EdgeError, SourceError
-from edge.notify import Notifier
+from edge.model.engine import Engine
 from edge.record import Record
-from edge.results import ResultFilter
-from edge.seq import Sequence
 from edge.sinks import Sink, make_sinks
 from edge.sources import Frame, Source, make_source
-from edge.stats import Stats, format_line
 
 log = logging.getLogger("edge.daemon")
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.errors import SinkError
-from edge.secrets import Credentials, mqtt_credentials
-from edge.sinks import homeassistant
-from edge.spool import Pos, Spool
+from edge.sinks.mqtt import homeassistant
+from edge.sinks.mqtt.credentials import Credentials, mqtt_credentials
+from edge.sinks.mqtt.spool import Pos, Spool
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError, SourceError
-from edge.runtime import delegated_op_counts, make_interpreter
+from edge.model.runtime import delegated_op_counts, make_interpreter
 
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ("file", "synset", "class_index", "class_name")

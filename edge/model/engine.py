@@ -12,8 +12,8 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file
-from edge.manifest import Manifest, SelfTest, load_manifest
-from edge.runtime import Runtime, delegated_op_counts, load_runtime, make_interpreter
+from edge.model.manifest import Manifest, SelfTest, load_manifest
+from edge.model.runtime import Runtime, delegated_op_counts, load_runtime, make_interpreter
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def make_manifest(
     The self-test uses the reference image with the widest top-1/top-2 margin, so the check is
     robust to rounding differences between CPUs and runtime versions.
     """
-    from edge.preprocess import load_image
+    from edge.model.preprocess import load_image
 
     interp = make_interpreter(model, 1)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from edge.config import parse
-from edge.engine import Prediction
+from edge.model.engine import Prediction
 from edge.record import Record
-from edge.sinks.mqtt import MqttSink
+from edge.sinks.mqtt.sink import MqttSink
 
 # Commands: `write N` (the next N records; answers `written LAST_SEQ`), `drain SECONDS` (waits until
 # the spool is empty; answers `drained DEPTH`), `close` (clean stop; answers `closed`, exits 0).

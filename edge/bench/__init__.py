@@ -1,0 +1,1 @@
+"""Benchmarks of the product: the pipeline stages and MQTT delivery, side by side."""

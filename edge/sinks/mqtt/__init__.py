@@ -1,0 +1,1 @@
+"""MQTT delivery: the sink, its durable spool, credentials and Home Assistant discovery."""

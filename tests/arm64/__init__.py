@@ -1,0 +1,1 @@
+"""arm64 tests under qemu-user."""

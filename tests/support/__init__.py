@@ -1,0 +1,1 @@
+"""Test support: a local broker, daemon subprocess helpers, the picamera2 fake, the MQTT driver."""

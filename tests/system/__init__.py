@@ -1,0 +1,1 @@
+"""Real-target tests: a booted systemd container deployed by Ansible."""
