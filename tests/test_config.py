@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,41 @@ def test_unreadable_config_files_are_one_line_errors(tmp_path: Path) -> None:
 def test_a_rate_cap_slower_than_the_stall_timeout_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"source\.max_fps: 1/max_fps must be shorter than stall_timeout_s"):
         parse({**MINIMAL, "source": {"max_fps": 0.05, "stall_timeout_s": 10.0}})
+
+
+MQTT_ON = {"stdout": {"enabled": True}, "mqtt": {"enabled": True}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # Each of these was accepted by check-config and then misbehaved at run time.
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"keepalive_s": 100000}}}, "sinks.mqtt.keepalive_s: must be between 1 and 65535, got 100000"),
+        ({**MINIMAL, "model": {"threads": 100000}}, "model.threads: must be at most"),
+        ({**MINIMAL, "results": {"threshold": 1.5}}, "results.threshold: must be between 0 and 1, got 1.5"),
+        ({**MINIMAL, "results": {"threshold": float("nan")}}, "results.threshold: expected a finite number, got nan"),
+        ({**MINIMAL, "results": {"hysteresis": -0.1}}, "results.hysteresis: must be between 0 and 1"),
+        ({**MINIMAL, "results": {"heartbeat_s": -1.0}}, "results.heartbeat_s: must be at least 0"),
+        ({**MINIMAL, "sinks": {"file": {"fsync_interval_s": float("nan")}}}, "sinks.file.fsync_interval_s: expected a finite number"),
+        ({**MINIMAL, "sinks": {"file": {"fsync_interval_s": -5.0}}}, "sinks.file.fsync_interval_s: must be greater than 0"),
+        ({**MINIMAL, "stats_interval_s": -1.0}, "stats_interval_s: must be at least 0"),
+        ({**MINIMAL, "source": {"synthetic": {"frames": -3}}}, "source.synthetic.frames: must be at least 0"),
+        ({**MINIMAL, "source": {"synthetic": {"seed": -1}}}, "source.synthetic.seed: must be between 0 and 4294967295"),
+        ({**MINIMAL, "source": {"max_fps": float("nan")}}, "source.max_fps: expected a finite number, got nan"),
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"close_timeout_s": float("inf")}}}, "sinks.mqtt.close_timeout_s: expected a finite number, got inf"),
+        ({**MINIMAL, "model": {"sha256": "z" * 64}}, "model.sha256: expected 64 hex digits"),
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"homeassistant": {"discovery_prefix": "$SYS"}}}}, "discovery_prefix: must not start with $"),
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"homeassistant": {"discovery_prefix": "ha//x"}}}}, "discovery_prefix: must not have an empty level"),
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"homeassistant": {"discovery_prefix": ""}}}}, "discovery_prefix: must not be empty"),
+        ({**MINIMAL, "device_id": "cam\t1"}, "device_id: must not contain / # + spaces or control characters"),
+        ({**MINIMAL, "sinks": {**MQTT_ON, "mqtt": {"client_id": "a\x01b"}}}, "sinks.mqtt.client_id: must not contain # + or control characters"),
+    ],
+)
+def test_ranges_and_finite_numbers_are_checked_at_config_time(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(data)
+
+
+def test_a_sha256_pin_of_either_case_is_accepted() -> None:
+    digest = "0a0a478e343a22870db7df88f222728d9b08135cd7bee9bb6edd1b5c4d96f2e0"
+    assert parse({**MINIMAL, "model": {"sha256": digest.upper()}}).model.sha256 == digest.upper()

@@ -126,7 +126,7 @@ class Pipeline:
         self.seq = seq
         self.device = config.device
         m = config.model
-        self.engine = Engine(Path(m.path), m.threads, m.sha256, self_test=False, require_xnnpack=m.require_xnnpack)
+        self.engine = Engine(Path(m.path), m.threads, m.sha256.lower(), self_test=False, require_xnnpack=m.require_xnnpack)
         self.self_test_ms = self.engine.run_self_test() if m.self_test else None  # timed, for the start-up line
         keep_filter = previous is not None and previous.config.results == config.results and previous.engine.labels == self.engine.labels
         self.filter: ResultFilter = previous.filter if previous is not None and keep_filter else ResultFilter(config.results, self.engine.labels)

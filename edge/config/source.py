@@ -1,0 +1,69 @@
+"""The `[source]` settings: which frames the model sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from edge.config.fields import Need, section, setting
+
+
+@dataclass(frozen=True)
+class ImagesSourceConfig:
+    path: str = setting("", "a folder, a glob (e.g. /srv/in/*.jpg) or one image file")
+    loop: bool = setting(False, "start again at the first image after the last one")
+    draft: bool = setting(True, "decode JPEGs at reduced scale in the DCT domain (much faster, same input)")
+
+
+@dataclass(frozen=True)
+class VideoSourceConfig:
+    url: str = setting("", "a video file path, or an rtsp:// / http:// stream URL")
+    loop: bool = setting(False, "restart a file at its end (streams always reconnect)")
+    reconnect_max_s: float = setting(30.0, "cap of the exponential back-off between stream reconnects", gt=0)
+
+
+@dataclass(frozen=True)
+class V4l2SourceConfig:
+    device: str = setting("/dev/video0", "V4L2 device node of the USB webcam")
+    width: int = setting(640, "capture width requested from the camera", ge=16, le=8192)
+    height: int = setting(480, "capture height requested from the camera", ge=16, le=8192)
+    framerate: float = setting(15.0, "capture frame rate requested from the camera", gt=0, le=1000)
+
+
+@dataclass(frozen=True)
+class Picamera2SourceConfig:
+    camera: int = setting(0, "camera number for Picamera2(camera_num)", ge=0)
+    main_size: tuple[int, int] = setting((640, 480), "main stream size; only the lores stream is read", ge=16, le=8192)
+    lores_size: tuple[int, int] = setting((160, 128), "lores stream size; the ISP scales to it for free", ge=16, le=8192)
+    lores_format: Literal["auto", "YUV420", "RGB888"] = setting("auto", "auto = RGB888 on Pi 5, YUV420 on Pi 4 and earlier")
+    framerate: float = setting(10.0, "sensor frame rate (FrameRate control)", gt=0, le=1000)
+    exposure_time_us: int = setting(0, "fixed exposure in microseconds; 0 = automatic exposure", ge=0)
+    analogue_gain: float = setting(0.0, "fixed analogue gain; 0 = automatic", ge=0)
+    reopen_max_s: float = setting(30.0, "cap of the exponential back-off between camera reopen attempts", gt=0)
+
+
+@dataclass(frozen=True)
+class SyntheticSourceConfig:
+    frames: int = setting(0, "number of frames, 0 = endless", ge=0)
+    seed: int = setting(0, "random seed: the same seed gives the same frames", ge=0, le=2**32 - 1)
+    fps: float = setting(0.0, "frame rate, 0 = as fast as they are consumed", ge=0)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    kind: Literal["picamera2", "v4l2", "video", "images", "synthetic"] = setting("picamera2", "which source to read frames from")
+    crop_fraction: float = setting(0.875, "central part of each dimension kept before resizing (0.875 = as the model was evaluated)", ge=0.1, le=1.0)
+    max_fps: float = setting(0.0, "cap on classified frames per second to save CPU; 0 = no cap", ge=0)
+    stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", gt=0)
+    images: ImagesSourceConfig = section(ImagesSourceConfig, "the images source")
+    video: VideoSourceConfig = section(VideoSourceConfig, "the video source")
+    v4l2: V4l2SourceConfig = section(V4l2SourceConfig, "the v4l2 source")
+    picamera2: Picamera2SourceConfig = section(Picamera2SourceConfig, "the picamera2 source")
+    synthetic: SyntheticSourceConfig = section(SyntheticSourceConfig, "the synthetic source")
+
+    def check(self, need: Need) -> None:
+        # A file source reads its next frame only once the last was taken: a cap slower than the
+        # stall timeout would look like a stalled camera and stop the watchdog.
+        need(self.max_fps == 0 or 1 / self.max_fps < self.stall_timeout_s, "max_fps", "1/max_fps must be shorter than stall_timeout_s")
+        need(self.kind != "images" or bool(self.images.path), "images.path", 'required when kind = "images"')
+        need(self.kind != "video" or bool(self.video.url), "video.url", 'required when kind = "video"')
