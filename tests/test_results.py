@@ -8,7 +8,7 @@ import numpy as np
 
 from edge.config import ResultsConfig
 from edge.daemon.results import ResultFilter
-from edge.daemon.sequence import Sequence
+from edge.daemon.sequence import RecordSequence
 
 LABELS = tuple(f"class{i}" for i in range(6))
 
@@ -82,16 +82,16 @@ def test_publish_at_most_every_interval() -> None:
 
 
 def test_sequence_is_persisted_and_survives_a_crash(tmp_path: Path) -> None:
-    a = Sequence(tmp_path, block=10)
+    a = RecordSequence(tmp_path, block=10)
     assert [a.next() for _ in range(3)] == [0, 1, 2]
     assert (tmp_path / "seq").read_text() == "10\n"  # the reserved block, written before use
     a.close()
-    b = Sequence(tmp_path, block=10)
+    b = RecordSequence(tmp_path, block=10)
     assert b.next() == 3  # clean restart: no gap
     for _ in range(12):
         last = b.next()
     # crash (no close): the next run starts at the persisted high-water mark, beyond all used
-    c = Sequence(tmp_path, block=10)
+    c = RecordSequence(tmp_path, block=10)
     first = c.next()
     assert first > last and first == int((tmp_path / "seq").read_text()) - 10
 

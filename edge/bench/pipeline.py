@@ -86,16 +86,17 @@ def bench_config(model: Path, workdir: Path, source: dict[str, Any], stdout: boo
 
 
 class PipelineRunner:
-    """The daemon's own Pipeline and Capture (capture thread, slot, engine, results, sinks)."""
+    """The daemon's own FramePipeline and Capture (capture thread, slot, engine, results, sinks)."""
 
     def __init__(self, config: Config) -> None:
-        from edge.daemon.loop import Capture, Pipeline
-        from edge.daemon.sequence import Sequence
+        from edge.daemon.capture import Capture
+        from edge.daemon.pipeline import FramePipeline
+        from edge.daemon.sequence import RecordSequence
         from edge.daemon.stats import Stats
         from edge.sources import make_source
 
-        self.seq = Sequence(Path(config.state_dir))
-        self.pipeline = Pipeline(config, self.seq)
+        self.seq = RecordSequence(Path(config.state_dir))
+        self.pipeline = FramePipeline(config, self.seq)
         source = make_source(config.source)
         source.open()
         self.capture = Capture(source)

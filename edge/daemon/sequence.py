@@ -21,7 +21,7 @@ BLOCK = 1000
 FILE_NAME = "seq"
 
 
-class Sequence:
+class RecordSequence:
     """`next()` hands out numbers; `close()` records where to continue."""
 
     def __init__(self, state_dir: Path, block: int = BLOCK) -> None:

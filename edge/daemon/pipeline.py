@@ -1,0 +1,102 @@
+"""One configuration's classification path: engine → result filter → records → sink fan-out."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.config import Config
+from edge.daemon.fanout import SinkFanout
+from edge.daemon.results import ResultFilter
+from edge.daemon.sequence import RecordSequence
+from edge.daemon.stats import Stats
+from edge.model.engine import Engine
+from edge.record import Record
+from edge.sinks import make_sinks
+from edge.sources import Frame, Source
+
+log = logging.getLogger("edge.daemon")
+
+
+class FramePipeline:
+    """Engine + result filter + opened sinks for one configuration."""
+
+    def __init__(self, config: Config, seq: RecordSequence, previous: FramePipeline | None = None) -> None:
+        """Load and self-test the model; opens no sink (see `open_sinks`)."""
+        self.config = config
+        self.seq = seq
+        self.device = config.device
+        m = config.model
+        self.engine = Engine(Path(m.path), m.threads, m.sha256.lower(), self_test=False, require_xnnpack=m.require_xnnpack)
+        self.self_test_ms = self.engine.run_self_test() if m.self_test else None  # timed, for the start-up line
+        keep_filter = previous is not None and previous.config.results == config.results and previous.engine.labels == self.engine.labels
+        self.filter: ResultFilter = previous.filter if previous is not None and keep_filter else ResultFilter(config.results, self.engine.labels)
+        self.sinks = SinkFanout()
+        self.reused: set[str] = set()
+
+    def open_sinks(self, config_path: Path | None, previous: FramePipeline | None = None) -> None:
+        """Open this configuration's sinks. An unchanged sink of `previous` is kept running (an MQTT
+        session survives a reload); a changed one is closed before its successor opens, because a
+        spool directory and an MQTT client id cannot be held twice."""
+        old = {s.name: s for s in previous.sinks.sinks} if previous else {}
+        try:
+            for sink in make_sinks(self.config, config_path):
+                before = old.get(sink.name)
+                if before is not None and previous is not None:
+                    same = getattr(previous.config.sinks, sink.name) == getattr(self.config.sinks, sink.name) and previous.device == self.device
+                    if same:
+                        self.sinks.sinks.append(before)
+                        self.reused.add(sink.name)
+                        continue
+                    previous.sinks.sinks.remove(before)
+                    previous.sinks.close_one(before)
+                sink.open()
+                self.sinks.sinks.append(sink)
+        except BaseException:
+            self.close(keep=self.reused)
+            raise
+
+    def process(self, frame: Frame, stats: Stats) -> Record | None:
+        t0 = time.perf_counter()
+        scores = self.engine.classify(frame.pixels)
+        inference_ms = (time.perf_counter() - t0) * 1e3
+        preds = self.filter.update(scores, time.monotonic())
+        record = None
+        if preds is not None:
+            record = Record(self.seq.next(), time.time(), frame.ts, self.device, frame.origin, preds, inference_ms, self.engine.sha256)
+            self.sinks.write(record)
+            stats.published += 1
+        stats.add(inference_ms, (time.time() - frame.ts) * 1e3)
+        return record
+
+    def report(self, stats: dict[str, Any]) -> None:
+        self.sinks.report(stats)
+
+    def flush(self) -> None:
+        self.sinks.flush()
+
+    def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        self.sinks.close(keep)
+
+    def describe(self, source: Source) -> str:
+        """The start-up line: runtime, delegate, model and self-test, source and sinks."""
+        e = self.engine.describe()
+        cpu_ops = ", ".join(f"{k} {v}" for k, v in sorted(e["cpu_ops"].items())) or "none"
+        st = self.engine.manifest.self_test
+        test = f"self-test ok ({st.label if st else '-'}, {self.self_test_ms:.1f} ms)" if self.self_test_ms is not None else "self-test off"
+        sinks = ", ".join(_sink_desc(self.config, s.name) for s in self.sinks.sinks)
+        return (
+            f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
+            f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
+            f"source {source.name}, sinks {sinks}, device {self.device}"
+        )
+
+
+def _sink_desc(config: Config, name: str) -> str:
+    if name == "file":
+        return f"file:{config.sinks.file.path}"
+    if name == "mqtt":
+        return f"mqtt:{config.sinks.mqtt.host}:{config.sinks.mqtt.port}"
+    return name
