@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands import positive_int
+
 HELP = "benchmark bare invoke, engine, whole pipeline (in-memory and 720p JPEG), cold start and RSS on one core"
 
 
@@ -12,15 +14,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", default=str(default_model()), help="converted model with its manifest (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--frames", type=int, default=300, help="frames per timed batch (default: %(default)s)")
-    p.add_argument("--batches", type=int, default=5, help="timed batches; medians are reported (default: %(default)s)")
+    p.add_argument("--frames", type=positive_int, default=300, help="frames per timed batch (default: %(default)s)")
+    p.add_argument("--batches", type=positive_int, default=5, help="timed batches; medians are reported (default: %(default)s)")
     p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
     p.add_argument(
         "--mqtt",
         metavar="HOST[:PORT]",
         help="also measure MQTT publishing through the durable spool against this broker (a private one; `make bench` starts one)",
     )
-    p.add_argument("--mqtt-records", type=int, default=20000, help="records in the MQTT benchmark (default: %(default)s)")
+    p.add_argument("--mqtt-records", type=positive_int, default=20000, help="records in the MQTT benchmark (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:

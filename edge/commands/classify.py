@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from edge.commands import positive_int, thread_count
+
 HELP = "classify image files with a converted model and print the top-k labels"
 
 
@@ -13,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
     p.add_argument("--model", default=str(default_model()), help="converted model with its manifest beside it (default: %(default)s)")
-    p.add_argument("--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default: %(default)s)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
 
 

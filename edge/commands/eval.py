@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands import non_negative_int, positive_int
+from edge.commands import non_negative_int, thread_count
 
 HELP = "measure top-1/top-5, agreement with the first model and interleaved invoke latency on a labelled image folder"
 
@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="all",
         help="all images, or the converter's calibration (even labels.csv rows) / held-out (odd rows) half (default: %(default)s)",
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default: %(default)s)")
     p.add_argument(
         "--rounds", type=non_negative_int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)"
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edge.commands import positive_int
+
 HELP = "run the daemon: capture frames, classify them, publish results (SIGTERM stops, SIGHUP reloads)"
 
 
@@ -11,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from edge.config import DEFAULT_PATH
 
     p.add_argument("--config", default=str(DEFAULT_PATH), help="config file (default: %(default)s)")
-    p.add_argument("--max-frames", type=int, default=0, metavar="N", help="exit 0 after classifying N frames (tests, demos)")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="exit 0 after classifying N frames (tests, demos; default: until stopped)")
     p.add_argument("--once", action="store_true", help="classify one frame and exit (same as --max-frames 1)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override the config's log_level")
 
@@ -26,5 +28,5 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.config)
     config = load(path)
     setup(args.log_level or config.log_level)
-    max_frames = 1 if args.once else max(0, args.max_frames)
+    max_frames = 1 if args.once else (args.max_frames or 0)  # 0 = no limit
     return Daemon(config, path, max_frames=max_frames, log_level=args.log_level or "").run()
