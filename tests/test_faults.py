@@ -43,3 +43,45 @@ def test_counts_out_of_range_are_usage_errors(args: tuple[str, ...], message: st
     run = cli(*args)
     assert run.returncode == 2 and message in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def tampered_model(tmp_path: Path, model: Path, change: object) -> Path:
+    """A copy of `model` whose manifest `change` (a callable on the parsed JSON, returning the new JSON) altered."""
+    import json
+    import shutil
+
+    copy = tmp_path / "m.tflite"
+    shutil.copy(model, copy)
+    data = json.loads(Path(f"{model}.json").read_text())
+    assert callable(change)
+    Path(f"{copy}.json").write_text(json.dumps(change(data)))
+    return copy
+
+
+def _set(data: dict[str, object], key: str, value: object) -> dict[str, object]:
+    data[key] = value
+    return data
+
+
+def _self_test_png(data: dict[str, dict[str, str]], text: str) -> dict[str, dict[str, str]]:
+    data["self_test"]["image_png_base64"] = text
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: [d], "m.tflite.json: not an mnv1-edge manifest (a JSON list, expected an object)"),
+        (lambda d: _self_test_png(d, d["self_test"]["image_png_base64"][:400]), "m.tflite.json: self_test.image_png_base64 is not a readable PNG"),
+        (lambda d: _self_test_png(d, "not base64 at all!"), "m.tflite.json: self_test.image_png_base64 is not a readable PNG"),
+        (lambda d: _set(d, "input_shape", [1, 224, 224, 3]), "the manifest says input 1x224x224x3 uint8, the model has 1x128x128x3 uint8"),
+        (lambda d: _set(d, "output_dtype", "int8"), "the manifest says output 1x1001 int8 with 1001 labels, the model has 1x1001 uint8"),
+    ],
+    ids=["json-list", "truncated-png", "not-base64", "wrong-input", "wrong-output"],
+)
+def test_a_broken_manifest_is_one_line_naming_the_manifest(tmp_path: Path, model: Path, shared: Path, change: object, message: str) -> None:
+    broken = tampered_model(tmp_path, model, change)
+    run = cli("classify", "--model", str(broken), str(shared / "data" / "samples" / "owl.jpg"))
+    assert run.returncode == 65, run.stderr  # EX_DATAERR
+    assert "Traceback" not in run.stderr and message in run.stderr, run.stderr
+    assert error_lines(run.stderr) == [line for line in run.stderr.splitlines() if line.startswith("mnv1-edge classify: error:")]

@@ -12,7 +12,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file
-from edge.model.manifest import Manifest, SelfTest, load_manifest
+from edge.model.manifest import Manifest, SelfTest, load_manifest, manifest_path
 from edge.model.runtime import Runtime, delegated_op_counts, load_runtime, make_interpreter
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,10 @@ def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> tuple[Predicti
     lower class index, so results are deterministic and match np.argmax."""
     order = np.argsort(-scores, kind="stable")[:k]
     return tuple(Prediction(int(i), labels[int(i)], float(scores[i])) for i in order)
+
+
+def _shape(shape: tuple[int, ...], dtype: str) -> str:
+    return "x".join(map(str, shape)) + f" {dtype}"
 
 
 def dequantize_table(quantization: tuple[float, int]) -> np.ndarray:
@@ -74,10 +78,18 @@ class Engine:
         m = self.manifest
         got_in = (tuple(int(x) for x in inp["shape"]), np.dtype(inp["dtype"]).name)
         got_out = (tuple(int(x) for x in out["shape"]), np.dtype(out["dtype"]).name)
-        if got_in != (m.input_shape, m.input_dtype) or got_in != ((1, 128, 128, 3), "uint8"):
-            raise ModelError(f"{self.model_path}: input {got_in} is not the 1x128x128x3 uint8 this daemon feeds")
+        # Say which side is wrong: the model file (not what this daemon feeds) or its manifest.
+        if got_in != ((1, 128, 128, 3), "uint8"):
+            raise ModelError(f"{self.model_path}: the model's input is {_shape(*got_in)}, not the 1x128x128x3 uint8 this daemon feeds")
+        if got_in != (m.input_shape, m.input_dtype):
+            where = manifest_path(self.model_path)
+            raise ModelError(f"{where}: the manifest says input {_shape(m.input_shape, m.input_dtype)}, the model has {_shape(*got_in)}")
         if got_out != (m.output_shape, m.output_dtype) or got_out[0] != (1, len(m.labels)):
-            raise ModelError(f"{self.model_path}: output {got_out} does not match {len(m.labels)} labels / manifest")
+            where = manifest_path(self.model_path)
+            raise ModelError(
+                f"{where}: the manifest says output {_shape(m.output_shape, m.output_dtype)} with {len(m.labels)} labels, "
+                f"the model has {_shape(*got_out)}"
+            )
         self._in_index = int(inp["index"])
         self._out_index = int(out["index"])
         self._dequantize = dequantize_table(out["quantization"])
@@ -110,7 +122,7 @@ class Engine:
         if st is None:
             raise ModelError(f"{self.model_path}: manifest has no self-test; re-run `mnv1-edge convert`")
         t0 = time.perf_counter()
-        got = self.top_k(self.classify(st.frame()), 1)[0]
+        got = self.top_k(self.classify(st.frame(str(manifest_path(self.model_path)))), 1)[0]
         ms = (time.perf_counter() - t0) * 1e3
         if got.class_index != st.top1:
             raise ModelError(

@@ -31,11 +31,20 @@ class SelfTest:
     score: float
     source: str  # which image it was made from
 
-    def frame(self) -> np.ndarray:
+    def frame(self, where: str = "manifest") -> np.ndarray:
+        """The reference frame; a damaged one is the manifest's fault, named as such."""
+        import binascii
+
         from PIL import Image
 
-        with Image.open(io.BytesIO(base64.b64decode(self.image_png_base64))) as img:
-            return np.asarray(img.convert("RGB"))
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(self.image_png_base64, validate=True))) as img:
+                frame = np.asarray(img.convert("RGB"))
+        except (OSError, ValueError, binascii.Error, Image.DecompressionBombError) as exc:
+            raise ModelError(f"{where}: self_test.image_png_base64 is not a readable PNG ({exc}); re-run `mnv1-edge convert`") from exc
+        if frame.shape != (128, 128, 3):
+            raise ModelError(f"{where}: self-test image is {frame.shape[1]}x{frame.shape[0]}, expected 128x128; re-run `mnv1-edge convert`")
+        return frame
 
     @staticmethod
     def from_frame(frame: np.ndarray, top1: int, label: str, score: float, source: str) -> SelfTest:
@@ -66,7 +75,9 @@ class Manifest:
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     @staticmethod
-    def from_dict(data: dict[str, Any], where: str) -> Manifest:
+    def from_dict(data: Any, where: str) -> Manifest:
+        if not isinstance(data, dict):
+            raise ModelError(f"{where}: not an mnv1-edge manifest (a JSON {type(data).__name__}, expected an object); re-run `mnv1-edge convert`")
         if data.get("format") != FORMAT:
             raise ModelError(f"{where}: not an mnv1-edge manifest (format {data.get('format')!r}, expected {FORMAT!r})")
         try:
