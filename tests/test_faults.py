@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge import paths
-from tests.support.daemon import EXE
+from tests.support.daemon import EXE, base_config, write_config
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,15 @@ def test_a_broken_manifest_is_one_line_naming_the_manifest(tmp_path: Path, model
     assert run.returncode == 65, run.stderr  # EX_DATAERR
     assert "Traceback" not in run.stderr and message in run.stderr, run.stderr
     assert error_lines(run.stderr) == [line for line in run.stderr.splitlines() if line.startswith("mnv1-edge classify: error:")]
+
+
+def test_the_runtime_chatter_stays_out_of_stderr_unless_debug(tmp_path: Path, model: Path, shared: Path) -> None:
+    run = cli("classify", "--model", str(model), str(shared / "data" / "samples" / "owl.jpg"))
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    config = write_config(tmp_path / "c.toml", base_config(tmp_path, model, frames=2))
+    quiet = cli("run", "--config", str(config))
+    assert quiet.returncode == 0 and "XNNPACK delegate" not in quiet.stderr, quiet.stderr
+    debug = cli("run", "--config", str(config), "--log-level", "debug")
+    assert debug.returncode == 0, debug.stderr
+    assert "DEBUG edge.model.runtime: runtime: Created TensorFlow Lite XNNPACK delegate for CPU." in debug.stderr, debug.stderr
+    assert "INFO: Created" not in debug.stderr

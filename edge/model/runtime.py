@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
 
 # Environment variable that forces one runtime (a device with both installed, or the arm64 test
 # stage proving each); unset = ai-edge-litert, else tflite-runtime.
@@ -86,15 +93,39 @@ def make_interpreter(model: Path | bytes, threads: int = 1, runtime: Runtime | N
     """An allocated interpreter with the default delegate (XNNPACK) applied."""
     runtime = runtime or load_runtime()
     try:
-        if isinstance(model, bytes):
-            interp = runtime.interpreter_class(model_content=model, num_threads=threads)
-        else:
-            interp = runtime.interpreter_class(model_path=str(model), num_threads=threads)
-        interp.allocate_tensors()
+        with runtime_chatter_to_log():
+            if isinstance(model, bytes):
+                interp = runtime.interpreter_class(model_content=model, num_threads=threads)
+            else:
+                interp = runtime.interpreter_class(model_path=str(model), num_threads=threads)
+            interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         name = "<bytes>" if isinstance(model, bytes) else str(model)
         raise ModelError(f"{name}: not a loadable TFLite model ({_first_line(exc)})") from exc
     return interp
+
+
+@contextmanager
+def runtime_chatter_to_log() -> Iterator[None]:
+    """Hold what the C++ runtime prints on fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate
+    for CPU.") and log its INFO lines at debug, so they reach neither the terminal nor the journal
+    (where they had no priority) unless --log-level debug; any other line is passed on to stderr."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        try:
+            os.dup2(held.fileno(), 2)
+            yield
+        finally:  # also when the model fails to load: its ERROR lines explain why
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", "replace").splitlines():
+                if line.startswith("INFO: "):
+                    log.debug("runtime: %s", line[6:])
+                elif line:
+                    print(line, file=sys.stderr)
 
 
 def delegated_op_counts(interp: Any) -> tuple[dict[str, int], dict[str, int]]:
