@@ -97,3 +97,23 @@ def test_the_runtime_chatter_stays_out_of_stderr_unless_debug(tmp_path: Path, mo
     assert debug.returncode == 0, debug.stderr
     assert "DEBUG edge.model.runtime: runtime: Created TensorFlow Lite XNNPACK delegate for CPU." in debug.stderr, debug.stderr
     assert "INFO: Created" not in debug.stderr
+
+
+def images_config(tmp_path: Path, model: Path, path: Path) -> Path:
+    data = base_config(tmp_path, model)
+    data["source"] = {"kind": "images", "images": {"path": str(path)}}
+    return write_config(tmp_path / "c.toml", data)
+
+
+@pytest.mark.parametrize("single_file", [False, True], ids=["folder-all-unreadable", "one-non-image-file"])
+def test_an_images_source_with_nothing_readable_fails(tmp_path: Path, model: Path, single_file: bool) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a text file given as the images path\n")
+    run = cli("run", "--config", str(images_config(tmp_path, model, notes if single_file else folder)))
+    assert run.returncode == 69, run.stderr  # EX_UNAVAILABLE, like any source that cannot give a frame
+    assert "mnv1-edge run: error: source.images.path: no readable image in" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr

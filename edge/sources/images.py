@@ -61,10 +61,12 @@ class ImagesSource:
     def read(self) -> Frame | None:
         while not self._interrupted:
             if not self._queue:
+                # A pass that read nothing is a failure, looping or not: a run that classified
+                # nothing must not end "successfully".
+                if self._good_in_pass == 0:
+                    raise SourceError(f"source.images.path: no readable image in {self.config.path} (each file was skipped; see the warnings above)")
                 if not self.config.loop:
                     return None
-                if self._good_in_pass == 0:
-                    raise SourceError(f"source.images.path: no readable image in {self.config.path}")
                 self._next_pass()
                 continue
             path = self._queue.pop()
