@@ -43,6 +43,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def blocking_file(folder: Path) -> Path | None:
+    """The first of `folder` and its ancestors that exists but is not a folder (which makes
+    mkdir fail with a misleading "File exists"), or None."""
+    for p in (Path(folder), *Path(folder).parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def explain_mkdir(folder: Path, exc: OSError) -> str:
+    """Why `folder` could not be created, for an error line."""
+    blocker = blocking_file(folder)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    return str(exc.strerror or exc)
+
+
 def check_writable(path: Path, what: str) -> None:
     """Fail before any heavy work when `path` cannot be created: probe its folder with a temp file."""
     path = Path(path)

@@ -117,3 +117,23 @@ def test_an_images_source_with_nothing_readable_fails(tmp_path: Path, model: Pat
     assert run.returncode == 69, run.stderr  # EX_UNAVAILABLE, like any source that cannot give a frame
     assert "mnv1-edge run: error: source.images.path: no readable image in" in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "message", "status"),
+    [
+        ("file", "sinks.file.path: cannot create the folder of {blocker}/sub/r.jsonl ({blocker} is a file, not a folder)", 73),
+        ("state", "state_dir: cannot create {blocker}/state ({blocker} is a file, not a folder)", 78),
+    ],
+)
+def test_a_file_where_a_folder_must_be_is_named(tmp_path: Path, model: Path, key: str, message: str, status: int) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder must be\n")
+    data = base_config(tmp_path, model, frames=1)
+    if key == "file":
+        data["sinks"]["file"]["path"] = str(blocker / "sub" / "r.jsonl")
+    else:
+        data["state_dir"] = str(blocker / "state")
+    run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
+    assert run.returncode == status and message.format(blocker=blocker) in run.stderr, run.stderr
+    assert "File exists" not in run.stderr

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge.errors import ConfigError
-from edge.fsutil import write_atomic
+from edge.fsutil import explain_mkdir, write_atomic
 
 log = logging.getLogger("edge.seq")
 
@@ -30,6 +30,9 @@ class RecordSequence:
         self._lock = threading.Lock()
         try:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"state_dir: cannot create {state_dir} ({explain_mkdir(Path(state_dir), exc)})") from exc
+        try:
             text = self.path.read_text().strip() if self.path.exists() else "0"
         except OSError as exc:
             raise ConfigError(f"state_dir: cannot use {state_dir} ({exc.strerror or exc}); it must be writable by the service") from exc

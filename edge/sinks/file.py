@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import SinkError
-from edge.fsutil import fsync_dir
+from edge.fsutil import explain_mkdir, fsync_dir
 
 if TYPE_CHECKING:
     from edge.config import FileSinkConfig
@@ -83,6 +83,9 @@ class FileSink:
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"sinks.file.path: cannot create the folder of {self.path} ({explain_mkdir(self.path.parent, exc)})") from exc
+        try:
             self._repaired = repair(self.path)
             self._open_fd()
         except OSError as exc:
