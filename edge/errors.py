@@ -11,6 +11,7 @@ EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
 EX_CANTCREAT = 73
 EX_IOERR = 74
+EX_TEMPFAIL = 75
 EX_CONFIG = 78
 
 
@@ -48,3 +49,11 @@ class GateError(EdgeError):
     """A converted model that failed the accuracy gate: no model is written."""
 
     exit_code = EX_DATAERR
+
+
+class BusyError(EdgeError):
+    """A resource another process holds (a second daemon on one state_dir): retrying later can work."""
+
+    # EX_TEMPFAIL, not EX_CONFIG: the configuration is fine and systemd's Restart= should try again
+    # (the other holder may be a manual run that ends), unlike a broken config it must not restart.
+    exit_code = EX_TEMPFAIL

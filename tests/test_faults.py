@@ -137,3 +137,32 @@ def test_a_file_where_a_folder_must_be_is_named(tmp_path: Path, model: Path, key
     run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
     assert run.returncode == status and message.format(blocker=blocker) in run.stderr, run.stderr
     assert "File exists" not in run.stderr
+
+
+def test_a_second_daemon_on_one_state_dir_is_refused(tmp_path: Path, model: Path) -> None:
+    import json
+    import time
+
+    from tests.support.daemon import NotifySocket, running
+
+    data = base_config(tmp_path, model, fps=20.0)
+    first_config = write_config(tmp_path / "first.toml", data)
+    data["sinks"]["file"]["path"] = str(tmp_path / "second.jsonl")
+    second_config = write_config(tmp_path / "second.toml", data)
+    with running(first_config, notify=NotifySocket(tmp_path / "notify")) as first:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "results.jsonl").is_file() or not (tmp_path / "results.jsonl").read_text():
+            assert first.poll() is None and time.monotonic() < deadline, "the first daemon did not start"
+            time.sleep(0.1)
+        second = cli("run", "--config", str(second_config), "--max-frames", "5")
+        assert first.poll() is None
+    assert second.returncode == 75, second.stderr  # EX_TEMPFAIL: systemd may retry once the other stops
+    line = f"mnv1-edge run: error: state_dir: {tmp_path / 'state'} is in use by another mnv1-edge (pid {first.pid}); stop it first"
+    assert line in second.stderr, second.stderr
+    assert not (tmp_path / "second.jsonl").exists()  # refused before any record was numbered or written
+    seqs = [json.loads(x)["seq"] for x in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert seqs == list(range(len(seqs)))
+    # Once the first is gone, the lock is free again (the kernel drops it even after a kill -9).
+    after = cli("run", "--config", str(second_config), "--max-frames", "3")
+    assert after.returncode == 0, after.stderr
+    assert json.loads((tmp_path / "second.jsonl").read_text().splitlines()[0])["seq"] > seqs[-1]

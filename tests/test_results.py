@@ -90,7 +90,9 @@ def test_sequence_is_persisted_and_survives_a_crash(tmp_path: Path) -> None:
     assert b.next() == 3  # clean restart: no gap
     for _ in range(12):
         last = b.next()
-    # crash (no close): the next run starts at the persisted high-water mark, beyond all used
+    # crash (no close): the kernel drops the state_dir lock and nothing else is persisted; the next
+    # run starts at the persisted high-water mark, beyond all used
+    b._release()
     c = RecordSequence(tmp_path, block=10)
     first = c.next()
     assert first > last and first == int((tmp_path / "seq").read_text()) - 10

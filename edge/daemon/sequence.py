@@ -7,18 +7,45 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 
-from edge.errors import ConfigError
+from edge.errors import BusyError, ConfigError
 from edge.fsutil import explain_mkdir, write_atomic
 
 log = logging.getLogger("edge.seq")
 
 BLOCK = 1000
 FILE_NAME = "seq"
+# <state_dir>/lock: flock'ed (exclusive) by the process that owns the state directory, for its
+# whole life. Two daemons on one state_dir would hand out the same numbers, and consumers dedupe
+# by seq, so the second is refused. The kernel drops the lock when the process dies (no stale lock).
+STATE_LOCK = "lock"
+
+
+def lock_state_dir(state_dir: Path) -> int:
+    """Take <state_dir>/STATE_LOCK without waiting; returns the descriptor that holds it (close it
+    to release). BusyError names the holder's pid when another process has it."""
+    path = Path(state_dir) / STATE_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"state_dir: cannot open {path} ({exc.strerror or exc}); it must be writable by the service") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise BusyError(
+            f"state_dir: {state_dir} is in use by another mnv1-edge (pid {holder or '?'}); stop it first, or give this one a state_dir of its own"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class RecordSequence:
@@ -32,9 +59,11 @@ class RecordSequence:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"state_dir: cannot create {state_dir} ({explain_mkdir(Path(state_dir), exc)})") from exc
+        self._lock_fd = lock_state_dir(Path(state_dir))
         try:
             text = self.path.read_text().strip() if self.path.exists() else "0"
         except OSError as exc:
+            self._release()
             raise ConfigError(f"state_dir: cannot use {state_dir} ({exc.strerror or exc}); it must be writable by the service") from exc
         try:
             self._next = int(text)
@@ -70,7 +99,15 @@ class RecordSequence:
             return value
 
     def close(self) -> None:
-        """Persist the exact next number so a clean restart leaves no gap."""
+        """Persist the exact next number so a clean restart leaves no gap; release the state_dir."""
         with self._lock:
-            self._persist(self._next)
-            self._mark = self._next
+            try:
+                self._persist(self._next)
+                self._mark = self._next
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
