@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,52 @@ def test_a_second_daemon_on_one_state_dir_is_refused(tmp_path: Path, model: Path
     after = cli("run", "--config", str(second_config), "--max-frames", "3")
     assert after.returncode == 0, after.stderr
     assert json.loads((tmp_path / "second.jsonl").read_text().splitlines()[0])["seq"] > seqs[-1]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs (as issue #14 measured a full disk), unmounted afterwards."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_records_lost_on_a_full_disk_are_counted_everywhere(tmp_path: Path, model: Path, small_disk: Path) -> None:
+    import json
+    import re
+
+    from tests.support.broker import Mosquitto
+
+    (small_disk / "filler").write_bytes(b"\0" * 48 * 1024)  # a few records fit, the rest do not
+    data = base_config(tmp_path, model, frames=400, fps=100.0)
+    data["device_id"] = "cam"
+    data["sinks"]["file"]["path"] = str(small_disk / "r.jsonl")
+    with Mosquitto(tmp_path / "broker") as broker:
+        data["sinks"]["mqtt"] = {"enabled": True, "port": broker.port, "stats_interval_s": 1.0, "spool": {"path": str(tmp_path / "spool")}}
+        sub = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-t", "mnv1-edge/cam/stats"], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
+        finally:
+            sub.terminate()
+            out, _ = sub.communicate(timeout=10)
+    assert run.returncode == 0, run.stderr
+    written = len((small_disk / "r.jsonl").read_text().splitlines())
+    final = re.search(r"final stats: .* published (\d+) \(sinks: file written (\d+) lost (\d+); mqtt acked", run.stderr)
+    assert final is not None, run.stderr
+    published, file_written, file_lost = map(int, final.groups())
+    assert 0 < written == file_written and file_lost == published - written > 0
+    assert f"WARNING edge.daemon: sink file: {file_lost} of {published} published records lost in this run" in run.stderr
+    assert "WARNING edge.sinks.file:" in run.stderr and "records_lost" in run.stderr
+    stats = [json.loads(line) for line in out.splitlines()]
+    assert stats and stats[-1]["file"]["records_lost"] > 0, out
+    assert stats[-1]["file"]["written"] + stats[-1]["file"]["records_lost"] == stats[-1]["published"]

@@ -20,7 +20,7 @@ from edge.daemon.capture import POLL_S, Capture
 from edge.daemon.notify import Notifier
 from edge.daemon.pipeline import FramePipeline
 from edge.daemon.sequence import RecordSequence
-from edge.daemon.stats import Stats, format_line
+from edge.daemon.stats import Stats, format_line, records_lost
 from edge.errors import EdgeError, SourceError
 from edge.sources import make_source
 
@@ -238,6 +238,15 @@ class Daemon:
         else:
             self.notifier.status(status)
 
+    def _report_losses(self) -> None:
+        """The exit summary's warning: records a sink lost in this run, counted after it closed
+        (a spool dropping its backlog at close counts too)."""
+        assert self.pipeline is not None
+        sinks = self.pipeline.sinks.stats()
+        for name, lost in records_lost(sinks).items():
+            if lost:
+                log.warning("sink %s: %d of %d published records lost in this run (see its records_lost in stats)", name, lost, self.stats.published)
+
     def _shutdown(self) -> None:
         if self.capture is not None:
             self.capture.stop()
@@ -246,5 +255,6 @@ class Daemon:
                 log.info("final %s", format_line(self.snapshot()))
             self.pipeline.flush()
             self.pipeline.close()
+            self._report_losses()
         if self.seq is not None:
             self.seq.close()

@@ -89,12 +89,44 @@ class Stats:
         return out
 
 
+SINKS = ("stdout", "file", "mqtt")
+# The MQTT sink loses a record only when its spool drops it (size, age, full disk) or at close.
+_LOST_KEYS = {"mqtt": ("spool_dropped", "mqtt_dropped_closed")}
+
+
+def records_lost(stats: dict[str, Any]) -> dict[str, int]:
+    """Records each sink lost for good (write failed, dropped from the spool, or the sink raised):
+    `published` counts records handed to the sinks, this is what did not arrive."""
+    lost: dict[str, int] = {}
+    raised: dict[str, int] = stats.get("sink_errors", {})
+    for name in SINKS:
+        own: dict[str, Any] | None = stats.get(name)
+        if not isinstance(own, dict):
+            continue
+        n = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",)))
+        lost[name] = n + int(raised.get(name, 0))
+    return lost
+
+
+def _sinks_text(stats: dict[str, Any]) -> str:
+    lost = records_lost(stats)
+    parts = []
+    for name, n in lost.items():
+        own = stats[name]
+        if name == "mqtt":
+            parts.append(f"mqtt acked {own.get('mqtt_acked', 0)} spooled {own.get('spool_depth', 0)} lost {n}")
+        else:
+            parts.append(f"{name} written {own.get('written', 0)} lost {n}")
+    return "; ".join(parts) or "none"
+
+
 def format_line(stats: dict[str, Any]) -> str:
     """The human stats line for the journal."""
     inf, lat = stats["inference_ms"], stats["latency_ms"]
     temp = f"{stats['cpu_temp_c']:.1f} °C" if stats.get("cpu_temp_c") is not None else "n/a"
     return (
         f"stats: {stats['fps']:.1f} fps, inference p50 {inf['p50']} ms p95 {inf['p95']} ms, "
-        f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']}, "
+        f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']} "
+        f"(sinks: {_sinks_text(stats)}), "
         f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
     )

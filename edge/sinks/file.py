@@ -74,7 +74,9 @@ class FileSink:
         self._last_sync = time.monotonic()
         self._dirty = False
         self._written = 0
-        self._errors = 0
+        self._write_errors = 0  # failed writes: each one a record lost (there is no retry)
+        self._fsync_errors = 0
+        self._lost_since = 0  # records lost in the current failure streak
         self._rotations = 0
         self._rotate_errors = 0
         self._rotate_failing = False
@@ -108,10 +110,14 @@ class FileSink:
             if n != len(line):
                 raise OSError(f"short write ({n} of {len(line)} bytes)")
         except OSError as exc:
-            self._errors += 1
-            log.warning("%s: write failed (%s); record %d not written", self.path, exc.strerror or exc, record.seq)
+            self._write_errors += 1
+            self._lost_since += 1
+            log.warning("%s: write failed (%s); record %d lost (counted as records_lost in stats)", self.path, exc.strerror or exc, record.seq)
             self._undo_partial()
             return
+        if self._lost_since:
+            log.warning("%s: writes work again; %d records were lost meanwhile", self.path, self._lost_since)
+            self._lost_since = 0
         self._size += n
         self._written += 1
         self._dirty = True
@@ -132,7 +138,7 @@ class FileSink:
             try:
                 os.fdatasync(self._fd)
             except OSError as exc:
-                self._errors += 1
+                self._fsync_errors += 1
                 log.warning("%s: fsync failed (%s)", self.path, exc.strerror or exc)
         self._dirty = False
         self._last_sync = time.monotonic()
@@ -179,7 +185,10 @@ class FileSink:
     def stats(self) -> dict[str, Any]:
         return {
             "written": self._written,
-            "errors": self._errors,
+            "errors": self._write_errors + self._fsync_errors,  # kept for dashboards; the two below split it
+            "write_errors": self._write_errors,
+            "fsync_errors": self._fsync_errors,
+            "records_lost": self._write_errors,
             "rotations": self._rotations,
             "rotate_errors": self._rotate_errors,
             "bytes": self._size,

@@ -42,7 +42,7 @@ class StdoutSink:
         pass  # stats go to the log, not into the result stream
 
     def stats(self) -> dict[str, Any]:
-        return {"written": self._written, "errors": self._errors}
+        return {"written": self._written, "errors": self._errors, "records_lost": self._errors}
 
     def flush(self) -> None:
         pass  # unbuffered
