@@ -216,3 +216,62 @@ def test_records_lost_on_a_full_disk_are_counted_everywhere(tmp_path: Path, mode
     stats = [json.loads(line) for line in out.splitlines()]
     assert stats and stats[-1]["file"]["records_lost"] > 0, out
     assert stats[-1]["file"]["written"] + stats[-1]["file"]["records_lost"] == stats[-1]["published"]
+
+
+def png_bomb(path: Path, width: int, height: int) -> Path:
+    """A real, valid 1-bit greyscale PNG of width x height zeros: a few KB that decode to width*height bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    z = zlib.compressobj(9)
+    data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    bomb = png_bomb(tmp_path / "bomb.png", 13000, 13000)  # as issue #14: 169 M pixels, under Pillow's limit
+    assert bomb.stat().st_size < 1_000_000
+    probe = (
+        "import json, logging, resource, sys\n"
+        "from pathlib import Path\n"
+        "from edge.errors import SourceError\n"
+        "from edge.model.preprocess import load_image\n"
+        "logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format='%(levelname)s %(name)s: %(message)s')\n"
+        "try:\n"
+        "    load_image(Path(sys.argv[1]))\n"
+        "    error = ''\n"
+        "except SourceError as exc:\n"
+        "    error = str(exc)\n"
+        "print(json.dumps({'error': error, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(bomb)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.splitlines()[-1])
+    assert "13000x13000 pixels (169 M) is more than the decode budget of 16 M pixels" in result["error"]
+    assert result["maxrss_kb"] < 200_000, result  # a full decode took 730 MB
+    # Pillow's own warning goes through the log, not straight to stderr.
+    assert "WARNING edge.model.decode:" in run.stdout and "DecompressionBombWarning" not in run.stderr, (run.stdout, run.stderr)
+
+
+def test_a_daemon_skips_a_bomb_and_goes_on(tmp_path: Path, model: Path, shared: Path) -> None:
+    import json
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    png_bomb(folder / "a-bomb.png", 13000, 13000)
+    (folder / "b-owl.jpg").write_bytes((shared / "data" / "samples" / "owl.jpg").read_bytes())
+    data = base_config(tmp_path, model)
+    data["source"] = {"kind": "images", "images": {"path": str(folder)}}
+    run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
+    assert run.returncode == 0, run.stderr
+    assert "skipped unreadable image:" in run.stderr and "a-bomb.png: 13000x13000 pixels" in run.stderr
+    assert [json.loads(x)["source"] for x in (tmp_path / "results.jsonl").read_text().splitlines()] == ["b-owl.jpg"]

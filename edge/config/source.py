@@ -13,6 +13,9 @@ class ImagesSourceConfig:
     path: str = setting("", "a folder, a glob (e.g. /srv/in/*.jpg) or one image file")
     loop: bool = setting(False, "start again at the first image after the last one")
     draft: bool = setting(True, "decode JPEGs at reduced scale in the DCT domain (much faster, same input)")
+    max_pixels: int = setting(
+        16_000_000, "refuse (skip) an image whose decoded size exceeds this many pixels, checked before decoding (JPEGs after drafting)", ge=16384
+    )
 
 
 @dataclass(frozen=True)

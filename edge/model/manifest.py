@@ -39,11 +39,11 @@ class SelfTest:
 
         try:
             with Image.open(io.BytesIO(base64.b64decode(self.image_png_base64, validate=True))) as img:
+                if img.size != (128, 128):  # checked before decoding: a tampered PNG may declare any size
+                    raise ModelError(f"{where}: self-test image is {img.size[0]}x{img.size[1]}, expected 128x128; re-run `mnv1-edge convert`")
                 frame = np.asarray(img.convert("RGB"))
         except (OSError, ValueError, binascii.Error, Image.DecompressionBombError) as exc:
             raise ModelError(f"{where}: self_test.image_png_base64 is not a readable PNG ({exc}); re-run `mnv1-edge convert`") from exc
-        if frame.shape != (128, 128, 3):
-            raise ModelError(f"{where}: self-test image is {frame.shape[1]}x{frame.shape[0]}, expected 128x128; re-run `mnv1-edge convert`")
         return frame
 
     @staticmethod

@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from edge.errors import SourceError
+from edge.model import decode
 
 INPUT_SIZE = 128
 CROP_FRACTION = 0.875
@@ -40,17 +40,18 @@ def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = C
     return np.asarray(prepare(Image.fromarray(frame), size, fraction))
 
 
-def load_image(path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True) -> np.ndarray:
+def load_image(
+    path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True, max_pixels: int = decode.MAX_PIXELS
+) -> np.ndarray:
     """Decode an image file into the model's input; JPEGs use Pillow's DCT-domain draft mode.
 
     Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, as long as the cropped region still
-    covers at least `size` pixels, so a 720p frame costs a fraction of a full decode.
+    covers at least `size` pixels, so a 720p frame costs a fraction of a full decode. An image whose
+    decoded size would exceed `max_pixels` is refused before decoding (edge.model.decode).
     """
     try:
-        with Image.open(path) as image:
-            if draft and image.format == "JPEG":
-                need = math.ceil(size / fraction)
-                image.draft("RGB", (need, need))
+        with decode.open_image(path) as image:
+            decode.bound(image, path, decode.needed_size(size, fraction), draft, max_pixels)
             return np.asarray(prepare(image, size, fraction))
     except FileNotFoundError as exc:
         raise SourceError(f"{path}: no such image file") from exc
