@@ -275,3 +275,69 @@ def test_a_daemon_skips_a_bomb_and_goes_on(tmp_path: Path, model: Path, shared: 
     assert run.returncode == 0, run.stderr
     assert "skipped unreadable image:" in run.stderr and "a-bomb.png: 13000x13000 pixels" in run.stderr
     assert [json.loads(x)["source"] for x in (tmp_path / "results.jsonl").read_text().splitlines()] == ["b-owl.jpg"]
+
+
+def check_config(tmp_path: Path, data: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    return cli("check-config", str(write_config(tmp_path / "c.toml", data)))
+
+
+def test_check_config_of_an_empty_file_names_the_missing_model(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    run = cli("check-config", str(empty))
+    assert run.returncode == 78, run.stdout + run.stderr
+    assert f"mnv1-edge check-config: error: {empty}: model.path: cannot read /opt/mnv1-edge/models/" in run.stderr
+    assert "every key is at its default (an empty config?)" in run.stderr and "OK" not in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("model", "model.path: cannot read {tmp}/missing.tflite (No such file or directory)"),
+        ("password", "sinks.mqtt.password_file: cannot read {tmp}/nope.secret (No such file or directory)"),
+        ("tls", "sinks.mqtt.tls.ca_file: cannot read {tmp}/ca.pem (No such file or directory)"),
+        ("images", "source.images.path: no images in {tmp}/empty"),
+        ("state", "state_dir: {tmp}/blocker is a file, not a folder"),
+        ("spool", "sinks.mqtt.spool.path: {tmp}/blocker is a file, not a folder"),
+        ("file", "sinks.file.path: {tmp} is a folder; give a file path"),
+    ],
+)
+def test_check_config_checks_what_run_needs(tmp_path: Path, model: Path, key: str, message: str) -> None:
+    (tmp_path / "blocker").write_text("a file\n")
+    (tmp_path / "empty").mkdir()
+    data = base_config(tmp_path, model)
+    mqtt: dict[str, object] = {"enabled": True, "spool": {"path": str(tmp_path / "spool")}}
+    if key == "model":
+        data["model"]["path"] = str(tmp_path / "missing.tflite")
+    elif key == "password":
+        data["sinks"]["mqtt"] = {**mqtt, "username": "cam", "password_file": str(tmp_path / "nope.secret")}
+    elif key == "tls":
+        data["sinks"]["mqtt"] = {**mqtt, "tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")}}
+    elif key == "images":
+        data["source"] = {"kind": "images", "images": {"path": str(tmp_path / "empty")}}
+    elif key == "state":
+        data["state_dir"] = str(tmp_path / "blocker" / "state")
+    elif key == "spool":
+        data["sinks"]["mqtt"] = {**mqtt, "spool": {"path": str(tmp_path / "blocker" / "spool")}}
+    elif key == "file":
+        data["sinks"]["file"]["path"] = str(tmp_path)
+    run = check_config(tmp_path, data)
+    assert run.returncode == 78, run.stdout + run.stderr
+    assert f"mnv1-edge check-config: error: {tmp_path / 'c.toml'}: {message.format(tmp=tmp_path)}\n" in run.stderr, run.stderr
+
+
+def test_check_config_says_what_it_checked_and_what_it_could_not(tmp_path: Path, model: Path) -> None:
+    import os
+
+    data = base_config(tmp_path, model)
+    data["sinks"]["mqtt"] = {"enabled": True, "spool": {"path": str(tmp_path / "spool")}}
+    run = check_config(tmp_path, data)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"{tmp_path / 'c.toml'}: OK (")
+    assert "checked: model.path and its manifest; state_dir; sinks.file.path; sinks.mqtt files" in run.stdout
+    assert "not checked: loading the model into the TFLite runtime" in run.stdout
+    assert "connecting to the MQTT broker 127.0.0.1:1883 (only `run` does)" in run.stdout
+    if os.geteuid() == 0:
+        assert "permissions as the service user mnv1-edge (checked as root" in run.stdout
+    syntax = cli("check-config", "--syntax-only", str(tmp_path / "c.toml"))
+    assert syntax.returncode == 0 and "syntax OK" in syntax.stdout and "not checked (--syntax-only)" in syntax.stdout
