@@ -38,6 +38,9 @@ def error_lines(stderr: str) -> list[str]:
         (("run", "--max-frames", "-1"), "--max-frames: expected a positive integer, got '-1'"),
         (("bench", "--frames", "0"), "--frames: expected a positive integer, got '0'"),
         (("bench", "--batches", "0"), "--batches: expected a positive integer, got '0'"),
+        (("bench", "--mqtt", "localhost:abc"), "--mqtt: expected HOST or HOST:PORT with a port from 1 to 65535, got 'localhost:abc'"),
+        (("convert", "--min-agreement", "nan"), "--min-agreement: expected a number from 0 to 100, got 'nan'"),
+        (("convert", "--max-top1-drop", "-1"), "--max-top1-drop: expected a number from 0 to 100, got '-1'"),
     ],
 )
 def test_counts_out_of_range_are_usage_errors(args: tuple[str, ...], message: str) -> None:
@@ -341,3 +344,49 @@ def test_check_config_says_what_it_checked_and_what_it_could_not(tmp_path: Path,
         assert "permissions as the service user mnv1-edge (checked as root" in run.stdout
     syntax = cli("check-config", "--syntax-only", str(tmp_path / "c.toml"))
     assert syntax.returncode == 0 and "syntax OK" in syntax.stdout and "not checked (--syntax-only)" in syntax.stdout
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"state_dir": ""}, "state_dir: must not be empty (it would be the current directory)"),
+        ({"sinks": {"mqtt": {"host": ""}}}, "sinks.mqtt.host: expected a host name or address"),
+    ],
+)
+def test_empty_values_that_crashed_run_are_config_errors(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    config = tmp_path / "c.toml"
+    write_config(config, change)
+    run = cli("check-config", "--syntax-only", str(config))
+    assert run.returncode == 78 and f"{config}: {message}" in run.stderr, run.stderr
+
+
+def test_a_folder_given_as_the_model_is_named_as_such(tmp_path: Path, shared: Path) -> None:
+    run = cli("classify", "--model", str(tmp_path), str(shared / "data" / "samples" / "owl.jpg"))
+    assert run.returncode == 65 and f"{tmp_path}: is a folder; give the model file (.tflite)" in run.stderr, run.stderr
+
+
+def test_check_config_loads_the_tls_files_and_notes_relative_paths(tmp_path: Path, model: Path) -> None:
+    not_pem = tmp_path / "client.pem"
+    not_pem.write_text("not a certificate\n")
+    data = base_config(tmp_path, model)
+    data["sinks"]["file"]["path"] = "results.jsonl"
+    data["sinks"]["mqtt"] = {
+        "enabled": True,
+        "spool": {"path": str(tmp_path / "spool")},
+        "tls": {"enabled": True, "cert_file": str(not_pem), "key_file": str(not_pem)},
+    }
+    run = check_config(tmp_path, data)
+    assert run.returncode == 78, run.stdout + run.stderr
+    assert "sinks.mqtt.tls: cannot load the CA or client certificate" in run.stderr
+    assert "note: sinks.file.path: results.jsonl is relative: resolved against the current directory" in run.stderr
+
+
+def test_check_config_knows_when_picamera2_cannot_be_imported(tmp_path: Path, model: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("picamera2") is not None:
+        pytest.skip("picamera2 is installed here")
+    data = base_config(tmp_path, model)
+    data["source"] = {"kind": "picamera2"}
+    run = check_config(tmp_path, data)
+    assert run.returncode == 78 and 'source.kind: "picamera2" but the picamera2 library is not importable' in run.stderr, run.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 
 
 def positive_int(text: str) -> int:
@@ -24,6 +26,29 @@ def thread_count(text: str) -> int:
     if value > MAX_THREADS:
         raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} (this machine's cores, or 4), got {text!r}")
     return value
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """argparse type for HOST[:PORT] (port 1883 when not given)."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST or HOST:PORT with a port from 1 to 65535, got {text!r}")
+    return host, int(port)
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """argparse type for a finite number in [low, high] (float() alone accepts nan and inf)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+        return value
+
+    return parse
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:

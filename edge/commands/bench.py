@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands import positive_int
+from edge.commands import host_port, positive_int
 
 HELP = "benchmark bare invoke, engine, whole pipeline (in-memory and 720p JPEG), cold start and RSS on one core"
 
@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all-cores", action="store_true", help="do not pin to one core")
     p.add_argument(
         "--mqtt",
+        type=host_port,
         metavar="HOST[:PORT]",
         help="also measure MQTT publishing through the durable spool against this broker (a private one; `make bench` starts one)",
     )
@@ -35,8 +36,8 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     if args.mqtt:
-        host, _, port = args.mqtt.partition(":")
-        bench.register("mqtt_publish", lambda: _mqtt_publish(args.mqtt_records, host, int(port or 1883)))
+        host, port = args.mqtt
+        bench.register("mqtt_publish", lambda: _mqtt_publish(args.mqtt_records, host, port))
     report = bench.run(
         Path(args.model),
         frames=args.frames,

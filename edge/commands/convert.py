@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands import non_negative_int, positive_int
+from edge.commands import bounded_float, non_negative_int, positive_int
 
 HELP = "convert the official float MobileNet v1 0.25/128 into the int8 model the device runs (with report and accuracy gate)"
 
@@ -24,13 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unverified", action="store_true", help="convert a --source whose sha256 differs from the pinned one")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
     g = p.add_argument_group("accuracy gate (on the held-out images; failing writes no model)")
-    g.add_argument(
-        "--min-agreement", type=float, default=80.0, metavar="PCT", help="min %% of top-1s equal to the float model's (default: %(default)s)"
-    )
-    g.add_argument("--max-top1-drop", type=float, default=1.5, metavar="POINTS", help="max top-1 points below float (default: %(default)s)")
+    percent = bounded_float(0, 100)
+    g.add_argument("--min-agreement", type=percent, default=80.0, metavar="PCT", help="min %% of top-1s equal to the float's (default: %(default)s)")
+    g.add_argument("--max-top1-drop", type=percent, default=1.5, metavar="POINTS", help="max top-1 points below float (default: %(default)s)")
     g.add_argument(
         "--min-top1-vs-reference",
-        type=float,
+        type=bounded_float(-100, 100),
         default=-1.0,
         metavar="POINTS",
         help="min top-1 points relative to Google's quant model, negative = may be below (default: %(default)s)",

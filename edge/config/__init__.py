@@ -89,6 +89,7 @@ class Config:
     def check(self, need: Need) -> None:
         bad = any(c in self.device_id for c in "/#+ ") or has_control_chars(self.device_id)
         need(not bad, "device_id", "must not contain / # + spaces or control characters")
+        need(bool(self.state_dir.strip()), "state_dir", "must not be empty (it would be the current directory)")
 
 
 def parse(data: dict[str, Any], cls: type[Any] = Config, path: str = "") -> Any:

@@ -36,6 +36,7 @@ def preflight(config: Config) -> Preflight:
     _state_lock(Path(config.state_dir), result)
     _source(config, result)
     _sinks(config, result)
+    _relative_paths(config, result)
     _who(result)
     return result
 
@@ -92,6 +93,14 @@ def _source(config: Config, result: Preflight) -> None:
     elif src.kind == "video":
         result.skipped.append(f"connecting to the stream {src.video.url} (only `run` does)")
     elif src.kind == "picamera2":
+        import importlib.util
+
+        result.checked.append("picamera2 importable")
+        if importlib.util.find_spec("picamera2") is None:
+            result.problems.append(
+                'source.kind: "picamera2" but the picamera2 library is not importable (sudo apt install python3-picamera2, '
+                "and a venv made with --system-site-packages)"
+            )
         result.skipped.append("opening the Pi camera (only `run` does; `rpicam-hello --list-cameras` lists them)")
 
 
@@ -114,11 +123,37 @@ def _sinks(config: Config, result: Preflight) -> None:
         if name:
             _readable_file(Path(name), f"sinks.mqtt.{key}", result)
     if mqtt.tls.enabled:
-        for key, name in (("ca_file", mqtt.tls.ca_file), ("cert_file", mqtt.tls.cert_file), ("key_file", mqtt.tls.key_file)):
-            if name:
-                _readable_file(Path(name), f"sinks.mqtt.tls.{key}", result)
+        tls = mqtt.tls
+        files = (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
+        if all(_readable_file(Path(name), f"sinks.mqtt.tls.{key}", result) for key, name in files if name):
+            _tls_loads(tls.ca_file, tls.cert_file, tls.key_file, result)
     _writable_dir(Path(mqtt.spool.path), "sinks.mqtt.spool.path", result)
     result.skipped.append(f"connecting to the MQTT broker {mqtt.host}:{mqtt.port} (only `run` does)")
+
+
+def _tls_loads(ca_file: str, cert_file: str, key_file: str, result: Preflight) -> None:
+    """Load the CA and client certificate as the MQTT sink will: a file that is there but is not
+    PEM (or a key that does not match) fails here rather than at `run`."""
+    import ssl
+
+    try:
+        context = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file:
+            context.load_cert_chain(cert_file, key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        result.problems.append(f"sinks.mqtt.tls: cannot load the CA or client certificate ({exc}); check ca_file, cert_file and key_file")
+
+
+def _relative_paths(config: Config, result: Preflight) -> None:
+    """A relative path resolves against the current directory: `/` under systemd, not where you are."""
+    paths = {"state_dir": config.state_dir, "model.path": config.model.path}
+    if config.sinks.file.enabled:
+        paths["sinks.file.path"] = config.sinks.file.path
+    if config.sinks.mqtt.enabled:
+        paths["sinks.mqtt.spool.path"] = config.sinks.mqtt.spool.path
+    for key, value in paths.items():
+        if value and not Path(value).is_absolute():
+            result.notes.append(f"{key}: {value} is relative: resolved against the current directory ({Path.cwd()} here, / under systemd)")
 
 
 def _readable_file(path: Path, key: str, result: Preflight) -> bool:

@@ -109,6 +109,7 @@ class MqttSinkConfig:
         )
         need(not self.topic_prefix.startswith("$"), "topic_prefix", "must not start with $ (reserved for the broker)")
         need(self.qos in (0, 1, 2), "qos", f"expected 0, 1 or 2, got {self.qos}")
+        need(bool(self.host.strip()) and not has_control_chars(self.host), "host", "expected a host name or address")
         need(not (self.username and self.username_file), "username_file", "give username or username_file, not both")
         need(
             not any(c in self.client_id for c in "#+") and not has_control_chars(self.client_id),

@@ -51,6 +51,8 @@ class Engine:
 
     def __init__(self, model: Path, threads: int = 1, expected_sha256: str = "", self_test: bool = True, require_xnnpack: bool = True):
         self.model_path = Path(model)
+        if self.model_path.is_dir():
+            raise ModelError(f"{model}: is a folder; give the model file (.tflite) with its manifest beside it")
         if not self.model_path.is_file():
             raise ModelError(f"{model}: model file not found; build it with `make model` or `mnv1-edge convert`")
         self.sha256 = sha256_file(self.model_path)
