@@ -42,6 +42,9 @@ class FileSinkConfig:
 
     def check(self, need: Need) -> None:
         need(not self.enabled or bool(self.path), "path", "required when the file sink is enabled")
+        # A cap below a few hundred records rotates on nearly every record and, with a small `keep`,
+        # silently deletes almost everything it was given.
+        need(self.max_bytes == 0 or self.max_bytes >= 65536, "max_bytes", f"must be 0 (never rotate) or at least 65536, got {self.max_bytes}")
 
 
 @dataclass(frozen=True)
