@@ -351,6 +351,8 @@ def test_check_config_says_what_it_checked_and_what_it_could_not(tmp_path: Path,
     [
         ({"state_dir": ""}, "state_dir: must not be empty (it would be the current directory)"),
         ({"sinks": {"mqtt": {"host": ""}}}, "sinks.mqtt.host: expected a host name or address"),
+        ({"device_id": "cam\u0085"}, "device_id: must not contain / # + spaces or control characters"),
+        ({"sinks": {"mqtt": {"client_id": "cam\ufffe"}}}, "sinks.mqtt.client_id: must not contain # + or control characters"),
         ({"sinks": {"file": {"max_bytes": 1, "keep": 0}}}, "sinks.file.max_bytes: must be 0 (never rotate) or at least 65536, got 1"),
     ],
 )

@@ -9,8 +9,13 @@ from edge.config.fields import Need, section, setting
 
 
 def has_control_chars(text: str) -> bool:
-    """Control characters make MQTT brokers reject a client id or topic ("protocol error")."""
-    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+    """Characters MQTT brokers reject in a client id or topic ("protocol error"): C0 and C1 control
+    characters and Unicode noncharacters (mosquitto's UTF-8 check, lib/utf8_mosq.c)."""
+    return any(_bad_for_mqtt(ord(c)) for c in text)
+
+
+def _bad_for_mqtt(code: int) -> bool:
+    return code < 0x20 or 0x7F <= code <= 0x9F or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
 def topic_problem(topic: str) -> str:
