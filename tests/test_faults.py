@@ -393,3 +393,10 @@ def test_check_config_knows_when_picamera2_cannot_be_imported(tmp_path: Path, mo
     data["source"] = {"kind": "picamera2"}
     run = check_config(tmp_path, data)
     assert run.returncode == 78 and 'source.kind: "picamera2" but the picamera2 library is not importable' in run.stderr, run.stderr
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(b'\xef\xbb\xbfdevice_id = "cam"\r\n')  # as Notepad saves "UTF-8 with BOM"
+    run = cli("check-config", "--syntax-only", str(config))
+    assert run.returncode == 0 and "syntax OK (device cam" in run.stdout, run.stderr

@@ -100,8 +100,9 @@ def parse(data: dict[str, Any], cls: type[Any] = Config, path: str = "") -> Any:
 def load(path: Path) -> Config:
     """Read and parse a TOML config file."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        # A UTF-8 byte order mark (Windows editors write one) is not TOML; accept it rather than
+        # fail with "Invalid statement (at line 1, column 1)".
+        data = tomllib.loads(Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found (copy examples/config.toml there)") from exc
     except PermissionError as exc:
