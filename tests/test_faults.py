@@ -400,3 +400,11 @@ def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     config.write_bytes(b'\xef\xbb\xbfdevice_id = "cam"\r\n')  # as Notepad saves "UTF-8 with BOM"
     run = cli("check-config", "--syntax-only", str(config))
     assert run.returncode == 0 and "syntax OK (device cam" in run.stdout, run.stderr
+
+
+def test_info_accepts_an_upper_case_sha256_pin(tmp_path: Path, model: Path) -> None:
+    from edge.fsutil import sha256_file
+
+    config = write_config(tmp_path / "c.toml", {"model": {"path": str(model), "sha256": sha256_file(model).upper()}})
+    run = cli("info", "--config", str(config))
+    assert run.returncode == 0 and "delegate" in run.stdout, run.stderr

@@ -56,7 +56,7 @@ class Engine:
         if not self.model_path.is_file():
             raise ModelError(f"{model}: model file not found; build it with `make model` or `mnv1-edge convert`")
         self.sha256 = sha256_file(self.model_path)
-        if expected_sha256 and expected_sha256 != self.sha256:
+        if expected_sha256 and expected_sha256.lower() != self.sha256:  # a pin may be upper-case hex
             raise ModelError(f"{model}: sha256 {self.sha256} does not match the pinned model.sha256 {expected_sha256}")
         self.manifest: Manifest = load_manifest(self.model_path, self.sha256)
         self.runtime: Runtime = load_runtime()
