@@ -86,3 +86,17 @@ def test_a_failed_rotation_keeps_records_coming_and_rotates_once_it_can(tmp_path
     assert [d["seq"] for d in read_lines(blocker)] == list(range(12))
     assert [d["seq"] for d in read_lines(path)] == [12, 13, 14]
     assert sink.stats()["rotations"] == 1 and sink.stats()["errors"] == 0
+
+
+def test_a_file_deleted_while_open_is_started_again(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "r.jsonl"
+    sink = FileSink(FileSinkConfig(path=str(path), fsync="never"))
+    sink.open()
+    sink.write(record(0))
+    path.unlink()
+    path.parent.rmdir()  # a clean-up that removed the folder too
+    sink.write(record(1))
+    sink.write(record(2))
+    sink.close()
+    assert [d["seq"] for d in read_lines(path)] == [1, 2]  # not written into the deleted inode
+    assert sink.stats()["written"] == 3 and sink.stats()["records_lost"] == 0

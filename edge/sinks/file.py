@@ -104,6 +104,8 @@ class FileSink:
         try:
             if self.config.max_bytes and self._size and self._size + len(line) > self.config.max_bytes:
                 self._try_rotate()
+            if self._fd >= 0 and os.fstat(self._fd).st_nlink == 0:
+                self._reopen_deleted()
             if self._fd < 0:  # a failed reopen (after a rotation): try again rather than fail forever
                 self._open_fd()
             n = os.write(self._fd, line)
@@ -124,6 +126,15 @@ class FileSink:
         policy = self.config.fsync
         if policy == "always" or (policy == "interval" and time.monotonic() - self._last_sync >= self.config.fsync_interval_s):
             self._sync()
+
+    def _reopen_deleted(self) -> None:
+        """The file was deleted under us (someone cleaned up): appending to the unlinked inode would
+        hide every record and keep its disk space in use, so start a new file at the path."""
+        log.warning("%s: the file was deleted while open; starting a new one", self.path)
+        os.close(self._fd)
+        self._fd = -1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open_fd()
 
     def _undo_partial(self) -> None:
         # A full disk can take part of a line; cut it so the next record starts on a fresh line.
