@@ -408,3 +408,23 @@ def test_info_accepts_an_upper_case_sha256_pin(tmp_path: Path, model: Path) -> N
     config = write_config(tmp_path / "c.toml", {"model": {"path": str(model), "sha256": sha256_file(model).upper()}})
     run = cli("info", "--config", str(config))
     assert run.returncode == 0 and "delegate" in run.stdout, run.stderr
+
+
+def test_a_lock_file_the_daemon_cannot_write_still_locks(tmp_path: Path, model: Path) -> None:
+    """A lock file left by a run as another user (here made immutable with chattr, since root may
+    write anything) is still flock'ed through a read-only descriptor."""
+    import os
+
+    state = tmp_path / "state"
+    state.mkdir()
+    lock = state / "lock"
+    lock.write_text("999999999\n")  # a pid from a run long gone
+    if os.geteuid() != 0 or subprocess.run(["chattr", "+i", str(lock)], capture_output=True).returncode != 0:
+        pytest.skip("needs root and a file system with chattr +i")
+    try:
+        config = write_config(tmp_path / "c.toml", base_config(tmp_path, model, frames=3))
+        run = cli("run", "--config", str(config))
+        assert run.returncode == 0, run.stderr
+        assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
+    finally:
+        subprocess.run(["chattr", "-i", str(lock)], check=True)

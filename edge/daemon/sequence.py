@@ -33,19 +33,46 @@ def lock_state_dir(state_dir: Path) -> int:
     path = Path(state_dir) / STATE_LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:
+        # Left by a run as another user (sudo mnv1-edge run): flock works on a read-only
+        # descriptor too, only the pid is not recorded.
+        fd = _open_read_only(path)
     except OSError as exc:
         raise ConfigError(f"state_dir: cannot open {path} ({exc.strerror or exc}); it must be writable by the service") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        holder = _holder(fd)
         os.close(fd)
         raise BusyError(
-            f"state_dir: {state_dir} is in use by another mnv1-edge (pid {holder or '?'}); stop it first, or give this one a state_dir of its own"
+            f"state_dir: {state_dir} is in use by another mnv1-edge (pid {holder}); stop it first, or give this one a state_dir of its own"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # a read-only lock file: the lock holds, the pid is just not shown to a second daemon
     return fd
+
+
+def _holder(fd: int) -> str:
+    """The pid recorded in the lock file, if that process lives (a holder that could not write
+    its pid leaves an older one behind)."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    try:
+        os.kill(int(text), 0)
+    except PermissionError:
+        return text  # alive, another user's
+    except (ValueError, OSError):
+        return "?"
+    return text
+
+
+def _open_read_only(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ConfigError(f"state_dir: cannot open {path} ({exc.strerror or exc}); it must be readable by the service") from exc
 
 
 class RecordSequence:
