@@ -16,9 +16,9 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file, write_atomic
+from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 
 FORMAT = "mnv1-edge-manifest/1"
-NUM_CLASSES = 1001
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,11 @@ class Manifest:
     model_sha256: str
     model_bytes: int
     labels: tuple[str, ...]
-    input_shape: tuple[int, ...] = (1, 128, 128, 3)
+    input_shape: tuple[int, ...] = INPUT_SHAPE
     input_dtype: str = "uint8"
     output_shape: tuple[int, ...] = (1, NUM_CLASSES)
     output_dtype: str = "uint8"
-    crop_fraction: float = 0.875
+    crop_fraction: float = CROP_FRACTION  # the crop the model was calibrated and evaluated with
     provenance: dict[str, Any] = field(default_factory=dict)
     self_test: SelfTest | None = None
     format: str = FORMAT
