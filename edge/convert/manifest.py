@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import ModelError
-from edge.fsutil import sha256_file
-from edge.model.contract import CROP_FRACTION, top_k
+from edge.fsutil import sha256_file, write_atomic
+from edge.model.contract import CROP_FRACTION, NUM_CLASSES, top_k
 from edge.model.interpreter import Interpreter
-from edge.model.manifest import Manifest, SelfTest
+from edge.model.manifest import Manifest, SelfTest, manifest_path
 from edge.model.preprocess import load_image
 
 
@@ -48,3 +48,17 @@ def make_manifest(
         provenance=provenance or {},
         self_test=best[1],
     )
+
+
+def write_manifest(model: Path, manifest: Manifest) -> None:
+    write_atomic(manifest_path(model), manifest.to_json().encode("utf-8"))
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    try:
+        labels = tuple(line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines())
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from exc
+    if len(labels) != NUM_CLASSES:
+        raise ModelError(f"{path}: {len(labels)} labels, expected {NUM_CLASSES} (class 0 = background)")
+    return labels

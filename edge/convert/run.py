@@ -102,7 +102,7 @@ def convert(opts: Options) -> ConversionReport:
 
     layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
     plan = plan_images(opts)
-    from edge.model.manifest import read_labels
+    from edge.convert.manifest import read_labels
 
     labels = read_labels(opts.labels)
     clock.lap("checks")
@@ -180,10 +180,10 @@ def _check_delegation(model: bytes) -> dict[str, int]:
 
 def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: dataset.ImageSet) -> None:
     """Manifest first, then the model, each atomically; the Engine must accept the pair."""
-    from edge.convert.manifest import make_manifest
+    from edge.convert.manifest import make_manifest, write_manifest
     from edge.fsutil import write_atomic
     from edge.model.engine import Engine
-    from edge.model.manifest import manifest_path, write_manifest
+    from edge.model.manifest import manifest_path
     from edge.model.preprocess import list_images
 
     out = Path(opts.out)

@@ -114,6 +114,13 @@ def make_interpreter(
     return interp
 
 
+def tflite_schema() -> Any:
+    """The TFLite flatbuffer schema classes, which ai-edge-litert ships (the converter edits models with them)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
 def delegated_op_counts(interp: Any) -> tuple[dict[str, int], dict[str, int]]:
     """(delegated, not delegated) op counts by op name.
 
