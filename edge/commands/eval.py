@@ -29,7 +29,8 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edge.convert.evaluate import evaluate, load_labelled
+    from edge.convert.dataset import load_labelled
+    from edge.convert.evaluate import evaluate
     from edge.errors import ModelError, SinkError
     from edge.fsutil import check_writable, write_atomic
 

@@ -13,9 +13,9 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import SourceError
+from edge.model.contract import CROP_FRACTION, INPUT_SIZE
 
-INPUT_SIZE = 128
-CROP_FRACTION = 0.875
+__all__ = ["CROP_FRACTION", "IMAGE_SUFFIXES", "INPUT_SIZE", "crop_box", "list_images", "load_image", "prepare", "prepare_array"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
