@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 
 SCHEMA_VERSION = 1
 

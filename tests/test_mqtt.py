@@ -23,7 +23,7 @@ import pytest
 
 from edge.config import ConfigError, MqttSinkConfig, parse
 from edge.errors import SinkError
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.sink import MqttSink

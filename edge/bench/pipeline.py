@@ -47,7 +47,7 @@ class Timing:
 
 
 @dataclass
-class Report:
+class BenchReport:
     cores: str
     model: str
     timings: dict[str, Timing] = field(default_factory=dict)
@@ -172,13 +172,13 @@ def pin_one_core() -> str:
     return f"1 (cpu {cpus[-1]} of {len(cpus)})"
 
 
-def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> Report:
+def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
     from edge.model.engine import Engine
     from edge.model.runtime import make_interpreter
     from edge.sources.synthetic import SyntheticSource
 
     cores = pin_one_core() if one_core else str(len(os.sched_getaffinity(0)))
-    report = Report(cores=cores, model=str(model))
+    report = BenchReport(cores=cores, model=str(model))
     jpeg = sample_images() / "cat_720p.jpg"
     with tempfile.TemporaryDirectory(prefix="mnv1-bench-") as tmp:
         work = Path(tmp)
@@ -262,7 +262,7 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
     return report
 
 
-def render(report: Report) -> str:
+def render(report: BenchReport) -> str:
     lines = [f"mnv1-edge bench: model {report.model}, cores {report.cores}", "", f"{'stage':34} {'wall ms/frame':>14} {'CPU ms/frame':>13}"]
     for name, t in report.timings.items():
         lines.append(f"{name:34} {t.wall_ms:14.3f} {t.cpu_ms:13.3f}")

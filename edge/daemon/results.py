@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge.model.engine import Prediction, top_k
+from edge.model.contract import Prediction, top_k
 
 if TYPE_CHECKING:
     from edge.config import ResultsConfig
