@@ -9,6 +9,8 @@ import pytest
 
 from edge import paths
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
