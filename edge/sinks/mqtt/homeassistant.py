@@ -154,7 +154,15 @@ def _diagnostics(stats: str) -> list[Entity]:
             device_class="temperature",
             **measurement,
         ),
-        _sensor("model_sha", "Model sha256", stats, "{{ (value_json.model_sha256 or 'unknown')[:12] }}", icon="mdi:fingerprint", **other),
+        # "unknown" is Home Assistant's own unknown state (before the first record names the model).
+        _sensor(
+            "model_sha",
+            "Model sha256",
+            stats,
+            "{{ (value_json.model_sha256 | default('unknown', true))[:12] }}",
+            icon="mdi:fingerprint",
+            **other,
+        ),
         _sensor("last_seen", "Last seen", stats, "{{ value_json.ts | default(None) }}", device_class="timestamp", **other),
     ]
 
