@@ -90,6 +90,7 @@ clean:
 # newest homeassistant release whose Requires-Python admits 3.11 (2024.4 needs 3.12).
 HA_VERSION ?= 2024.3.3
 HA_VENV ?= /var/cache/mnv1-edge-test/ha-venv
+export MNV1_EDGE_HA_VENV := $(HA_VENV)
 ha-venv: $(HA_VENV)/.stamp-$(HA_VERSION)
 $(HA_VENV)/.stamp-$(HA_VERSION):
 	rm -rf $(HA_VENV) && mkdir -p $(dir $(HA_VENV))
