@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import re
@@ -13,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge.config import MqttSinkConfig, parse
@@ -153,39 +151,6 @@ def test_wrong_password_logs_one_line_per_backoff_step(
     finally:
         sink.close()
     assert all(secret not in r.getMessage() and "wrong-Pw" not in r.getMessage() for r in caplog.records)
-
-
-def test_home_assistant_discovery_and_stats(broker: Mosquitto, collector: MakeCollector, tmp_path: Path) -> None:
-    subscriber = collector(broker.port, "#", "ha-subscriber")
-    config = sink_config(broker.port, tmp_path / "spool", stats_interval_s=0.5, homeassistant={"enabled": True})
-    sink = MqttSink(config, "cam")
-    sink.open()
-    try:
-        sink.write(record(1))
-        sink.report({"fps": 9.5, "latency_p50_ms": 3.1})
-
-        def discovered() -> bool:
-            topics = subscriber.topics()
-            return sum(t.endswith("/config") for t in topics) == 2 and PREFIX + "stats" in topics
-
-        wait_until(discovered, 10, "discovery and stats")
-        with subscriber.lock:
-            by_topic = dict(subscriber.messages)
-        label = json.loads(by_topic["homeassistant/sensor/mnv1_edge_cam/label/config"])
-        assert label["state_topic"] == PREFIX + "classification"
-        assert label["availability_topic"] == PREFIX + "availability"
-        assert label["device"]["identifiers"] == ["mnv1_edge_cam"]
-        assert "top_k" in label["json_attributes_template"]
-        stats = json.loads(by_topic[PREFIX + "stats"])
-        assert stats["fps"] == 9.5 and stats["spool_depth"] >= 0 and stats["spool_dropped"] == 0
-
-        # Home Assistant restarted: discovery is published again.
-        info = subscriber.client.publish("homeassistant/status", "online", qos=1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS
-        info.wait_for_publish(5)
-        wait_until(lambda: sum(t.endswith("/label/config") for t in subscriber.topics()) == 2, 10, "discovery re-sent")
-    finally:
-        sink.close()
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,17 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttSinkConfig, device_id: str, *, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: MqttSinkConfig,
+        device_id: str,
+        *,
+        config_path: Path | None = None,
+        answers: Sequence[str] = (),
+        snapshots: bool = False,
+    ) -> None:
+        """`answers`: the names the answer can take (one Home Assistant binary sensor each);
+        `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity)."""
         self.config = config
         self.device_id = device_id
         self.config_path = config_path
@@ -72,6 +83,14 @@ class MqttSink:
         self._stats_due = False
         self._last_stats = time.monotonic()
         self._ha_due = False
+        ha = config.homeassistant
+        self._ha_messages = (
+            homeassistant.discovery_messages(ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots) if ha.enabled else []
+        )
+        self._ha_topics = frozenset(topic for topic, _ in self._ha_messages)
+        self._ha_filter = homeassistant.own_configs_filter(ha.discovery_prefix, device_id)
+        self._ha_stale: queue.SimpleQueue[str] = queue.SimpleQueue()  # retained configs we no longer announce
+        self._model_sha: str | None = None
 
     # --- Sink protocol ---------------------------------------------------------------------
 
@@ -101,6 +120,7 @@ class MqttSink:
         if self._closing:
             self.counters["dropped_closed"] += 1
             return
+        self._model_sha = record.model_sha256  # for the stats message: Home Assistant's model sensor
         if self.spool.append(record.to_json().encode()):
             self._pump.wake()
 
@@ -162,12 +182,14 @@ class MqttSink:
         log.info("MQTT sink: connected to %s%s", self.where, " again" if self._ever_connected else "")
         self._ever_connected = True
         self._backoff.reset()
-        if self.config.homeassistant.enabled:
-            status = homeassistant.status_topic(self.config.homeassistant.discovery_prefix)
-            rc, _ = client.subscribe(status, qos=1)
+        # The broker's retained configs of this device are what was announced before: any of them
+        # not announced now (an answer removed, snapshots or discovery turned off) gets removed.
+        topics = [self._ha_filter] + ([homeassistant.status_topic(self.config.homeassistant.discovery_prefix)] if self._ha_messages else [])
+        for topic in topics:
+            rc, _ = client.subscribe(topic, qos=1)
             if rc != 0:
-                log.warning("MQTT sink: cannot subscribe to %s (rc %s)", status, rc)
-            self._ha_due = True
+                log.warning("MQTT sink: cannot subscribe to %s (rc %s)", topic, rc)
+        self._ha_due = bool(self._ha_messages)
         self._pump.wake()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
@@ -183,8 +205,13 @@ class MqttSink:
         self._pump.acked(self._link.gen, mid)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        import paho.mqtt.client as mqtt
+
         if message.topic == homeassistant.status_topic(self.config.homeassistant.discovery_prefix) and message.payload == b"online":
             self._ha_due = True
+            self._pump.wake()
+        elif message.payload and message.topic not in self._ha_topics and mqtt.topic_matches_sub(self._ha_filter, message.topic):
+            self._ha_stale.put(message.topic)
             self._pump.wake()
 
     # --- the pump thread's periodic extras -------------------------------------------------
@@ -194,6 +221,7 @@ class MqttSink:
         if self._ha_due and self._link.connected:
             self._ha_due = False
             self._publish_discovery()
+        self._remove_stale_discovery()
 
     def _maybe_publish_stats(self, now: float) -> None:
         interval = self.config.stats_interval_s
@@ -204,17 +232,31 @@ class MqttSink:
         if (self._stats_due and since >= 0.9 * interval) or since >= 2 * interval:
             self._stats_due = False
             self._last_stats = now
+            from edge.record import rfc3339
+
             payload = {
                 "device_id": self.device_id,
                 "version": __version__,
                 "sink_uptime_s": round(now - self._started, 1),
+                "ts": rfc3339(time.time()),
+                **({"model_sha256": self._model_sha} if self._model_sha else {}),
                 **self._daemon_stats,
                 **self.stats(),
             }
             text = json.dumps(payload, separators=(",", ":"), default=str)
-            connection.publish_checked(self._link.client, self.topic_stats, text, qos=0, retain=False)
+            # Retained: a late subscriber (Home Assistant, `mnv1-edge fleet`) sees the last stats at once.
+            connection.publish_checked(self._link.client, self.topic_stats, text, qos=0, retain=True)
 
     def _publish_discovery(self) -> None:
-        ha = self.config.homeassistant
-        for topic, payload in homeassistant.discovery_messages(ha.discovery_prefix, self.device_id, self.prefix):
+        for topic, payload in self._ha_messages:
             connection.publish_checked(self._link.client, topic, payload, qos=1, retain=True)
+
+    def _remove_stale_discovery(self) -> None:
+        """An empty retained config removes the entity from Home Assistant and the config from the broker."""
+        while self._link.connected:
+            try:
+                topic = self._ha_stale.get_nowait()
+            except queue.Empty:
+                return
+            log.info("MQTT sink: removing Home Assistant entity %s (no longer configured)", topic)
+            connection.publish_checked(self._link.client, topic, "", qos=1, retain=True)
