@@ -177,10 +177,20 @@ class MqttSinkConfig:
 
 
 @dataclass(frozen=True)
+class PrometheusSinkConfig:
+    enabled: bool = _f(False, "write metrics for node_exporter's textfile collector at every stats report (no listening port)")
+    path: str = _f(
+        "/var/lib/prometheus/node-exporter/mnv1-edge.prom",
+        "the .prom file, replaced atomically; its folder must be node_exporter's --collector.textfile.directory",
+    )
+
+
+@dataclass(frozen=True)
 class SinksConfig:
     stdout: StdoutSinkConfig = _sub(StdoutSinkConfig, "the stdout sink")
     file: FileSinkConfig = _sub(FileSinkConfig, "the file sink")
     mqtt: MqttSinkConfig = _sub(MqttSinkConfig, "the MQTT sink")
+    prometheus: PrometheusSinkConfig = _sub(PrometheusSinkConfig, "Prometheus metrics (node_exporter textfile collector)")
 
 
 @dataclass(frozen=True)
@@ -286,6 +296,8 @@ def _check(config: Any, path: str) -> None:
         need(config.spool.max_age_s >= 0, "spool.max_age_s", "must not be negative")
         need(config.spool.sync_interval_s >= 0, "spool.sync_interval_s", "must not be negative")
         need(not config.enabled or bool(config.spool.path), "spool.path", "required when the MQTT sink is enabled")
+    elif isinstance(config, PrometheusSinkConfig):
+        need(not config.enabled or config.path.endswith(".prom"), "path", "must end in .prom (node_exporter reads only those)")
     elif isinstance(config, Config):
         sinks = config.sinks
         need(sinks.stdout.enabled or sinks.file.enabled or sinks.mqtt.enabled, "sinks", "enable at least one sink (stdout, file or mqtt)")
