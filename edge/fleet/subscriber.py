@@ -70,20 +70,20 @@ class Subscriber:
         while not self._subscribed.wait(0.05):
             if self._refused is not None or time.monotonic() > deadline:
                 self.stop()
-                why = self._refused or f"no answer within {timeout:g} s"
-                raise BrokerError(f"{self.where}: the broker did not let us subscribe: {why}")
+                why = self._refused or f"did not answer within {timeout:g} s"
+                raise BrokerError(f"{self.where}: the broker {why}")
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
             hint = " (check --username and the password)" if reason_code.value in (0x86, 0x87, 4, 5) else ""
-            self._refused = f"{reason_code}{hint}"
+            self._refused = f"refused the connection: {reason_code}{hint}"
             return
         client.subscribe([(topic, 1) for topic in self.fleet.topics])
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
-            self._refused = f"subscription refused ({', '.join(failed)}; does the ACL allow reading {self.fleet.prefix}/#?)"
+            self._refused = f"refused the subscription ({', '.join(failed)}; does the ACL allow reading {self.fleet.prefix}/#?)"
         else:
             self._subscribed.set()
 
