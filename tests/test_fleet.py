@@ -135,7 +135,8 @@ def test_table_and_json() -> None:
     feed(fleet, "cam-2", now, "offline")
     rows = fleet.rows(now, 300)
     lines = render_table(rows).splitlines()
-    assert lines[0].split() == ["DEVICE", "STATUS", "ANSWER", "AGE", "FPS", "INF", "P50", "DROPPED", "SPOOL", "SPOOL", "DROPS", "MODEL", "VERSION", "NOTE"]
+    header = ["DEVICE", "STATUS", "ANSWER", "AGE", "FPS", "INF", "P50", "DROPPED", "SPOOL", "SPOOL", "DROPS", "MODEL", "VERSION", "NOTE"]
+    assert lines[0].split() == header
     assert lines[1].split()[:12] == ["cam-1", "online", "bird", "2m", "9.5", "2.25", "ms", "3", "2", "1", SHA[:8], "0.9.0"]
     assert lines[2].split()[:11] == ["cam-2", "offline", "-", "-", "-", "-", "-", "-", "-", "-", "-"]
     assert lines[3] == "2 devices, 1 ok, 1 not: cam-2"
@@ -261,7 +262,7 @@ def wait_for_fleet(port: int, want: dict[str, str], timeout: float) -> tuple[int
     start = time.monotonic()
     doc: dict[str, Any] = {}
     while time.monotonic() - start < timeout:
-        status, doc, err = fleet(port, "--json", "--stale-after", "3")
+        status, doc, _ = fleet(port, "--json", "--stale-after", "3")
         got = {d["device_id"]: d["status"] for d in doc.get("devices", [])}
         assert got.get("healthy", "online") == "online", doc  # the healthy one never looks otherwise
         if got == want:
