@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge import paths
 from edge.commands.fleet import parse_broker
 from edge.config import ConfigError
-from edge.fleet.state import Fleet, Row
+from edge.fleet.state import Fleet, Row, message_time
 from edge.fleet.table import render_json, render_table
 from edge.record import rfc3339
 from tests.support.broker import Mosquitto, free_port
@@ -128,6 +128,19 @@ def test_message_ages_other_topics_and_bad_payloads() -> None:
     assert by_id(fleet.rows(now, 60))["a"].availability is None
 
 
+def test_daemon_stats_carry_what_a_late_reader_needs() -> None:
+    from edge.daemon.stats import Stats
+
+    st = Stats()
+    first = st.snapshot()
+    assert first["last_frame_age_s"] is None and first["window_s"] >= 0
+    made = message_time(first["ts"], None)  # the daemon's wall clock, RFC 3339 like the records
+    assert made is not None and abs(made - time.time()) < 60
+    st.add(2.0, 5.0)
+    second = st.snapshot()
+    assert second["last_frame_age_s"] is not None and 0 <= second["last_frame_age_s"] <= second["window_s"] + 0.1
+
+
 def test_table_and_json() -> None:
     now = time.time()
     fleet = Fleet("mnv1-edge")
@@ -216,6 +229,26 @@ def test_retained_state_is_read_at_once_and_the_exit_status_says_if_all_are_ok(b
     assert status == 69 and table.strip() == f"no devices under elsewhere/ on 127.0.0.1:{broker.port}"
 
 
+def test_watch_refreshes_until_interrupted(broker: Mosquitto) -> None:
+    now = time.time()
+    publish_retained(broker.port, {"mnv1-edge/cam/availability": "online", "mnv1-edge/cam/stats": stats(now)})
+    cmd = [EXE, "fleet", "--broker", f"127.0.0.1:{broker.port}", "--wait", "0.5", "--watch", "--interval", "0.2", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        publish_retained(broker.port, {"mnv1-edge/cam/availability": "offline"})
+        while (doc := json.loads(proc.stdout.readline()))["ok"]:
+            pass  # refreshes until the change shows
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert first["ok"] is True and doc["devices"][0]["status"] == "offline"
+
+
 def test_credentials_as_the_sink_takes_them(tmp_path: Path) -> None:
     with Mosquitto(tmp_path / "broker", password=("ops", "s3cret")) as b:
         publish_retained(b.port, {"mnv1-edge/cam/availability": "online"}, auth=("ops", "s3cret"))
@@ -257,15 +290,16 @@ def daemon_config(tmp_path: Path, name: str, port: int, source: dict[str, Any]) 
     return write_config(folder / "config.toml", data)
 
 
-def wait_for_fleet(port: int, want: dict[str, str], timeout: float) -> tuple[int, dict[str, Any], float]:
-    """Runs `fleet --json` until the statuses are `want`; (exit status, document, seconds it took)."""
+def wait_for_fleet(port: int, want: dict[str, str], timeout: float, complete: bool = False) -> tuple[int, dict[str, Any], float]:
+    """Runs `fleet --json` until the statuses are `want` (and with `complete`, every device has shown
+    stats and a result); (exit status, document, seconds it took)."""
     start = time.monotonic()
     doc: dict[str, Any] = {}
     while time.monotonic() - start < timeout:
         status, doc, _ = fleet(port, "--json", "--stale-after", "3")
         got = {d["device_id"]: d["status"] for d in doc.get("devices", [])}
         assert got.get("healthy", "online") == "online", doc  # the healthy one never looks otherwise
-        if got == want:
+        if got == want and (not complete or all(d["answer"] and d["fps"] is not None for d in doc["devices"])):
             return status, doc, time.monotonic() - start
     raise AssertionError(f"fleet never showed {want} within {timeout} s; last: {json.dumps(doc)}")
 
@@ -285,9 +319,10 @@ def test_three_daemons_killed_stalled_and_healthy(broker: Mosquitto, tmp_path: P
     try:
         for name, source in sources.items():
             config = daemon_config(tmp_path, name, broker.port, source)
-            daemons[name] = subprocess.Popen([EXE, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-        status, doc, _ = wait_for_fleet(broker.port, dict.fromkeys(sources, "online"), 90)
-        assert status == 0 and all(d["answer"] and d["fps"] is not None for d in doc["devices"]), doc
+            with open(tmp_path / name / "daemon.log", "w") as log:
+                daemons[name] = subprocess.Popen([EXE, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+        status, doc, _ = wait_for_fleet(broker.port, dict.fromkeys(sources, "online"), 90, complete=True)
+        assert status == 0, doc
 
         daemons["killed"].send_signal(signal.SIGKILL)
         stall.touch()  # the camera keeps its connection open and sends nothing
