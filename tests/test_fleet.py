@@ -265,6 +265,24 @@ def test_credentials_as_the_sink_takes_them(tmp_path: Path) -> None:
         assert status == 73 and "check --password-file" in err
 
 
+def test_tls_as_the_sink_checks_it(tmp_path: Path) -> None:
+    from tests.test_mqtt import make_certs  # the MQTT sink's throwaway CA (belongs in tests/support)
+
+    ca, cert, key = make_certs(tmp_path)
+    with Mosquitto(tmp_path / "broker", tls=(ca, cert, key)) as b:
+        argv = [EXE, "fleet", "--wait", "0.5", "--json", "--ca-file", str(ca)]
+
+        def run(host: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([*argv, "--broker", f"{host}:{b.port}", *extra], capture_output=True, text=True, timeout=60)
+
+        ok = run("localhost")
+        assert ok.returncode == 69 and json.loads(ok.stdout)["devices"] == [], ok.stderr  # connected; nobody there
+        wrong_name = run("127.0.0.1")  # the certificate names localhost only
+        assert wrong_name.returncode == 69 and wrong_name.stdout == ""
+        assert "TLS handshake failed" in wrong_name.stderr and wrong_name.stderr.count("\n") == 1
+        assert run("127.0.0.1", "--insecure").stdout.startswith("{")
+
+
 def test_no_broker_is_one_line_and_exit_69() -> None:
     status, _, err = fleet(free_port())
     assert status == 69 and err.count("\n") == 1 and "cannot connect to the broker" in err
