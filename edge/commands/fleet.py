@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from edge.config import MqttSinkConfig
 
-HELP = "show every daemon on a broker: status, last answer, fps, latency, spool; exit 69 if any is offline or stale"
+HELP = "show every daemon on a broker: status, last answer, fps, latency, spool; exit 69 if any is offline, stalled or stale, or none is found"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,13 @@ class Stats:
         return out
 
 
-# Keys of the stats dict that are not a sink's counters (each sink's are under its name).
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source"})
+# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its name).
+_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
+
+
+def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each sink's counters by sink name, as `Daemon.snapshot` files them into the stats."""
+    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}
 
 
 def format_line(stats: dict[str, Any]) -> str:
@@ -110,16 +116,16 @@ def format_line(stats: dict[str, Any]) -> str:
         f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']}, "
         f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
     )
-    sinks = [f"{name}: {format_counters(name, value)}" for name, value in stats.items() if isinstance(value, dict) and name not in _NOT_SINKS]
+    sinks = [f"{name}: {format_counters(name, value)}" for name, value in sink_counters(stats).items()]
     return "; ".join([line, *sinks])
 
 
-def format_counters(name: str, counters: dict[str, Any]) -> str:
+def format_counters(name: str, counters: Mapping[str, Any]) -> str:
     """`written 10, errors 0`; a sink's own name prefix (mqtt_connected) is dropped for brevity."""
     parts = []
     for key, value in counters.items():
         short = key.removeprefix(f"{name}_")
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             value = format_counters(short, value).join("()")
         elif isinstance(value, bool):
             value = "yes" if value else "no"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
+from edge.daemon.stats import sink_counters
 from edge.errors import SinkError
 from edge.fsutil import check_writable, write_atomic
 
@@ -39,8 +40,6 @@ THROTTLE_BITS = {
     18: "throttled_occurred",
     19: "soft_temperature_limit_occurred",
 }
-# Stats keys that are not a sink's counters (each sink's counters sit under its name).
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
 
 
 class Histogram:
@@ -161,7 +160,7 @@ def _device(out: _Writer, stats: Mapping[str, Any]) -> None:
 
 
 def _sinks(out: _Writer, stats: Mapping[str, Any]) -> None:
-    sinks = {k: v for k, v in stats.items() if isinstance(v, Mapping) and k not in _NOT_SINKS}
+    sinks = sink_counters(stats)
     errors = [(f'sink="{_escape(k)}"', _sink_errors(v)) for k, v in sinks.items()]
     out.metric("sink_write_errors_total", "counter", "Records or reports a sink failed to write", errors)
     spool = sinks.get("mqtt")
