@@ -166,6 +166,23 @@ def test_broker_argument(text: str, expected: tuple[str, int]) -> None:
     assert parse_broker(text, 1883) == expected
 
 
+def test_broker_and_credentials_from_a_daemon_config_with_options_over_it(tmp_path: Path) -> None:
+    from edge.cli import build_parser
+    from edge.commands.fleet import broker_config
+
+    mqtt = {"enabled": True, "host": "mqtt.lan", "port": 8883, "username": "cam", "tls": {"enabled": True, "ca_file": "/etc/ca.pem"}}
+    config = write_config(tmp_path / "c.toml", {"sinks": {"mqtt": mqtt}})
+    got = broker_config(build_parser().parse_args(["fleet", "--config", str(config)]))
+    assert (got.host, got.port, got.username, got.tls.enabled, got.tls.ca_file) == ("mqtt.lan", 8883, "cam", True, "/etc/ca.pem")
+    args = ["fleet", "--config", str(config), "--broker", "other", "--username-file", "/run/u", "--insecure"]
+    got = broker_config(build_parser().parse_args(args))
+    assert (got.host, got.port, got.username, got.username_file, got.tls.insecure) == ("other", 8883, "", "/run/u", True)
+    got = broker_config(build_parser().parse_args(["fleet", "--broker", "b", "--cert-file", "c.pem", "--key-file", "k.pem"]))
+    assert (got.port, got.tls.enabled, got.tls.cert_file, got.tls.key_file) == (8883, True, "c.pem", "k.pem")
+    with pytest.raises(ConfigError, match="give --broker"):
+        broker_config(build_parser().parse_args(["fleet"]))
+
+
 @pytest.mark.parametrize("text", ["broker:x", "broker:0", ":1883"])
 def test_bad_broker_argument(text: str) -> None:
     with pytest.raises(ConfigError, match="--broker: expected HOST or HOST:PORT"):
