@@ -3,6 +3,9 @@
 # node_exporter's textfile collector reads every *.prom file of one folder at each scrape, so the
 # daemon needs no listening port and the unit's hardening stays as it is. The file is replaced
 # atomically (temp file + rename) at every stats report; a scrape sees the old file or the new one.
+# Unlike fsutil.write_atomic there is no fsync: the file is rewritten every interval, so durability
+# buys nothing, while an fsync costs SD-card writes and can stall the pipeline thread (report()
+# runs between frames). After a power cut the next report replaces whatever the disk kept.
 # The histograms are cumulative since the sink opened, as Prometheus expects (a restart is a
 # counter reset, which rate() handles).
 
@@ -11,6 +14,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from edge import __version__
 from edge.daemon.stats import sink_counters
 from edge.errors import SinkError
-from edge.fsutil import check_writable, write_atomic
+from edge.fsutil import check_writable
 
 if TYPE_CHECKING:
     from edge.config import PrometheusSinkConfig
@@ -104,7 +109,7 @@ class PrometheusSink:
     def report(self, stats: Mapping[str, Any]) -> None:
         text = self.render(stats)
         try:
-            write_atomic(self.path, text.encode())
+            replace_file(self.path, text.encode())
         except OSError as exc:  # a full or read-only disk must not stop the daemon: count, say once
             self._errors += 1
             if not self._failing:
@@ -199,6 +204,19 @@ class _Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write a temp file beside `path` (mode 0644 for node_exporter) and rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _answer(record: Record) -> str:
