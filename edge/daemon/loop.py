@@ -51,6 +51,7 @@ class Daemon:
         self._reload_requested = False
         self._ready = False
         self._stalled = False
+        self._stalls = 0  # times the source stalled (for stats, fleet and Prometheus)
         self._next_due = 0.0  # source.max_fps: monotonic time the next frame may be taken
         self._next_stats = self._next_status = self._last_ping = 0.0
         self.pipeline: FramePipeline | None = None
@@ -168,6 +169,7 @@ class Daemon:
         assert self.capture is not None
         if not flowing and not self._stalled:
             self._stalled = True
+            self._stalls += 1
             log.error(
                 "no frame from %s for %.0f s (source.stall_timeout_s); watchdog pings stopped so systemd can restart the service",
                 self.capture.source.name,
@@ -176,6 +178,7 @@ class Daemon:
             self.notifier.status(f"stalled: no frame from {self.capture.source.name} for {since:.0f} s")
         elif flowing and self._stalled:
             self._stalled = False
+        self._stalls = 0  # times the source stalled (for stats, fleet and Prometheus)
             log.info("frames from %s are flowing again", self.capture.source.name)
 
     def snapshot(self) -> dict[str, Any]:
@@ -183,6 +186,8 @@ class Daemon:
         cap = self.capture.stats()
         stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
         stats.update(self.pipeline.sinks.stats())
+        # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
+        stats.update(stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s)
         return stats
 
     def _report(self) -> None:

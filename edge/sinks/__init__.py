@@ -48,4 +48,8 @@ def make_sinks(config: Config, config_path: Path | None = None) -> list[Sink]:
         from edge.sinks.mqtt.sink import MqttSink
 
         sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path))
+    if config.sinks.prometheus.enabled:
+        from edge.sinks.prometheus import PrometheusSink
+
+        sinks.append(PrometheusSink(config.sinks.prometheus, device_id=config.device))
     return sinks
