@@ -178,7 +178,6 @@ class Daemon:
             self.notifier.status(f"stalled: no frame from {self.capture.source.name} for {since:.0f} s")
         elif flowing and self._stalled:
             self._stalled = False
-        self._stalls = 0  # times the source stalled (for stats, fleet and Prometheus)
             log.info("frames from %s are flowing again", self.capture.source.name)
 
     def snapshot(self) -> dict[str, Any]:
