@@ -103,12 +103,12 @@ class Subscriber:
 
 
 def tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
-    tls = config.tls
+    """The sink's TLS context, its error worded for this command's options."""
+    from edge.errors import SinkError
+    from edge.sinks.mqtt.connection import tls_context as sink_tls_context
+
     try:
-        context = ssl.create_default_context(cafile=tls.ca_file or None)
-        if tls.cert_file:
-            context.load_cert_chain(tls.cert_file, tls.key_file or None)
-    except (OSError, ssl.SSLError) as exc:
-        raise BrokerError(f"cannot load the CA or client certificate ({exc}); check --ca-file, --cert-file and --key-file") from exc
-    context.check_hostname = not tls.insecure
-    return context
+        return sink_tls_context(config.tls)
+    except SinkError as exc:
+        cause = exc.__cause__ or exc
+        raise BrokerError(f"cannot load the CA or client certificate ({cause}); check --ca-file, --cert-file and --key-file") from exc
