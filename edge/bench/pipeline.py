@@ -97,7 +97,7 @@ class PipelineRunner:
 
         self.seq = RecordSequence(Path(config.state_dir))
         self.pipeline = FramePipeline(config, self.seq)
-        source = make_source(config.source)
+        source = make_source(config.source, self.pipeline.engine.manifest.crop_fraction)
         source.open()
         self.capture = Capture(source)
         self.capture.start()
