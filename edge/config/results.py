@@ -11,10 +11,10 @@ from edge.config.fields import Need, setting
 @dataclass(frozen=True)
 class ResultsConfig:
     groups: tuple[str, ...] = setting(
-        (), 'label groups the answer is chosen among (built-in: bird, dog, cat, animal, vehicle, food; or [groups]); empty = the top-1 label'
+        (), "label groups the answer is chosen among (built-in: bird, dog, cat, animal, vehicle, food; or [groups]); empty = the top-1 label"
     )
     top_k: int = setting(5, "how many classes each record lists", ge=1, le=1001)
-    threshold: float = setting(0.0, "drop classes scoring below this from top_k; the answer is \"none\" below it", ge=0, le=1)
+    threshold: float = setting(0.0, 'drop classes scoring below this from top_k; the answer is "none" below it', ge=0, le=1)
     smoothing: Literal["none", "ema", "vote"] = setting("none", "temporal smoothing of the probabilities")
     ema_alpha: float = setting(0.5, "weight of the newest frame in the EMA (smoothing = ema)", gt=0, le=1)
     vote_window: int = setting(5, "frames in the N-of-M vote window (smoothing = vote)", ge=1, le=1000)

@@ -53,7 +53,10 @@ class SyntheticSourceConfig:
 class SourceConfig:
     kind: Literal["picamera2", "v4l2", "video", "images", "synthetic"] = setting("picamera2", "which source to read frames from")
     roi: tuple[float, float, float, float] = setting(
-        (0.0, 0.0, 1.0, 1.0), "region of interest [x, y, width, height] as fractions of the full frame; the model's centre crop applies inside it", ge=0, le=1
+        (0.0, 0.0, 1.0, 1.0),
+        "region the model looks at: [x, y, width, height], fractions of the full frame; the model's centre crop applies inside it",
+        ge=0,
+        le=1,
     )
     max_fps: float = setting(0.0, "cap on classified frames per second to save CPU; 0 = no cap", ge=0)
     stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", gt=0)
@@ -65,7 +68,7 @@ class SourceConfig:
 
     # The centre crop is the model's: its manifest's crop_fraction (how it was calibrated and measured).
     REMOVED: ClassVar[dict[str, str]] = {
-        "crop_fraction": "removed: the centre crop is now the model's own (its manifest's crop_fraction); delete this line, use source.roi to choose a region",
+        "crop_fraction": "removed: the centre crop is the model's own (its manifest's crop_fraction); delete this line (source.roi picks a region)",
     }
 
     def check(self, need: Need) -> None:

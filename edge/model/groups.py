@@ -35,6 +35,14 @@ class Group:
 
 
 @dataclass(frozen=True)
+class GroupScore:
+    """One group's score in a result: the sum of its classes' probabilities."""
+
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Spec:
     """A group as written: members are indices, "a-b" ranges or other group names."""
 
@@ -111,7 +119,9 @@ def check(user: Mapping[str, Sequence[Member]], names: Sequence[str], key: str =
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name not in specs:
-            raise ConfigError(f"{names_key}[{i}]: unknown group {name!r} (built-in: {', '.join(sorted(builtin_specs()))}; or define it under [groups])")
+            raise ConfigError(
+                f"{names_key}[{i}]: unknown group {name!r} (built-in: {', '.join(sorted(builtin_specs()))}; or define it under [groups])"
+            )
         if name in seen:
             raise ConfigError(f"{names_key}[{i}]: {name!r} is listed twice")
         seen.add(name)

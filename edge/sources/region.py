@@ -52,7 +52,7 @@ def pixel_box(width: int, height: int, roi: Sequence[float] = FULL, fraction: fl
 
 
 def parse_roi(text: str, where: str = "--roi") -> Roi:
-    """"x,y,w,h" fractions, checked as source.roi is; ValueError with a one-line message."""
+    """ "x,y,w,h" fractions, checked as source.roi is; ValueError with a one-line message."""
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
