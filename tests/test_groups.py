@@ -95,7 +95,9 @@ def test_groups_json_ships_as_package_data() -> None:
 
 
 def test_user_groups_take_indices_ranges_and_names() -> None:
-    config = parse({**MINIMAL, "groups": {"feeder": ["bird", "336", 331, "337-338"], "pets": ["dog", "cat"]}, "results": {"groups": ["feeder", "pets"]}})
+    config = parse(
+        {**MINIMAL, "groups": {"feeder": ["bird", "336", 331, "337-338"], "pets": ["dog", "cat"]}, "results": {"groups": ["feeder", "pets"]}}
+    )
     feeder, pets = configured(config.groups, config.results.groups, 1001)
     assert set(feeder.classes) == set(resolve(builtin_specs(), "bird").classes) | {331, 336, 337, 338}
     assert len(pets.classes) == 123
@@ -143,14 +145,20 @@ def test_scores_sum_classes_into_one_reused_buffer_and_other_is_the_rest() -> No
 
 def test_classify_json_with_groups(converted_model: Path, shared: Path) -> None:
     images = [str(shared / "data" / "samples" / n) for n in ("parrot.jpg", "cat.bmp")]
-    run = subprocess.run([EXE, "classify", "--json", "--groups", "bird,cat", "--model", str(converted_model), *images], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [EXE, "classify", "--json", "--groups", "bird,cat", "--model", str(converted_model), *images], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     parrot, cat = map(json.loads, run.stdout.splitlines())
     assert parrot["top_k"][0]["label"] == "macaw" and parrot["answer"] == "bird" and cat["answer"] == "cat"
     assert [g["name"] for g in cat["groups"]] == ["cat", "other", "bird"] and abs(sum(g["score"] for g in cat["groups"]) - 1) < 1e-6
-    every = subprocess.run([EXE, "classify", "--json", "--groups", "--model", str(converted_model), images[0]], capture_output=True, text=True, timeout=60)
+    every = subprocess.run(
+        [EXE, "classify", "--json", "--groups", "--model", str(converted_model), images[0]], capture_output=True, text=True, timeout=60
+    )
     assert sorted(g["name"] for g in json.loads(every.stdout)["groups"]) == sorted([*PINNED, "other"])
-    bad = subprocess.run([EXE, "classify", "--groups", "bird,unicorn", "--model", str(converted_model), images[0]], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [EXE, "classify", "--groups", "bird,unicorn", "--model", str(converted_model), images[0]], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode != 0 and "--groups[1]: unknown group 'unicorn'" in bad.stderr
 
 
@@ -165,7 +173,20 @@ def test_eval_groups_side_by_side(tmp_path: Path, converted_model: Path, referen
             shutil.copy(shared / "data" / "samples" / name, folder / name)
             w.writerow([name, "n0", index, "x"])
     out = tmp_path / "eval.json"
-    cmd = [EXE, "eval", str(converted_model), str(reference_model), "--images", str(folder), "--rounds", "0", "--groups", "bird,cat", "--json", str(out)]
+    cmd = [
+        EXE,
+        "eval",
+        str(converted_model),
+        str(reference_model),
+        "--images",
+        str(folder),
+        "--rounds",
+        "0",
+        "--groups",
+        "bird,cat",
+        "--json",
+        str(out),
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "3-way accuracy" in run.stdout and "bird P/R (n=2)" in run.stdout
