@@ -100,25 +100,33 @@ class ResultFilter:
         rest = [p for p in ranked if p.class_index != stable][: k - 1]
         return (first, *(p for p in rest if p.score >= self.config.threshold))
 
-    def result(self, scores: np.ndarray) -> Result:
-        """This frame's top-k, answer and group scores (every frame, whatever the publish policy)."""
-        preds = self.predictions(scores)
-        if self.groups is None or self.group_tracker is None:
-            return Result(preds, preds[0].label if preds else NONE)
-        smoothed = self.group_tracker.smooth(self.groups.scores(scores))
-        stable = self.group_tracker.stable(smoothed)
-        answer = self.groups.names[stable] if smoothed[stable] >= self.config.threshold else NONE
-        order = np.argsort(-smoothed, kind="stable")  # ties: the configured order, `other` last
-        ranked = tuple(GroupScore(self.groups.names[i], float(smoothed[i])) for i in order)
-        return Result(preds, answer, ranked)
-
     def update(self, scores: np.ndarray, now: float) -> Result | None:
         """The result to publish for this frame, or None when the policy says skip.
-        `now` is a monotonic time in seconds."""
-        result = self.result(scores)
+        `now` is a monotonic time in seconds. Smoothing and the answer run on every frame; the
+        group list is built only for a frame that is published."""
+        preds = self.predictions(scores)
+        group_scores = None
         # What `change` compares: the answer with groups; without, the stable class (two classes
         # can share a label text) or None when nothing passes the threshold.
-        key: int | str | None = result.answer if self.groups is not None else (result.top_k[0].class_index if result.top_k else None)
+        key: int | str | None
+        if self.groups is None or self.group_tracker is None:
+            answer = preds[0].label if preds else NONE
+            key = preds[0].class_index if preds else None
+        else:
+            group_scores = self.group_tracker.smooth(self.groups.scores(scores))
+            stable = self.group_tracker.stable(group_scores)
+            answer = key = self.groups.names[stable] if group_scores[stable] >= self.config.threshold else NONE
+        if not self._due(key, now):
+            return None
+        return Result(preds, answer, self._ranked(group_scores) if group_scores is not None else ())
+
+    def _ranked(self, group_scores: np.ndarray) -> tuple[GroupScore, ...]:
+        assert self.groups is not None
+        pairs = zip(self.groups.names, group_scores.tolist(), strict=True)
+        return tuple(GroupScore(n, s) for n, s in sorted(pairs, key=lambda p: -p[1]))  # ties: configured order, `other` last
+
+    def _due(self, key: int | str | None, now: float) -> bool:
+        """The publish policy; records the publication when it says yes."""
         cfg = self.config
         due = now - self._last_publish
         if cfg.publish == "every":
@@ -130,7 +138,7 @@ class ResultFilter:
         if not publish and cfg.heartbeat_s > 0 and due >= cfg.heartbeat_s:
             publish = True
         if not publish:
-            return None
+            return False
         self._published = key
         self._last_publish = now
-        return result
+        return True
