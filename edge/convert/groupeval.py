@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,10 @@ def summary(results: list[GroupAccuracy]) -> str:
     if not results:
         return ""
     names = [g.name for g in results[0].groups]
-    width = max(12, *(len(r.model) for r in results))
+    models = [PurePath(r.model).name for r in results]
+    width = max(12, *(len(m) for m in models))
     lines = [f"groups {' / '.join(names)}: answer = the group with the largest summed probability (no threshold)"]
-    lines.append(f"  {'':<20} " + " ".join(f"{r.model[-width:]:>{width}}" for r in results))
+    lines.append(f"  {'':<20} " + " ".join(f"{m:>{width}}" for m in models))
     lines.append(f"  {f'{len(names)}-way accuracy':<20} " + " ".join(f"{r.accuracy:>{width}.1f}" for r in results))
     for i, name in enumerate(names):
         cells = " ".join(f"{f'{r.groups[i].precision:.1f} / {r.groups[i].recall:.1f}':>{width}}" for r in results)
