@@ -197,3 +197,16 @@ def test_eval_groups_side_by_side(tmp_path: Path, converted_model: Path, referen
         ("cat", 1, 100.0, 100.0),
         ("other", 1, 100.0, 100.0),
     ]
+
+
+def test_the_daemon_passes_the_answers_to_the_sinks(tmp_path: Path, converted_model: Path) -> None:
+    from edge.daemon.pipeline import FramePipeline
+    from edge.daemon.sequence import RecordSequence
+
+    seq = RecordSequence(tmp_path)
+    base = {"model": {"path": str(converted_model), "self_test": False}, "sinks": {"stdout": {"enabled": True}}}
+    try:
+        assert FramePipeline(parse({**base, "results": {"groups": ["bird", "dog"]}}), seq).answers == ("bird", "dog")
+        assert FramePipeline(parse(base), seq).answers == ()  # ImageNet's 1001 labels: no per-answer sensors
+    finally:
+        seq.close()
