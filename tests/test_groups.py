@@ -116,6 +116,7 @@ def test_user_groups_take_indices_ranges_and_names() -> None:
         ({"groups": {"x": [1.5]}}, r"groups.x\[0\]: expected an integer or a string, got a number 1.5"),
         ({"groups": {"x": [True]}}, r"groups.x\[0\]: expected an integer or a string"),
         ({"groups": {"x": 3}}, "groups.x: expected a list"),
+        ({"groups": 3}, "groups: expected a table"),
         ({"groups": {"other": [1]}}, "groups.other: a group name is"),
         ({"groups": {"Big Cats": [1]}}, "groups.Big Cats: a group name is"),
         ({"results": {"groups": ["bird", "unicorn"]}}, r"results.groups\[1\]: unknown group 'unicorn'"),
