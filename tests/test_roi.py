@@ -142,3 +142,32 @@ def test_the_daemon_looks_at_the_region(tmp_path: Path, canvas: Path, converted_
     assert whole["answer"] == "other" and whole["top_k"][0]["class_index"] != 89  # type: ignore[index]
     assert corner["answer"] == "bird" and corner["top_k"][0]["class_index"] == 89  # type: ignore[index]
     assert [g["name"] for g in corner["groups"]] == ["bird", "other", "dog"]  # type: ignore[union-attr]
+
+
+def test_a_video_source_crops_to_the_region_before_the_resize(tmp_path: Path, canvas: Path, converted_model: Path) -> None:
+    import av
+    import numpy as np
+
+    from edge.config import VideoSourceConfig
+    from edge.model.engine import Engine
+    from edge.sources.video import VideoSource
+
+    image = np.asarray(Image.open(canvas).resize((1024, 1856)))  # even sides for yuv420p
+    clip = tmp_path / "canvas.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 1024, 1856, "yuv420p", 8_000_000
+        for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")), *stream.encode()]:
+            container.mux(packet)
+    engine = Engine(converted_model, self_test=False)
+
+    def top1(roi: tuple[float, float, float, float]) -> str:
+        source = VideoSource(VideoSourceConfig(url=str(clip)), engine.manifest.crop_fraction, roi)
+        source.open()
+        frame = source.read()
+        source.close()
+        assert frame is not None
+        return engine.top_k(engine.classify(frame.pixels), 1)[0].label
+
+    assert top1(FULL) != "macaw"
+    assert top1(CORNER) == "macaw"
