@@ -97,7 +97,7 @@ class PipelineRunner:
 
         self.seq = RecordSequence(Path(config.state_dir))
         self.pipeline = FramePipeline(config, self.seq)
-        source = make_source(config.source)
+        source = make_source(config.source, self.pipeline.engine.manifest.crop_fraction)
         source.open()
         self.capture = Capture(source)
         self.capture.start()
@@ -173,7 +173,10 @@ def pin_one_core() -> str:
 
 
 def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
+    from edge.config import ResultsConfig
+    from edge.daemon.results import ResultFilter
     from edge.model.engine import Engine
+    from edge.model.groups import GroupScorer, configured
     from edge.model.runtime import make_interpreter
     from edge.sources.synthetic import SyntheticSource
 
@@ -196,6 +199,14 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         progress("engine")
         engine = Engine(model, 1, self_test=False)
         report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
+
+        progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
+        probs, labels = engine.classify(frame).copy(), engine.labels
+        scorer = GroupScorer(configured({}, ("bird", "dog"), len(labels)), len(labels))
+        report.timings["group_sums_bird_dog"] = measure(lambda: scorer.scores(probs), frames, batches)
+        plain, grouped = ResultFilter(ResultsConfig(), labels), ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
+        report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
+        report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
 
         progress("pipeline from in-memory frames")
         runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))

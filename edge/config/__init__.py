@@ -15,6 +15,7 @@ from typing import Any, Literal
 from edge.config import document, fields
 from edge.config.document import to_toml
 from edge.config.fields import Need, section, setting
+from edge.config.groups import GroupsTable, check_groups, groups_table
 from edge.config.model import ModelConfig
 from edge.config.results import ResultsConfig
 from edge.config.sinks import (
@@ -83,6 +84,7 @@ class Config:
     source: SourceConfig = section(SourceConfig, "the frame source")
     results: ResultsConfig = section(ResultsConfig, "what is published, and how often")
     sinks: SinksConfig = section(SinksConfig, "where results go")
+    groups: GroupsTable = groups_table()
 
     @property
     def device(self) -> str:
@@ -91,6 +93,7 @@ class Config:
     def check(self, need: Need) -> None:
         bad = any(c in self.device_id for c in "/#+ ") or has_control_chars(self.device_id)
         need(not bad, "device_id", "must not contain / # + spaces or control characters")
+        check_groups(self.groups, self.results.groups, need)
 
 
 def parse(data: dict[str, Any], cls: type[Any] = Config, path: str = "") -> Any:

@@ -76,7 +76,7 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            source = make_source(self.config.source)
+            source = make_source(self.config.source, self.pipeline.engine.manifest.crop_fraction)
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -223,9 +223,9 @@ class Daemon:
         self.pipeline, self.config = pipeline, config
         logging.getLogger().setLevel((self.log_level or config.log_level).upper())
         try:
-            if config.source != old.config.source:
+            if config.source != old.config.source or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction:
                 self.capture.stop()
-                source = make_source(config.source)
+                source = make_source(config.source, pipeline.engine.manifest.crop_fraction)
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()

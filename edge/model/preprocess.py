@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from edge.errors import SourceError
 from edge.model.contract import CROP_FRACTION, INPUT_SIZE
+from edge.model.region import FULL, is_full, pixel_box
 
 __all__ = ["CROP_FRACTION", "IMAGE_SUFFIXES", "INPUT_SIZE", "crop_box", "list_images", "load_image", "prepare", "prepare_array"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -26,21 +28,23 @@ def crop_box(width: int, height: int, fraction: float) -> tuple[float, float, fl
     return (dx, dy, width - dx, height - dy)
 
 
-def prepare(image: Image.Image, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> Image.Image:
-    """Centre-crop and bilinearly resize a PIL image to size x size RGB."""
+def prepare(image: Image.Image, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, roi: Sequence[float] = FULL) -> Image.Image:
+    """Crop to the region of interest (fractions x, y, w, h of the frame), centre-crop inside it and
+    bilinearly resize to size x size RGB."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=crop_box(*image.size, fraction))
+    box = crop_box(*image.size, fraction) if is_full(roi) else pixel_box(*image.size, roi, fraction)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
-def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> np.ndarray:
-    """Centre-crop and resize an HxWx3 uint8 RGB frame; returns a size x size x 3 uint8 array."""
-    if frame.shape[:2] == (size, size) and fraction >= 1.0:
+def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, roi: Sequence[float] = FULL) -> np.ndarray:
+    """Crop to the region, centre-crop and resize an HxWx3 uint8 RGB frame; returns size x size x 3 uint8."""
+    if frame.shape[:2] == (size, size) and fraction >= 1.0 and is_full(roi):
         return frame
-    return np.asarray(prepare(Image.fromarray(frame), size, fraction))
+    return np.asarray(prepare(Image.fromarray(frame), size, fraction, roi))
 
 
-def load_image(path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True) -> np.ndarray:
+def load_image(path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True, roi: Sequence[float] = FULL) -> np.ndarray:
     """Decode an image file into the model's input; JPEGs use Pillow's DCT-domain draft mode.
 
     Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, as long as the cropped region still
@@ -49,9 +53,8 @@ def load_image(path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTI
     try:
         with Image.open(path) as image:
             if draft and image.format == "JPEG":
-                need = math.ceil(size / fraction)
-                image.draft("RGB", (need, need))
-            return np.asarray(prepare(image, size, fraction))
+                image.draft("RGB", (math.ceil(size / (fraction * roi[2])), math.ceil(size / (fraction * roi[3]))))
+            return np.asarray(prepare(image, size, fraction, roi))
     except FileNotFoundError as exc:
         raise SourceError(f"{path}: no such image file") from exc
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
