@@ -35,7 +35,7 @@ $(VENV)/.setup-test: pyproject.toml | apt-test $(BIN)/pip
 	touch $@ $(VENV)/.setup
 
 setup: $(VENV)/.setup
-setup-test: apt-test $(VENV)/.setup-test
+setup-test: apt-test $(VENV)/.setup-test ha-venv
 
 apt-demo:
 	@$(call apt_install,$(DEMO_APT))
@@ -84,3 +84,18 @@ bench: $(VENV)/.setup-test $(MODEL)
 
 clean:
 	rm -rf $(VENV) models/*.tflite models/*.tflite.json models/*.report.json
+
+# Home Assistant's own MQTT discovery schemas validate our discovery payloads in the tests
+# (tests/support/ha_schema.py runs in this venv as a subprocess; ours has no HA). 2024.3.3 is the
+# newest homeassistant release whose Requires-Python admits 3.11 (2024.4 needs 3.12).
+HA_VERSION ?= 2024.3.3
+HA_VENV ?= /var/cache/mnv1-edge-test/ha-venv
+export MNV1_EDGE_HA_VENV := $(HA_VENV)
+ha-venv: $(HA_VENV)/.stamp-$(HA_VERSION)
+$(HA_VENV)/.stamp-$(HA_VERSION):
+	rm -rf $(HA_VENV) && mkdir -p $(dir $(HA_VENV))
+	$(PYTHON) -m venv $(HA_VENV)
+	$(HA_VENV)/bin/pip install -q --upgrade pip
+	$(HA_VENV)/bin/pip install -q 'homeassistant==$(HA_VERSION)'
+	touch $@
+.PHONY: ha-venv

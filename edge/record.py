@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
+from edge.model.groups import NONE, GroupScore
 
-SCHEMA_VERSION = 1
+# 2: `answer` (the tracked answer: the top group, or without groups the stable top-1 label; "none"
+# under results.threshold) and `groups` ([{"name", "score"}] best first, [] without groups).
+SCHEMA_VERSION = 2
 
 
 def rfc3339(epoch: float) -> str:
@@ -27,6 +30,12 @@ class Record:
     top_k: tuple[Prediction, ...]
     inference_ms: float
     model_sha256: str
+    answer: str = ""  # "" = derive it from top_k (the stable label, or "none")
+    groups: tuple[GroupScore, ...] = ()
+
+    @property
+    def the_answer(self) -> str:
+        return self.answer or (self.top_k[0].label if self.top_k else NONE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +45,8 @@ class Record:
             "frame_ts": rfc3339(self.frame_ts),
             "device_id": self.device_id,
             "source": self.source,
+            "answer": self.the_answer,
+            "groups": [{"name": g.name, "score": round(g.score, 6)} for g in self.groups],
             "top_k": [{"class_index": p.class_index, "label": p.label, "score": round(p.score, 6)} for p in self.top_k],
             "inference_ms": round(self.inference_ms, 3),
             "model_sha256": self.model_sha256,

@@ -9,6 +9,8 @@ import pytest
 
 from edge import paths
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def shared() -> Path:
@@ -29,8 +31,7 @@ def xnnpack_runtime() -> bool:
 @pytest.fixture(scope="session")
 def reference_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Google's uint8 model with a manifest of ours: same input/output contract as our own."""
-    from edge.model.engine import make_manifest
-    from edge.model.manifest import read_labels, write_manifest
+    from edge.convert.manifest import make_manifest, read_labels, write_manifest
     from edge.model.preprocess import list_images
 
     model = tmp_path_factory.mktemp("ref") / "reference_quant.tflite"

@@ -17,7 +17,7 @@ def test_defaults_fill_everything_not_given() -> None:
     config = parse(MINIMAL)
     assert isinstance(config, Config)
     assert config.model.threads == 1
-    assert config.source.crop_fraction == 0.875
+    assert config.source.roi == (0.0, 0.0, 1.0, 1.0)
     assert config.sinks.mqtt.qos == 1
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from edge import paths
-from edge.convert import calibrate, source
+from edge.convert import dataset, source
 from edge.errors import ModelError, SourceError
+from edge.model.preprocess import list_images
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,7 +61,7 @@ def test_model_of_another_kind_even_when_unverified(tmp_path: Path, shared: Path
     quant = paths.reference_quant_model()
     small = tmp_path / "cal"
     small.mkdir()
-    for image in calibrate.list_images(paths.dev_images())[:4]:
+    for image in list_images(paths.dev_images())[:4]:
         shutil.copy(image, small)
     result = convert(tmp_path, "--source", str(quant), "--allow-unverified", "--calibration", str(small), "--eval-images", str(paths.dev_images()))
     assert_refused(result, tmp_path, str(quant), "input is uint8, not float32")
@@ -76,7 +77,7 @@ def test_empty_calibration_folder(tmp_path: Path) -> None:
 def test_too_many_corrupt_calibration_images(tmp_path: Path) -> None:
     folder = tmp_path / "cal"
     folder.mkdir()
-    for image in calibrate.list_images(paths.dev_images())[:3]:
+    for image in list_images(paths.dev_images())[:3]:
         shutil.copy(image, folder)
     for i in range(4):
         (folder / f"corrupt{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -96,22 +97,22 @@ def test_unwritable_output(tmp_path: Path, where: str) -> None:
 
 
 def test_corrupt_images_are_skipped_and_counted(tmp_path: Path) -> None:
-    good = calibrate.list_images(paths.dev_images())[:2]
+    good = list_images(paths.dev_images())[:2]
     for image in good:
         shutil.copy(image, tmp_path)
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    images = calibrate.load(calibrate.list_images(tmp_path), "calibration", minimum=2)
+    images = dataset.load(list_images(tmp_path), "calibration", minimum=2)
     assert images.frames.shape == (2, 128, 128, 3)
     assert len(images.skipped) == 1 and "broken.png" in images.skipped[0]
     with pytest.raises(SourceError, match="only 2 readable"):
-        calibrate.load(calibrate.list_images(tmp_path), "calibration", minimum=3)
+        dataset.load(list_images(tmp_path), "calibration", minimum=3)
 
 
 def test_split_is_fixed_and_disjoint() -> None:
     items = list(range(10))
-    assert calibrate.select(items, "calibration") == [0, 2, 4, 6, 8]
-    assert calibrate.select(items, "held-out") == [1, 3, 5, 7, 9]
-    assert calibrate.select(items, "all") == items
+    assert dataset.select(items, "calibration") == [0, 2, 4, 6, 8]
+    assert dataset.select(items, "held-out") == [1, 3, 5, 7, 9]
+    assert dataset.select(items, "all") == items
 
 
 def test_local_archive_is_unpacked_and_verified(tmp_path: Path) -> None:
@@ -163,8 +164,8 @@ def test_calibration_count_must_be_positive(tmp_path: Path, count: str) -> None:
 
 def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: Path) -> None:
     """An image without a labels.csv row (sorting first) must not shift calibration onto held-out images."""
-    from edge.convert.evaluate import load_labelled, read_labelled
-    from edge.convert.pipeline import Options, plan_images
+    from edge.convert.dataset import load_labelled, read_labelled
+    from edge.convert.run import Options, plan_images
 
     folder = tmp_path / "images"
     folder.mkdir()
@@ -174,7 +175,7 @@ def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: P
         shutil.copy(paths.dev_images() / row.split(",")[0], folder)
     shutil.copy(paths.dev_images() / rows[20].split(",")[0], folder / "a_unlabelled.jpg")
     labelled = [p for p, _ in read_labelled(folder)]
-    assert calibrate.list_images(folder)[0].name == "a_unlabelled.jpg" and len(labelled) == 10
+    assert list_images(folder)[0].name == "a_unlabelled.jpg" and len(labelled) == 10
 
     plan = plan_images(Options(out=tmp_path / "m.tflite", calibration=folder))
     held, frames, _ = load_labelled(plan.eval_folder, plan.eval_split)  # what convert measures on
@@ -187,9 +188,9 @@ def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: P
 
 def test_dev_folder_split_is_unchanged() -> None:
     """The dev folder's labels.csv lists exactly its images, so the split (and the model) stays as before."""
-    from edge.convert.pipeline import Options, plan_images
+    from edge.convert.run import Options, plan_images
 
     plan = plan_images(Options(out=Path("m.tflite")))
-    images = calibrate.list_images(paths.dev_images())
+    images = list_images(paths.dev_images())
     assert plan.calibration == images[0::2][:250] and len(plan.calibration) == 250
     assert plan.eval_folder == paths.dev_images() and plan.eval_split == "held-out"

@@ -11,9 +11,12 @@ import pytest
 
 from edge import paths
 from edge.errors import ModelError
-from edge.model.engine import Engine, top_k
+from edge.model.contract import NUM_CLASSES, dequantize, dequantize_table, top_k
+from edge.model.engine import Engine
+from edge.model.interpreter import Interpreter
 from edge.model.manifest import manifest_path
 from edge.model.preprocess import load_image
+from edge.model.runtime import delegated_op_counts
 
 
 def test_reference_model_classifies_a_parrot(reference_model: Path, xnnpack_runtime: bool) -> None:
@@ -21,7 +24,7 @@ def test_reference_model_classifies_a_parrot(reference_model: Path, xnnpack_runt
     if xnnpack_runtime:
         assert engine.delegated["CONV_2D"] == 15 and engine.delegated["DEPTHWISE_CONV_2D"] == 13
     scores = engine.classify(load_image(paths.sample_images() / "parrot.jpg"))
-    assert scores.dtype == np.float32 and scores.shape == (1001,)
+    assert scores.dtype == np.float32 and scores.shape == (NUM_CLASSES,)
     # uint8 softmax with scale 1/256: the scores sum to ~1, which raw/255 would not give exactly
     assert abs(float(scores.sum()) - 1.0) < 0.05
     assert engine.top_k(scores, 1)[0].label == "macaw"
@@ -76,3 +79,22 @@ def test_not_a_tflite_file(tmp_path: Path, reference_model: Path) -> None:
     manifest_path(model).write_text(json.dumps(data))
     with pytest.raises(ModelError, match="not a loadable TFLite model"):
         Engine(model)
+
+
+def test_one_dequantize_formula_for_the_table_and_the_arrays() -> None:
+    """The engine's 256-entry table is pycoral's scale * (q - zero_point), value for value."""
+    every_uint8 = np.arange(256, dtype=np.uint8)
+    for quantization in [(1 / 256, 0), (0.0234, 128), (0.1, -3)]:
+        table = dequantize_table(quantization)
+        assert table.dtype == np.float32 and np.array_equal(table[every_uint8], dequantize(every_uint8, quantization))
+    assert float(dequantize(np.array([3], np.uint8), (0.5, 5))[0]) == -1.0  # widened first: no uint8 wrap-around
+    mean = np.array([130.25])
+    assert float(dequantize(mean, (0.5, 128), np.float64)[0]) == 0.5 * (130.25 - 128)
+
+
+def test_builtin_kernels_run_without_xnnpack_and_agree_on_the_top_1(shared: Path) -> None:
+    frame = load_image(paths.sample_images() / "parrot.jpg")
+    builtin = Interpreter(paths.reference_quant_model(), builtin_kernels=True)
+    default = Interpreter(paths.reference_quant_model())
+    assert delegated_op_counts(builtin.raw)[0] == {}
+    assert int(np.argmax(builtin.classify(frame))) == int(np.argmax(default.classify(frame))) == 89  # macaw

@@ -11,7 +11,7 @@ import pytest
 
 from edge.config import FileSinkConfig
 from edge.daemon.fanout import SinkFanout
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.file import FileSink
 

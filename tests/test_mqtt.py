@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from edge.config import ConfigError, MqttSinkConfig, parse
-from edge.errors import SinkError
-from edge.model.engine import Prediction
+from edge.config import MqttSinkConfig, parse
+from edge.errors import ConfigError, SinkError
+from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.sink import MqttSink
-from tests.support.broker import Mosquitto, free_port
+from tests.support.broker import Mosquitto, free_port, make_certs
+from tests.support.mqtt_clients import Collector, Driver, mosquitto_sub, wait_until
 
-DRIVER = Path(__file__).parent / "support" / "mqtt_driver.py"
-REPO = Path(__file__).resolve().parents[1]
+MakeBroker = Callable[..., Mosquitto]
+MakeCollector = Callable[[int, str, str], Collector]
+MakeDriver = Callable[..., Driver]
 PREFIX = "mnv1-edge/cam/"
 
 
@@ -45,121 +40,9 @@ def sink_config(port: int, spool: Path, **mqtt_keys: Any) -> MqttSinkConfig:
     return config
 
 
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class Collector:
-    """A QoS 1 subscriber with a persistent session, so it also gets what arrives while it is away."""
-
-    def __init__(self, port: int, topic: str, client_id: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.lock = threading.Lock()
-        self.topic = topic
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(1, 1)
-        self.subscribed = threading.Event()
-        self.client.connect_async("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-        assert self.subscribed.wait(10), "subscriber did not connect"
-
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
-        rc, _mid = client.subscribe(self.topic, qos=1)
-        assert rc == mqtt.MQTT_ERR_SUCCESS
-        self.subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        with self.lock:
-            self.messages.append((message.topic, message.payload))
-
-    def seqs(self) -> list[int]:
-        with self.lock:
-            return [json.loads(payload)["seq"] for topic, payload in self.messages if topic.endswith("/classification")]
-
-    def unique_in_order(self) -> list[int]:
-        """Seq values in arrival order after dropping repeats (what a deduping consumer sees)."""
-        seen: set[int] = set()
-        out = []
-        for seq in self.seqs():
-            if seq not in seen:
-                seen.add(seq)
-                out.append(seq)
-        return out
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class Driver:
-    """tests/support/mqtt_driver.py in a subprocess: an MqttSink we can kill -9."""
-
-    def __init__(self, port: int, spool: Path, log: Path, first: int = 1, keepalive: int = 5) -> None:
-        self.log = log
-        args = [sys.executable, str(DRIVER), "--port", str(port), "--spool", str(spool), "--first", str(first), "--keepalive", str(keepalive)]
-        with open(log, "a") as err:
-            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.expect("ready")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.strip())
-
-    def expect(self, prefix: str, timeout: float = 30) -> str:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"driver said nothing for {timeout} s; its log: {self.log.read_text()[-2000:]}") from None
-        assert line.startswith(prefix), f"expected {prefix!r}, got {line!r}; log: {self.log.read_text()[-2000:]}"
-        return line
-
-    def command(self, line: str, answer: str, timeout: float = 30) -> str:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        return self.expect(answer, timeout)
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "broker") as b:
-        yield b
-
-
-@pytest.fixture
-def drivers() -> Iterator[list[Driver]]:
-    started: list[Driver] = []
-    yield started
-    for d in started:
-        d.stop()
-
-
-def mosquitto_sub(port: int, topic: str, count: int, wait_s: int = 15) -> subprocess.Popen[str]:
-    cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", topic, "-q", "1", "-C", str(count), "-W", str(wait_s)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
-def test_broker_down_30s_mid_run_loses_nothing(broker: Mosquitto, tmp_path: Path) -> None:
-    collector = Collector(broker.port, PREFIX + "classification", "outage-subscriber")
+def test_broker_down_30s_mid_run_loses_nothing(broker: Mosquitto, collector: MakeCollector, tmp_path: Path) -> None:
+    subscriber = collector(broker.port, PREFIX + "classification", "outage-subscriber")
     sink = MqttSink(sink_config(broker.port, tmp_path / "spool"), "cam")
     sink.open()
     try:
@@ -178,44 +61,39 @@ def test_broker_down_30s_mid_run_loses_nothing(broker: Mosquitto, tmp_path: Path
                 restarted = True
         assert stopped and restarted
         mid_outage = sink.stats()
-        wait_until(lambda: len(set(collector.seqs())) == 1000, 30, "all 1,000 records at the subscriber")
-        assert collector.unique_in_order() == list(range(1, 1001))
+        wait_until(lambda: len(set(subscriber.seqs())) == 1000, 30, "all 1,000 records at the subscriber")
+        assert subscriber.unique_in_order() == list(range(1, 1001))
         wait_until(lambda: sink.spool.depth() == 0, 10, "the spool to drain")
         assert sink.stats()["mqtt_connects"] == 2
         assert mid_outage["spool_dropped"] == 0
     finally:
         sink.close()
-        collector.stop()
 
 
 @pytest.mark.slow
-def test_kill9_while_broker_down_then_restart_loses_nothing(broker: Mosquitto, tmp_path: Path, drivers: list[Driver]) -> None:
-    collector = Collector(broker.port, PREFIX + "classification", "kill-subscriber")
+def test_kill9_while_broker_down_then_restart_loses_nothing(broker: Mosquitto, collector: MakeCollector, driver: MakeDriver, tmp_path: Path) -> None:
+    subscriber = collector(broker.port, PREFIX + "classification", "kill-subscriber")
     spool = tmp_path / "spool"
-    first = Driver(broker.port, spool, tmp_path / "driver1.log")
-    drivers.append(first)
+    first = driver(broker.port, spool, tmp_path / "driver1.log")
     first.command("write 300", "written 300")
-    wait_until(lambda: len(set(collector.seqs())) >= 300, 20, "the first 300 records")
+    wait_until(lambda: len(set(subscriber.seqs())) >= 300, 20, "the first 300 records")
     broker.stop()
     first.command("write 300", "written 600")  # these exist only in the spool now
     first.kill9()
     broker.start()
-    second = Driver(broker.port, spool, tmp_path / "driver2.log", first=601)
-    drivers.append(second)
+    second = driver(broker.port, spool, tmp_path / "driver2.log", first=601)
     second.command("write 200", "written 800")
     assert second.command("drain 30", "drained") == "drained 0"
     second.command("close", "closed")
     assert second.proc.wait(10) == 0
-    wait_until(lambda: len(set(collector.seqs())) == 800, 20, "all 800 records at the subscriber")
-    assert collector.unique_in_order() == list(range(1, 801))
-    collector.stop()
+    wait_until(lambda: len(set(subscriber.seqs())) == 800, 20, "all 800 records at the subscriber")
+    assert subscriber.unique_in_order() == list(range(1, 801))
 
 
-def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosquitto, tmp_path: Path, drivers: list[Driver]) -> None:
+def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosquitto, driver: MakeDriver, tmp_path: Path) -> None:
     topic = PREFIX + "availability"
     watcher = mosquitto_sub(broker.port, topic, 2)
-    first = Driver(broker.port, tmp_path / "spool", tmp_path / "driver1.log", keepalive=2)
-    drivers.append(first)
+    first = driver(broker.port, tmp_path / "spool", tmp_path / "driver1.log", keepalive=2)
     first.command("write 5", "written 5")
     assert first.command("drain 10", "drained") == "drained 0"
     time.sleep(0.3)  # let mosquitto_sub see "online" before the kill
@@ -225,8 +103,7 @@ def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosqu
 
     watcher = mosquitto_sub(broker.port, topic, 2)
     time.sleep(0.3)  # it receives the retained "offline" first
-    second = Driver(broker.port, tmp_path / "spool", tmp_path / "driver2.log", first=6, keepalive=2)
-    drivers.append(second)
+    second = driver(broker.port, tmp_path / "spool", tmp_path / "driver2.log", first=6, keepalive=2)
     out, _ = watcher.communicate(timeout=20)
     assert out.split() == ["offline", "online"], out  # online is re-sent on connect, retained
 
@@ -240,72 +117,40 @@ def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosqu
     assert "Client mnv1-edge-cam disconnected." in log  # a clean DISCONNECT: the will was not used
 
 
-def test_wrong_password_logs_one_line_per_backoff_step(tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_logs_one_line_per_backoff_step(
+    make_broker: MakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.INFO, logger="edge")
     secret = "s3cret-Pw"
-    with Mosquitto(tmp_path / "broker", password=("edge", secret)) as broker:
-        password_file = tmp_path / "password"
-        password_file.write_text("wrong-Pw\n")
-        password_file.chmod(0o644)
-        sink = MqttSink(sink_config(broker.port, tmp_path / "spool", username="edge", password_file=str(password_file), reconnect_max_s=30.0), "cam")
-        sink.open()
-        try:
-            for seq in range(1, 201):  # records keep coming: they must not cause log lines
-                sink.write(record(seq))
-                time.sleep(0.02)
-            time.sleep(0.6)  # attempts at ~0, 1 and 3 s
-        finally:
-            sink.close()
-        refused = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
-        assert len(refused) == 3, refused
-        assert [m.split("retrying in ")[1] for m in refused] == ["1 s", "2 s", "4 s"]
-        assert all("check the username and password" in m for m in refused)
-        assert any("readable by every user" in r.getMessage() for r in caplog.records)
-        assert sink.spool.depth() == 200
-
-        caplog.clear()
-        monkeypatch.setenv("MNV1_EDGE_MQTT_PASSWORD", secret)
-        sink = MqttSink(sink_config(broker.port, tmp_path / "spool", username="edge", reconnect_max_s=30.0), "cam")
-        sink.open()
-        try:
-            wait_until(lambda: sink.spool.depth() == 0, 10, "the backlog to be delivered with the right password")
-        finally:
-            sink.close()
-    assert all(secret not in r.getMessage() and "wrong-Pw" not in r.getMessage() for r in caplog.records)
-
-
-def test_home_assistant_discovery_and_stats(broker: Mosquitto, tmp_path: Path) -> None:
-    collector = Collector(broker.port, "#", "ha-subscriber")
-    config = sink_config(broker.port, tmp_path / "spool", stats_interval_s=0.5, homeassistant={"enabled": True})
-    sink = MqttSink(config, "cam")
+    broker = make_broker(password=("edge", secret))
+    password_file = tmp_path / "password"
+    password_file.write_text("wrong-Pw\n")
+    password_file.chmod(0o644)
+    sink = MqttSink(sink_config(broker.port, tmp_path / "spool", username="edge", password_file=str(password_file), reconnect_max_s=30.0), "cam")
     sink.open()
     try:
-        sink.write(record(1))
-        sink.report({"fps": 9.5, "latency_p50_ms": 3.1})
-
-        def topics() -> list[str]:
-            with collector.lock:
-                return [t for t, _ in collector.messages]
-
-        wait_until(lambda: sum(t.endswith("/config") for t in topics()) == 2 and PREFIX + "stats" in topics(), 10, "discovery and stats")
-        with collector.lock:
-            by_topic = dict(collector.messages)
-        label = json.loads(by_topic["homeassistant/sensor/mnv1_edge_cam/label/config"])
-        assert label["state_topic"] == PREFIX + "classification"
-        assert label["availability_topic"] == PREFIX + "availability"
-        assert label["device"]["identifiers"] == ["mnv1_edge_cam"]
-        assert "top_k" in label["json_attributes_template"]
-        stats = json.loads(by_topic[PREFIX + "stats"])
-        assert stats["fps"] == 9.5 and stats["spool_depth"] >= 0 and stats["spool_dropped"] == 0
-
-        # Home Assistant restarted: discovery is published again.
-        info = collector.client.publish("homeassistant/status", "online", qos=1)
-        assert info.rc == mqtt.MQTT_ERR_SUCCESS
-        info.wait_for_publish(5)
-        wait_until(lambda: sum(t.endswith("/label/config") for t in topics()) == 2, 10, "discovery re-sent")
+        for seq in range(1, 201):  # records keep coming: they must not cause log lines
+            sink.write(record(seq))
+            time.sleep(0.02)
+        time.sleep(0.6)  # attempts at ~0, 1 and 3 s
     finally:
         sink.close()
-        collector.stop()
+    refused = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
+    assert len(refused) == 3, refused
+    assert [m.split("retrying in ")[1] for m in refused] == ["1 s", "2 s", "4 s"]
+    assert all("check the username and password" in m for m in refused)
+    assert any("readable by every user" in r.getMessage() for r in caplog.records)
+    assert sink.spool.depth() == 200
+
+    caplog.clear()
+    monkeypatch.setenv("MNV1_EDGE_MQTT_PASSWORD", secret)
+    sink = MqttSink(sink_config(broker.port, tmp_path / "spool", username="edge", reconnect_max_s=30.0), "cam")
+    sink.open()
+    try:
+        wait_until(lambda: sink.spool.depth() == 0, 10, "the backlog to be delivered with the right password")
+    finally:
+        sink.close()
+    assert all(secret not in r.getMessage() and "wrong-Pw" not in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
@@ -315,7 +160,7 @@ def test_home_assistant_discovery_and_stats(broker: Mosquitto, tmp_path: Path) -
         ({"topic_prefix": "cams/+/"}, "sinks.mqtt.topic_prefix: must not contain MQTT wildcards"),
         ({"topic_prefix": "$SYS/cam/"}, "sinks.mqtt.topic_prefix: must not start with \\$"),
         ({"max_inflight": 0}, "sinks.mqtt.max_inflight: must be between 1 and 65535"),
-        ({"homeassistant": {"discovery_prefix": "ha/#"}}, "sinks.mqtt.homeassistant.discovery_prefix: must be a topic"),
+        ({"homeassistant": {"discovery_prefix": "ha/#"}}, "sinks.mqtt.homeassistant.discovery_prefix: must not contain MQTT wildcards"),
         ({"spool": {"max_bytes": 10}}, "sinks.mqtt.spool.max_bytes: must be at least 65536"),
     ],
 )
@@ -324,44 +169,31 @@ def test_invalid_topic_or_qos_is_a_config_error_naming_the_key(keys: dict[str, A
         parse({"sinks": {"mqtt": {"enabled": True, **keys}}})
 
 
-def make_certs(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for DNS:localhost only (not for 127.0.0.1)."""
-    ca, ca_key, cert, key, csr = (directory / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
-    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=mnv1-edge test CA", "-days", "1")
-    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    sign = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1", "-extfile", str(directory / "san.ext")]
-    run("x509", "-req", "-in", str(csr), "-out", str(cert), *sign)
-    return ca, cert, key
-
-
-def test_tls_verifies_the_broker_and_its_host_name(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_tls_verifies_the_broker_and_its_host_name(make_broker: MakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge")
     ca, cert, key = make_certs(tmp_path)
-    with Mosquitto(tmp_path / "broker", tls=(ca, cert, key)) as broker:
-        tls = {"enabled": True, "ca_file": str(ca)}
-        cases = [("localhost", tls, True), ("127.0.0.1", tls, False), ("127.0.0.1", {**tls, "insecure": True}, True)]
-        for n, (host, tls_keys, delivered) in enumerate(cases):
-            caplog.clear()
-            sink = MqttSink(sink_config(broker.port, tmp_path / f"spool{n}", host=host, tls=tls_keys), "cam")
-            sink.open()
-            try:
-                sink.write(record(1))
-                if delivered:
-                    wait_until(lambda: sink.spool.depth() == 0, 10, f"delivery over TLS to {host}")  # noqa: B023
-                else:
-                    wait_until(lambda: sum("TLS handshake failed" in r.getMessage() for r in caplog.records) >= 2, 10, "two attempts")
-                    assert sink.spool.depth() == 1
-            finally:
-                sink.close()
-            failures = [r.getMessage() for r in caplog.records if "TLS handshake failed" in r.getMessage()]
+    broker = make_broker(tls=(ca, cert, key))
+    tls = {"enabled": True, "ca_file": str(ca)}
+    cases = [("localhost", tls, True), ("127.0.0.1", tls, False), ("127.0.0.1", {**tls, "insecure": True}, True)]
+    for n, (host, tls_keys, delivered) in enumerate(cases):
+        caplog.clear()
+        sink = MqttSink(sink_config(broker.port, tmp_path / f"spool{n}", host=host, tls=tls_keys), "cam")
+        sink.open()
+        try:
+            sink.write(record(1))
             if delivered:
-                assert not failures
+                wait_until(lambda: sink.spool.depth() == 0, 10, f"delivery over TLS to {host}")  # noqa: B023
             else:
-                assert len(failures) == 2, failures
-                assert "IP address mismatch" in failures[0] or "hostname" in failures[0], failures[0]
+                wait_until(lambda: sum("TLS handshake failed" in r.getMessage() for r in caplog.records) >= 2, 10, "two attempts")
+                assert sink.spool.depth() == 1
+        finally:
+            sink.close()
+        failures = [r.getMessage() for r in caplog.records if "TLS handshake failed" in r.getMessage()]
+        if delivered:
+            assert not failures
+        else:
+            assert len(failures) == 2, failures
+            assert "IP address mismatch" in failures[0] or "hostname" in failures[0], failures[0]
 
 
 def test_publish_benchmark_reports_rate_and_write_amplification(broker: Mosquitto, tmp_path: Path) -> None:

@@ -23,20 +23,23 @@ def scores(*pairs: tuple[int, float]) -> np.ndarray:
 def top1(f: ResultFilter, s: np.ndarray, now: float = 0.0) -> int | None:
     out = f.update(s, now)
     assert out is not None
-    return out[0].class_index if out else None
+    return out.top_k[0].class_index if out.top_k else None
 
 
 def test_defaults_are_plain_top_k_with_ties_to_the_lower_index() -> None:
     f = ResultFilter(ResultsConfig(top_k=3), LABELS)
     out = f.update(scores((4, 0.5), (2, 0.5), (1, 0.25)), 0.0)
-    assert out is not None and [p.class_index for p in out] == [2, 4, 1]
-    assert out[0].label == "class2" and out[0].score == 0.5
+    assert out is not None and [p.class_index for p in out.top_k] == [2, 4, 1]
+    assert out.top_k[0].label == "class2" and out.top_k[0].score == 0.5
+    assert out.answer == "class2" and out.groups == ()  # no groups: the answer is the stable label
 
 
 def test_threshold_drops_weak_classes() -> None:
     f = ResultFilter(ResultsConfig(top_k=3, threshold=0.3), LABELS)
-    assert [p.class_index for p in f.update(scores((1, 0.6), (2, 0.2)), 0.0) or ()] == [1]
-    assert f.update(scores((1, 0.1)), 1.0) == ()
+    first = f.update(scores((1, 0.6), (2, 0.2)), 0.0)
+    assert first is not None and [p.class_index for p in first.top_k] == [1]
+    weak = f.update(scores((1, 0.1)), 1.0)
+    assert weak is not None and weak.top_k == () and weak.answer == "none"
 
 
 def test_ema_smooths_a_single_outlier_frame() -> None:
@@ -62,7 +65,7 @@ def test_hysteresis_stops_flapping_between_close_labels() -> None:
     assert top1(f, scores((1, 0.45), (2, 0.40))) == 1
     assert top1(f, scores((2, 0.47), (1, 0.43))) == 1  # better, but not by the margin
     out = f.update(scores((2, 0.47), (1, 0.43)), 0.0)
-    assert out is not None and [p.class_index for p in out] == [1, 2]  # stable label first
+    assert out is not None and [p.class_index for p in out.top_k] == [1, 2]  # stable label first
     assert top1(f, scores((2, 0.60), (1, 0.30))) == 2
 
 
@@ -112,3 +115,57 @@ def test_a_stable_label_under_the_threshold_publishes_no_label_rather_than_a_run
     second = np.zeros(1001, np.float32)
     second[1], second[2] = 0.35, 0.45
     assert f.predictions(second) == ()
+
+
+# Groups: the answer is the stable group among the configured ones and `other`.
+def group_filter(config: ResultsConfig) -> ResultFilter:
+    from edge.model.groups import Group, GroupScorer
+
+    groups = (Group("ab", "", (1, 2)), Group("c", "", (3,)))
+    return ResultFilter(config, LABELS, GroupScorer(groups, len(LABELS)))
+
+
+def test_group_scores_are_sums_best_first_with_other_for_the_rest() -> None:
+    f = group_filter(ResultsConfig())
+    out = f.update(scores((1, 0.25), (2, 0.25), (3, 0.375), (5, 0.125)), 0.0)
+    assert out is not None and out.answer == "ab"
+    assert [(g.name, g.score) for g in out.groups] == [("ab", 0.5), ("c", 0.375), ("other", 0.125)]
+    assert out.top_k[0].class_index == 3  # top_k is still the classes'
+
+
+def test_group_answer_none_under_the_threshold_and_other_can_win() -> None:
+    f = group_filter(ResultsConfig(threshold=0.5))
+    weak = f.update(scores((1, 0.2), (3, 0.3), (0, 0.25), (5, 0.25)), 0.0)
+    assert weak is not None and weak.answer == "other"  # 0.25 + 0.25 uncovered beats both groups
+    none = f.update(scores((1, 0.3), (3, 0.3), (0, 0.2), (5, 0.2)), 1.0)
+    assert none is not None and none.answer == "none" and none.groups[0].name == "other"
+
+
+def test_group_answer_has_hysteresis_and_vote_like_labels() -> None:
+    f = group_filter(ResultsConfig(hysteresis=0.2))
+    assert_answers(f, [((1, 0.6), (3, 0.4)), ((1, 0.45), (3, 0.55)), ((1, 0.3), (3, 0.7))], ["ab", "ab", "c"])
+    v = group_filter(ResultsConfig(smoothing="vote", vote_window=3, vote_min=2))
+    assert_answers(v, [((1, 0.9),), ((3, 0.9),), ((1, 0.9),), ((3, 0.9),), ((3, 0.9),)], ["ab", "ab", "ab", "c", "c"])
+
+
+def test_group_ema_smooths_the_group_scores() -> None:
+    f = group_filter(ResultsConfig(smoothing="ema", ema_alpha=0.3))
+    # ab/c: 0.8/0.2, then 0.59/0.41 (one contrary frame is not enough), then 0.443/0.557
+    assert_answers(f, [((1, 0.8), (3, 0.2)), ((3, 0.9), (1, 0.1)), ((3, 0.9), (1, 0.1))], ["ab", "ab", "c"])
+
+
+def test_publish_on_change_follows_the_answer_not_the_label() -> None:
+    f = group_filter(ResultsConfig(publish="change", heartbeat_s=0.0))
+    assert f.update(scores((1, 0.9)), 0.0) is not None
+    assert f.update(scores((2, 0.9)), 1.0) is None  # another class of the same group: same answer
+    changed = f.update(scores((3, 0.9)), 2.0)
+    assert changed is not None and changed.answer == "c"
+
+
+def assert_answers(f: ResultFilter, frames: list[tuple[tuple[int, float], ...]], expected: list[str]) -> None:
+    got = []
+    for i, pairs in enumerate(frames):
+        out = f.update(scores(*pairs), float(i))
+        assert out is not None
+        got.append(out.answer)
+    assert got == expected

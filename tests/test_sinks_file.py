@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from edge.config import FileSinkConfig
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.file import FileSink, repair
 

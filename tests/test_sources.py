@@ -99,7 +99,7 @@ def test_synthetic_is_deterministic_and_finite() -> None:
 
 
 def test_video_file_reads_every_frame_then_ends(video: Path) -> None:
-    source = make_source(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video))))
+    source = make_source(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video))), 0.875)
     assert isinstance(source, VideoSource) and not source.live
     source.open()
     frames = []
@@ -213,7 +213,7 @@ def test_http_stream_down_keeps_retrying_until_interrupted() -> None:
 
 
 def test_v4l2_missing_device_names_the_key() -> None:
-    source = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")))
+    source = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")), 0.875)
     assert isinstance(source, V4l2Source) and source.live
     assert source.options == {"video_size": "640x480", "framerate": "15"}
     with pytest.raises(SourceError, match=r"source.v4l2.device: /dev/video-none does not exist"):

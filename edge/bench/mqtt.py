@@ -9,7 +9,7 @@ from typing import Any
 
 from edge.config import MqttSinkConfig, SpoolConfig
 from edge.errors import SinkError
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 from edge.record import Record
 
 

@@ -47,7 +47,7 @@ class Timing:
 
 
 @dataclass
-class Report:
+class BenchReport:
     cores: str
     model: str
     timings: dict[str, Timing] = field(default_factory=dict)
@@ -97,7 +97,7 @@ class PipelineRunner:
 
         self.seq = RecordSequence(Path(config.state_dir))
         self.pipeline = FramePipeline(config, self.seq)
-        source = make_source(config.source)
+        source = make_source(config.source, self.pipeline.engine.manifest.crop_fraction)
         source.open()
         self.capture = Capture(source)
         self.capture.start()
@@ -172,13 +172,16 @@ def pin_one_core() -> str:
     return f"1 (cpu {cpus[-1]} of {len(cpus)})"
 
 
-def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> Report:
+def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
+    from edge.config import ResultsConfig
+    from edge.daemon.results import ResultFilter
     from edge.model.engine import Engine
+    from edge.model.groups import GroupScorer, configured
     from edge.model.runtime import make_interpreter
     from edge.sources.synthetic import SyntheticSource
 
     cores = pin_one_core() if one_core else str(len(os.sched_getaffinity(0)))
-    report = Report(cores=cores, model=str(model))
+    report = BenchReport(cores=cores, model=str(model))
     jpeg = sample_images() / "cat_720p.jpg"
     with tempfile.TemporaryDirectory(prefix="mnv1-bench-") as tmp:
         work = Path(tmp)
@@ -196,6 +199,14 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         progress("engine")
         engine = Engine(model, 1, self_test=False)
         report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
+
+        progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
+        probs, labels = engine.classify(frame).copy(), engine.labels
+        scorer = GroupScorer(configured({}, ("bird", "dog"), len(labels)), len(labels))
+        report.timings["group_sums_bird_dog"] = measure(lambda: scorer.scores(probs), frames, batches)
+        plain, grouped = ResultFilter(ResultsConfig(), labels), ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
+        report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
+        report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
 
         progress("pipeline from in-memory frames")
         runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
@@ -262,7 +273,7 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
     return report
 
 
-def render(report: Report) -> str:
+def render(report: BenchReport) -> str:
     lines = [f"mnv1-edge bench: model {report.model}, cores {report.cores}", "", f"{'stage':34} {'wall ms/frame':>14} {'CPU ms/frame':>13}"]
     for name, t in report.timings.items():
         lines.append(f"{name:34} {t.wall_ms:14.3f} {t.cpu_ms:13.3f}")

@@ -1,13 +1,28 @@
-"""`mnv1-edge classify`: top-k labels for image files."""
+"""`mnv1-edge classify`: top-k labels (and label group scores) for image files."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge.model.engine import Engine
+    from edge.model.groups import GroupScorer
 
 from edge.commands import positive_int, thread_count
 
 HELP = "classify image files with a converted model and print the top-k labels"
+
+
+def roi_arg(text: str) -> tuple[float, float, float, float]:
+    """argparse type for --roi x,y,w,h."""
+    from edge.model.region import parse_roi
+
+    try:
+        return parse_roi(text, "--roi")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--roi: ")) from exc
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default: %(default)s)")
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
+    p.add_argument(
+        "--groups",
+        nargs="?",
+        const="",
+        metavar="NAME,...",
+        help="also score these built-in label groups (+ other); without names, every built-in group",
+    )
+    p.add_argument("--roi", type=roi_arg, metavar="X,Y,W,H", help="classify only this region: fractions of the image, as source.roi")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -25,16 +48,38 @@ def main(args: argparse.Namespace) -> int:
 
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
+    from edge.model.region import FULL
 
     engine = Engine(Path(args.model), threads=args.threads)
+    scorer = make_scorer(args.groups, len(engine.labels)) if args.groups is not None else None
     for image in args.images:
-        frame = load_image(Path(image), fraction=engine.manifest.crop_fraction)
-        preds = engine.top_k(engine.classify(frame), args.top_k)
+        frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL)
+        out = classify(engine, frame, args.top_k, scorer)
         if args.json:
-            top = [{"class_index": p.class_index, "label": p.label, "score": round(p.score, 6)} for p in preds]
-            print(json.dumps({"image": image, "top_k": top}), flush=True)
+            print(json.dumps({"image": image, **out}), flush=True)
         else:
             print(image)
-            for p in preds:
-                print(f"  {p.score:7.4f}  {p.class_index:4d}  {p.label}")
+            for p in out["top_k"]:
+                print(f"  {p['score']:7.4f}  {p['class_index']:4d}  {p['label']}")
+            for g in out.get("groups", []):
+                print(f"  {g['score']:7.4f}  group {g['name']}")
     return 0
+
+
+def classify(engine: Engine, frame: Any, k: int, scorer: GroupScorer | None) -> dict[str, Any]:
+    """top_k, and with groups their scores best first and the top one as `answer`."""
+    scores = engine.classify(frame)
+    out: dict[str, Any] = {"top_k": [{"class_index": p.class_index, "label": p.label, "score": round(p.score, 6)} for p in engine.top_k(scores, k)]}
+    if scorer is not None:
+        sums = scorer.scores(scores)
+        ranked = sorted(zip(scorer.names, sums.tolist(), strict=True), key=lambda g: -g[1])  # stable: configured order on ties
+        out["answer"] = ranked[0][0]
+        out["groups"] = [{"name": name, "score": round(score, 6)} for name, score in ranked]
+    return out
+
+
+def make_scorer(text: str, num_classes: int) -> GroupScorer:
+    from edge.model.groups import GroupScorer, builtin_specs, configured
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip()) or tuple(builtin_specs())
+    return GroupScorer(configured({}, names, num_classes, names_key="--groups"), num_classes)

@@ -51,8 +51,8 @@ def main(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from edge import paths
-    from edge.convert.pipeline import Options, convert
     from edge.convert.report import Gate
+    from edge.convert.run import Options, convert
 
     opts = Options(
         out=Path(args.out) if args.out else paths.default_model(),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from edge.commands import non_negative_int, thread_count
+from edge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge.model.groups import Group
 
 HELP = "measure top-1/top-5, agreement with the first model and interleaved invoke latency on a labelled image folder"
 
@@ -23,16 +28,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--rounds", type=non_negative_int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)"
     )
     p.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON ('-' = stdout instead of the table)")
+    p.add_argument(
+        "--groups",
+        action="append",
+        default=[],
+        metavar="NAME,...",
+        help="also report N-way accuracy (these label groups + other) and each group's precision and recall; repeat for more sets",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edge.convert.evaluate import evaluate, load_labelled
+    import numpy as np
+
+    from edge.convert.dataset import load_labelled
+    from edge.convert.evaluate import evaluate
+    from edge.convert.groupeval import group_accuracy, summary
     from edge.errors import ModelError, SinkError
     from edge.fsutil import check_writable, write_atomic
 
+    group_sets = [group_names(text, "--groups") for text in args.groups]  # bad names fail before the evaluation
     json_path = Path(args.json) if args.json and args.json != "-" else None
     if json_path is not None:
         check_writable(json_path, "the evaluation JSON")  # before minutes of evaluation, not after
@@ -42,8 +59,12 @@ def main(args: argparse.Namespace) -> int:
     folder = Path(args.images)
     _, frames, labels = load_labelled(folder, args.split)
     models: list[tuple[str, Path | bytes]] = [(m, Path(m)) for m in args.models]
-    evaluation, _ = evaluate(models, frames, labels, f"{folder} ({args.split})", args.threads, args.rounds)
-    text = json.dumps(evaluation.to_dict(), indent=1, sort_keys=True) + "\n"
+    evaluation, probs = evaluate(models, frames, labels, f"{folder} ({args.split})", args.threads, args.rounds)
+    group_results = [[group_accuracy(m, probs[m], np.asarray(labels), groups) for m in args.models] for groups in group_sets]
+    data = evaluation.to_dict()
+    if group_results:
+        data["groups"] = [[r.to_dict() for r in results] for results in group_results]
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if args.json == "-":
         print(text, end="")
         return 0
@@ -53,4 +74,16 @@ def main(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise SinkError(f"{json_path}: cannot write ({exc.strerror or exc})") from exc
     print(evaluation.summary())
+    for results in group_results:
+        print(summary(results))
     return 0
+
+
+def group_names(text: str, option: str) -> tuple[Group, ...]:
+    """Built-in groups named in a comma list, resolved for the 1001 ImageNet classes."""
+    from edge.model.groups import NUM_CLASSES, configured
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ConfigError(f"{option}: name at least one group (built-in: bird, dog, cat, animal, vehicle, food)")
+    return configured({}, names, NUM_CLASSES, names_key=option)

@@ -15,12 +15,14 @@ from typing import Any, Literal
 from edge.config import document, fields
 from edge.config.document import to_toml
 from edge.config.fields import Need, section, setting
+from edge.config.groups import GroupsTable, check_groups, groups_table
 from edge.config.model import ModelConfig
 from edge.config.results import ResultsConfig
 from edge.config.sinks import (
     FileSinkConfig,
     HomeAssistantConfig,
     MqttSinkConfig,
+    PrometheusSinkConfig,
     SinksConfig,
     SpoolConfig,
     StdoutSinkConfig,
@@ -52,6 +54,7 @@ __all__ = [
     "ModelConfig",
     "MqttSinkConfig",
     "Picamera2SourceConfig",
+    "PrometheusSinkConfig",
     "ResultsConfig",
     "SinksConfig",
     "SourceConfig",
@@ -81,6 +84,7 @@ class Config:
     source: SourceConfig = section(SourceConfig, "the frame source")
     results: ResultsConfig = section(ResultsConfig, "what is published, and how often")
     sinks: SinksConfig = section(SinksConfig, "where results go")
+    groups: GroupsTable = groups_table()
 
     @property
     def device(self) -> str:
@@ -90,6 +94,7 @@ class Config:
         bad = any(c in self.device_id for c in "/#+ ") or has_control_chars(self.device_id)
         need(not bad, "device_id", "must not contain / # + spaces or control characters")
         need(bool(self.state_dir.strip()), "state_dir", "must not be empty (it would be the current directory)")
+        check_groups(self.groups, self.results.groups, need)
 
 
 def parse(data: dict[str, Any], cls: type[Any] = Config, path: str = "") -> Any:

@@ -18,7 +18,7 @@ def documented_fields(cls: type[Any], prefix: str = "") -> list[tuple[str, Any, 
         if dataclasses.is_dataclass(hints[f.name]):
             out.extend(documented_fields(hints[f.name], key))
         else:
-            out.append((key, f.default, f.metadata["doc"]))
+            out.append((key, _default(f), f.metadata["doc"]))
     return out
 
 
@@ -32,19 +32,31 @@ def example_toml(cls: type[Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _is_table(hint: Any) -> bool:
+    """A section or a free-form table (dict): written as [key] after the plain keys."""
+    return dataclasses.is_dataclass(hint) or typing.get_origin(hint) is dict
+
+
 def _emit(cls: type[Any], prefix: str, lines: list[str]) -> None:
     hints = typing.get_type_hints(cls)
     fields = dataclasses.fields(cls)
     for f in fields:
-        if not dataclasses.is_dataclass(hints[f.name]):
+        if not _is_table(hints[f.name]):
             bounds = range_text(f.metadata)
             lines.append(f"# {f.metadata['doc']}" + (f" ({bounds})" if bounds else ""))
             lines.append(f"{f.name} = {toml_value(f.default)}")
     for f in fields:
+        key = join(prefix, f.name)
         if dataclasses.is_dataclass(hints[f.name]):
-            key = join(prefix, f.name)
             lines.extend(["", f"[{key}]  # {f.metadata['doc']}"])
             _emit(hints[f.name], key, lines)
+        elif _is_table(hints[f.name]):
+            lines.extend(["", f"[{key}]  # {f.metadata['doc']}"])
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in _default(f).items())
 
 
 def to_toml(data: dict[str, Any], prefix: str = "") -> str:

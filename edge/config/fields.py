@@ -36,6 +36,11 @@ def setting(
     return field(default=default, metadata={"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt})
 
 
+def table(doc: str) -> Any:
+    """A free-form table of name → value (e.g. `[groups]`), empty by default; typed dict[str, X]."""
+    return field(default_factory=dict, metadata={"doc": doc})
+
+
 def section(cls: type, doc: str) -> Any:
     """A nested table of settings."""
     return field(default_factory=cls, metadata={"doc": doc})
@@ -50,6 +55,9 @@ def parse(data: dict[str, Any], cls: type[Any], path: str = "") -> Any:
         raise ConfigError(f"{path or '<root>'}: expected a table, got {describe(data)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    removed: dict[str, str] = getattr(cls, "REMOVED", {})  # old key → what to do instead
+    for name in sorted(set(data) & set(removed)):
+        raise ConfigError(f"{join(path, name)}: {removed[name]}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{join(path, unknown[0])}: unknown key (valid keys: {', '.join(sorted(fields))})")
@@ -88,8 +96,17 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         if not isinstance(value, list) or len(value) != len(args):
             raise ConfigError(f"{path}: expected a list of {len(args)} values, got {describe(value)}")
         return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {describe(value)}")
+        return {str(k): _convert(v, typing.get_args(hint)[1], join(path, str(k))) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
-        raise TypeError(f"unsupported config type {hint}")
+        args = typing.get_args(hint)
+        if not all(a in _TYPE_NAMES for a in args):
+            raise TypeError(f"unsupported config type {hint}")
+        if type(value) not in args:  # type(), not isinstance: true is not an integer here
+            raise ConfigError(f"{path}: expected {' or '.join(_TYPE_NAMES[a] for a in args)}, got {describe(value)}")
+        return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint in _TYPE_NAMES and (type(value) is not hint):

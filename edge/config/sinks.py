@@ -128,10 +128,23 @@ class MqttSinkConfig:
 
 
 @dataclass(frozen=True)
+class PrometheusSinkConfig:
+    enabled: bool = setting(False, "write metrics for node_exporter's textfile collector at every stats report (no listening port)")
+    path: str = setting(
+        "/var/lib/prometheus/node-exporter/mnv1-edge.prom",
+        "the .prom file, replaced atomically; its folder must be node_exporter's --collector.textfile.directory",
+    )
+
+    def check(self, need: Need) -> None:
+        need(not self.enabled or self.path.endswith(".prom"), "path", "must end in .prom (node_exporter reads only those)")
+
+
+@dataclass(frozen=True)
 class SinksConfig:
     stdout: StdoutSinkConfig = section(StdoutSinkConfig, "the stdout sink")
     file: FileSinkConfig = section(FileSinkConfig, "the file sink")
     mqtt: MqttSinkConfig = section(MqttSinkConfig, "the MQTT sink")
+    prometheus: PrometheusSinkConfig = section(PrometheusSinkConfig, "Prometheus metrics (node_exporter textfile collector)")
 
     def check(self, need: Need) -> None:
         need(self.stdout.enabled or self.file.enabled or self.mqtt.enabled, "", "enable at least one sink (stdout, file or mqtt)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from edge.config.fields import Need, section, setting
 
@@ -55,7 +55,12 @@ class SyntheticSourceConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     kind: Literal["picamera2", "v4l2", "video", "images", "synthetic"] = setting("picamera2", "which source to read frames from")
-    crop_fraction: float = setting(0.875, "central part of each dimension kept before resizing (0.875 = as the model was evaluated)", ge=0.1, le=1.0)
+    roi: tuple[float, float, float, float] = setting(
+        (0.0, 0.0, 1.0, 1.0),
+        "region the model looks at: [x, y, width, height], fractions of the full frame; the model's centre crop applies inside it",
+        ge=0,
+        le=1,
+    )
     max_fps: float = setting(0.0, "cap on classified frames per second to save CPU; 0 = no cap", ge=0)
     stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", gt=0)
     images: ImagesSourceConfig = section(ImagesSourceConfig, "the images source")
@@ -64,7 +69,16 @@ class SourceConfig:
     picamera2: Picamera2SourceConfig = section(Picamera2SourceConfig, "the picamera2 source")
     synthetic: SyntheticSourceConfig = section(SyntheticSourceConfig, "the synthetic source")
 
+    # The centre crop is the model's: its manifest's crop_fraction (how it was calibrated and measured).
+    REMOVED: ClassVar[dict[str, str]] = {
+        "crop_fraction": "removed: the centre crop is the model's own (its manifest's crop_fraction); delete this line (source.roi picks a region)",
+    }
+
     def check(self, need: Need) -> None:
+        x, y, w, h = self.roi
+        need(w > 0 and h > 0, "roi", f"width and height must be greater than 0, got {list(self.roi)}")
+        # A small tolerance: 0.1 + 0.9 is 1.0000000000000002 in binary floating point.
+        need(x + w <= 1 + 1e-9 and y + h <= 1 + 1e-9, "roi", f"must lie inside the frame (x + width and y + height at most 1), got {list(self.roi)}")
         # A file source reads its next frame only once the last was taken: a cap slower than the
         # stall timeout would look like a stalled camera and stop the watchdog.
         need(self.max_fps == 0 or 1 / self.max_fps < self.stall_timeout_s, "max_fps", "1/max_fps must be shorter than stall_timeout_s")

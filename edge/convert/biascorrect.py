@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
-from edge.convert.calibrate import Progress
+from edge.convert.dataset import Progress
+from edge.model.contract import dequantize
 from edge.model.engine import REQUIRED_DELEGATED as CONV_OPS  # the convolutions, by op name
+from edge.model.interpreter import Interpreter
 
 # For each convolution in network order, the quantized model (with every earlier layer already
 # corrected) runs on the calibration frames; the per-channel mean of its dequantized output minus
@@ -46,36 +48,22 @@ def _spatial(shape: Any) -> int:
     return int(shape[1]) * int(shape[2])
 
 
-def _interpreter(data: bytes) -> Any:
-    """Integer reference kernels with every tensor kept (no XNNPACK), so each layer's output is readable."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interp = Interpreter(
-        model_content=data,
-        num_threads=1,
-        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        experimental_preserve_all_tensors=True,
-    )
-    interp.allocate_tensors()
-    return interp
-
-
 def quantized_channel_mean(data: bytes, frames: np.ndarray, layer: int) -> np.ndarray:
     """Per-channel mean of the dequantized output of convolution number `layer`."""
-    interp = _interpreter(data)
-    convs = [op for op in interp._get_ops_details() if op["op_name"] in CONV_OPS]
+    # Integer reference kernels with every tensor kept (no XNNPACK), so each layer's output is readable.
+    model = Interpreter(data, 1, builtin_kernels=True, preserve_all_tensors=True)
+    convs = [op for op in model.raw._get_ops_details() if op["op_name"] in CONV_OPS]
     out_index = int(convs[layer]["outputs"][0])
-    scale, zero = interp._get_tensor_details(out_index, 0)["quantization"]
-    in_index = int(interp.get_input_details()[0]["index"])
+    quantization = model.raw._get_tensor_details(out_index, 0)["quantization"]
     total = np.zeros(0)
     for i, frame in enumerate(frames):
-        interp.set_tensor(in_index, frame[None])
-        interp.invoke()
-        q = interp.get_tensor(out_index)
+        model.set_input(frame)
+        model.invoke()
+        q = model.raw.get_tensor(out_index)
         s = q.reshape(-1, q.shape[-1]).sum(axis=0, dtype=np.int64)
         total = s if i == 0 else total + s
     count = len(frames) * int(np.prod(q.shape[1:-1]))
-    return np.asarray(scale * (total / count - zero), np.float64)
+    return dequantize(total / count, quantization, np.float64)  # the mean of dequantized = dequantized mean
 
 
 def correct(data: bytes, float_means: list[np.ndarray], frames: np.ndarray) -> tuple[bytes, list[LayerFix]]:

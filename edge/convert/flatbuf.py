@@ -24,8 +24,9 @@ def check_identifier(data: bytes, where: str) -> None:
 
 def read(data: bytes, where: str) -> Any:
     """The model as a mutable ModelT object tree."""
-    from ai_edge_litert import schema_py_generated as schema
+    from edge.model.runtime import tflite_schema
 
+    schema = tflite_schema()
     if sys.byteorder != "little":
         raise ModelError(f"{where}: the converter needs a little-endian machine")
     check_identifier(data, where)
@@ -50,9 +51,9 @@ def opcode(model: Any, op: Any) -> int:
 
 
 def quantization(scale: float, zero: int) -> Any:
-    from ai_edge_litert import schema_py_generated as schema
+    from edge.model.runtime import tflite_schema
 
-    q = schema.QuantizationParametersT()
+    q = tflite_schema().QuantizationParametersT()
     q.scale = [scale]
     q.zeroPoint = [zero]
     return q

@@ -11,6 +11,7 @@ import numpy as np
 from edge.convert import flatbuf
 from edge.convert.flatbuf import AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, RESHAPE, SOFTMAX
 from edge.errors import ModelError
+from edge.model.contract import INPUT_SHAPE, NUM_CLASSES
 
 OP_NAMES = {CONV_2D: "CONV_2D", DEPTHWISE_CONV_2D: "DEPTHWISE_CONV_2D", AVERAGE_POOL_2D: "AVERAGE_POOL_2D", RESHAPE: "RESHAPE", SOFTMAX: "SOFTMAX"}
 FLOAT32 = 0  # TensorType.FLOAT32
@@ -20,8 +21,6 @@ SAME, RELU6 = 0, 3  # Padding.SAME, ActivationFunctionType.RELU6
 # MobileNet v1 at width 0.25: (kind, output channels, stride) for the 27 feature layers.
 _POINTWISE = (16, 32, 32, 64, 64, 128, 128, 128, 128, 128, 128, 256, 256)
 _DW_STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
-NUM_CLASSES = 1001
-INPUT_SHAPE = (1, 128, 128, 3)
 
 
 def expected_layers() -> list[tuple[str, int, int]]:
@@ -132,17 +131,13 @@ def build_keras(layers: list[Layer]) -> Any:
 
 def float_tflite_probs(source: bytes, frames: np.ndarray) -> np.ndarray:
     """The source model's own softmax on uint8 frames, normalised the way it was trained."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from edge.model.interpreter import Interpreter
 
     # The builtin float kernels, not XNNPACK: the reference the rebuilt network must match.
-    interp = Interpreter(model_content=source, num_threads=1, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    model = Interpreter(source, 1, builtin_kernels=True)
     probs = np.empty((len(frames), NUM_CLASSES), np.float32)
     for i, frame in enumerate(frames):
-        interp.set_tensor(inp, ((frame.astype(np.float32) - 127.5) / 127.5)[None])
-        interp.invoke()
-        probs[i] = interp.get_tensor(out)[0]
+        probs[i] = model.classify(frame)
     return probs
 
 

@@ -27,7 +27,7 @@ class Gate:
 
 
 @dataclass(frozen=True)
-class Report:
+class ConversionReport:
     converter: dict[str, str]
     source: dict[str, Any]
     calibration: dict[str, Any]

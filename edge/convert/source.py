@@ -22,7 +22,7 @@ MAX_BYTES = 64 << 20  # the archive is ~5 MB; refuse anything absurd
 
 
 @dataclass(frozen=True)
-class Source:
+class FloatModelSource:
     data: bytes
     sha256: str
     origin: str  # the path or URL it came from
@@ -34,7 +34,7 @@ def cache_dir() -> Path:
     return Path(base) / "mnv1-edge"
 
 
-def resolve(source: str | None, allow_unverified: bool = False) -> Source:
+def resolve(source: str | None, allow_unverified: bool = False) -> FloatModelSource:
     """Read the float model from `source` (a path or http(s) URL; default: the pinned archive)."""
     if not source or source.startswith(("http://", "https://")):
         url = source or ARCHIVE_URL
@@ -54,11 +54,11 @@ def resolve(source: str | None, allow_unverified: bool = False) -> Source:
     return _verify(data, str(path), allow_unverified)
 
 
-def _verify(data: bytes, where: str, allow_unverified: bool) -> Source:
+def _verify(data: bytes, where: str, allow_unverified: bool) -> FloatModelSource:
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256 and not allow_unverified:
         raise ModelError(f"{where}: sha256 {digest} does not match the pinned {SHA256}; refusing (pass --allow-unverified to convert it anyway)")
-    return Source(data, digest, where, digest == SHA256)
+    return FloatModelSource(data, digest, where, digest == SHA256)
 
 
 def _fetch(url: str) -> bytes:

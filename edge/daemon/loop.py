@@ -51,6 +51,7 @@ class Daemon:
         self._reload_requested = False
         self._ready = False
         self._stalled = False
+        self._stalls = 0  # times the source stalled (for stats, fleet and Prometheus)
         self._next_due = 0.0  # source.max_fps: monotonic time the next frame may be taken
         self._next_stats = self._next_status = self._last_ping = 0.0
         self.pipeline: FramePipeline | None = None
@@ -75,7 +76,7 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            source = make_source(self.config.source)
+            source = make_source(self.config.source, self.pipeline.engine.manifest.crop_fraction)
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -168,6 +169,7 @@ class Daemon:
         assert self.capture is not None
         if not flowing and not self._stalled:
             self._stalled = True
+            self._stalls += 1
             log.error(
                 "no frame from %s for %.0f s (source.stall_timeout_s); watchdog pings stopped so systemd can restart the service",
                 self.capture.source.name,
@@ -183,6 +185,8 @@ class Daemon:
         cap = self.capture.stats()
         stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
         stats.update(self.pipeline.sinks.stats())
+        # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
+        stats.update(stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s)
         return stats
 
     def _report(self) -> None:
@@ -219,9 +223,9 @@ class Daemon:
         self.pipeline, self.config = pipeline, config
         logging.getLogger().setLevel((self.log_level or config.log_level).upper())
         try:
-            if config.source != old.config.source:
+            if config.source != old.config.source or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction:
                 self.capture.stop()
-                source = make_source(config.source)
+                source = make_source(config.source, pipeline.engine.manifest.crop_fraction)
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()

@@ -13,6 +13,7 @@ from edge.daemon.results import ResultFilter
 from edge.daemon.sequence import RecordSequence
 from edge.daemon.stats import Stats
 from edge.model.engine import Engine
+from edge.model.groups import NUM_CLASSES, GroupScorer, configured
 from edge.record import Record
 from edge.sinks import make_sinks
 from edge.sources import Frame, Source
@@ -31,8 +32,20 @@ class FramePipeline:
         m = config.model
         self.engine = Engine(Path(m.path), m.threads, m.sha256.lower(), self_test=False, require_xnnpack=m.require_xnnpack)
         self.self_test_ms = self.engine.run_self_test() if m.self_test else None  # timed, for the start-up line
-        keep_filter = previous is not None and previous.config.results == config.results and previous.engine.labels == self.engine.labels
-        self.filter: ResultFilter = previous.filter if previous is not None and keep_filter else ResultFilter(config.results, self.engine.labels)
+        labels = self.engine.labels
+        groups = configured(config.groups, config.results.groups, len(labels)) if config.results.groups else ()
+        # The answers a consumer can expect (one Home Assistant binary_sensor each): the configured
+        # groups, or a custom model's own classes; not ImageNet's 1001 labels.
+        self.answers: tuple[str, ...] = tuple(g.name for g in groups) if groups else (labels if len(labels) < NUM_CLASSES else ())
+        same_results = previous is not None and (previous.config.results, previous.config.groups, previous.engine.labels) == (
+            config.results,
+            config.groups,
+            labels,
+        )
+        if previous is not None and same_results:
+            self.filter: ResultFilter = previous.filter
+        else:
+            self.filter = ResultFilter(config.results, labels, GroupScorer(groups, len(labels)) if groups else None)
         self.sinks = SinkFanout()
         self.reused: set[str] = set()
 
@@ -42,10 +55,14 @@ class FramePipeline:
         spool directory and an MQTT client id cannot be held twice."""
         old = {s.name: s for s in previous.sinks.sinks} if previous else {}
         try:
-            for sink in make_sinks(self.config, config_path):
+            for sink in make_sinks(self.config, config_path, self.answers):
                 before = old.get(sink.name)
                 if before is not None and previous is not None:
-                    same = getattr(previous.config.sinks, sink.name) == getattr(self.config.sinks, sink.name) and previous.device == self.device
+                    same = (getattr(previous.config.sinks, sink.name), previous.device, previous.answers) == (
+                        getattr(self.config.sinks, sink.name),
+                        self.device,
+                        self.answers,
+                    )
                     if same:
                         self.sinks.sinks.append(before)
                         self.reused.add(sink.name)
@@ -62,10 +79,21 @@ class FramePipeline:
         t0 = time.perf_counter()
         scores = self.engine.classify(frame.pixels)
         inference_ms = (time.perf_counter() - t0) * 1e3
-        preds = self.filter.update(scores, time.monotonic())
+        result = self.filter.update(scores, time.monotonic())
         record = None
-        if preds is not None:
-            record = Record(self.seq.next(), time.time(), frame.ts, self.device, frame.origin, preds, inference_ms, self.engine.sha256)
+        if result is not None:
+            record = Record(
+                self.seq.next(),
+                time.time(),
+                frame.ts,
+                self.device,
+                frame.origin,
+                result.top_k,
+                inference_ms,
+                self.engine.sha256,
+                result.answer,
+                result.groups,
+            )
             self.sinks.write(record)
             stats.published += 1
         stats.add(inference_ms, (time.time() - frame.ts) * 1e3)

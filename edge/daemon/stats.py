@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edge.record import rfc3339
 
 THERMAL = Path("/sys/class/thermal")
 
@@ -48,6 +51,7 @@ class Stats:
         self.published = 0
         self.started = time.monotonic()
         self._window_start = self.started
+        self._last_frame: float | None = None
         self._thermal = find_cpu_thermal_zone()
 
     def add(self, inference_ms: float, latency_ms: float) -> None:
@@ -57,6 +61,7 @@ class Stats:
         self._i = (i + 1) % len(self._inference)
         self._in_window += 1
         self.frames += 1
+        self._last_frame = time.monotonic()
 
     def fps(self, now: float | None = None) -> float:
         elapsed = (now if now is not None else time.monotonic()) - self._window_start
@@ -74,7 +79,11 @@ class Stats:
             p50, p95 = np.percentile(values[idx], (50, 95))
             return {"p50": round(float(p50), 3), "p95": round(float(p95), 3)}
 
+        last = self._last_frame
         out: dict[str, Any] = {
+            "ts": rfc3339(time.time()),  # wall clock: lets a late reader of a retained copy judge its age
+            "window_s": round(now - self._window_start, 1),
+            "last_frame_age_s": round(now - last, 1) if last is not None else None,
             "uptime_s": round(now - self.started, 1),
             "fps": round(self.fps(now), 2),
             "frames": self.frames,
@@ -89,44 +98,52 @@ class Stats:
         return out
 
 
-SINKS = ("stdout", "file", "mqtt")
-# The MQTT sink loses a record only when its spool drops it (size, age, full disk) or at close.
+# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its name).
+_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
+
+
+def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each sink's counters by sink name, as `Daemon.snapshot` files them into the stats."""
+    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}
+
+
+# The MQTT sink loses a record only when its spool drops it (size, age, full disk) or at close;
+# the others count their own `records_lost`.
 _LOST_KEYS = {"mqtt": ("spool_dropped", "mqtt_dropped_closed")}
 
 
-def records_lost(stats: dict[str, Any]) -> dict[str, int]:
+def records_lost(stats: Mapping[str, Any]) -> dict[str, int]:
     """Records each sink lost for good (write failed, dropped from the spool, or the sink raised):
     `published` counts records handed to the sinks, this is what did not arrive."""
+    raised: Mapping[str, int] = stats.get("sink_errors", {})
     lost: dict[str, int] = {}
-    raised: dict[str, int] = stats.get("sink_errors", {})
-    for name in SINKS:
-        own: dict[str, Any] | None = stats.get(name)
-        if not isinstance(own, dict):
-            continue
-        n = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",)))
-        lost[name] = n + int(raised.get(name, 0))
+    for name, own in sink_counters(stats).items():
+        if name != "sink_errors":
+            lost[name] = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",))) + int(raised.get(name, 0))
     return lost
 
 
-def _sinks_text(stats: dict[str, Any]) -> str:
-    lost = records_lost(stats)
-    parts = []
-    for name, n in lost.items():
-        own = stats[name]
-        if name == "mqtt":
-            parts.append(f"mqtt acked {own.get('mqtt_acked', 0)} spooled {own.get('spool_depth', 0)} lost {n}")
-        else:
-            parts.append(f"{name} written {own.get('written', 0)} lost {n}")
-    return "; ".join(parts) or "none"
-
-
 def format_line(stats: dict[str, Any]) -> str:
-    """The human stats line for the journal."""
+    """The human stats line for the journal, ending with each sink's counters."""
     inf, lat = stats["inference_ms"], stats["latency_ms"]
     temp = f"{stats['cpu_temp_c']:.1f} °C" if stats.get("cpu_temp_c") is not None else "n/a"
-    return (
+    line = (
         f"stats: {stats['fps']:.1f} fps, inference p50 {inf['p50']} ms p95 {inf['p95']} ms, "
-        f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']} "
-        f"(sinks: {_sinks_text(stats)}), "
+        f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']}, "
         f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
     )
+    sinks = [f"{name}: {format_counters(name, value)}" for name, value in sink_counters(stats).items()]
+    return "; ".join([line, *sinks])
+
+
+def format_counters(name: str, counters: Mapping[str, Any]) -> str:
+    """`written 10, errors 0`; a sink's own name prefix (mqtt_connected) is dropped for brevity."""
+    parts = []
+    for key, value in counters.items():
+        short = key.removeprefix(f"{name}_")
+        if isinstance(value, Mapping):
+            value = format_counters(short, value).join("()")
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        parts.append(f"{short.replace('_', ' ')} {value}")
+    return ", ".join(parts) or "-"

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from pathlib import Path
 
@@ -33,19 +32,14 @@ def open_image(path: Path) -> Image.Image:
     return image
 
 
-def bound(image: Image.Image, path: Path, need: int, draft: bool, max_pixels: int = MAX_PIXELS) -> None:
-    """Draft a JPEG down to what covers `need` pixels, then refuse an image whose decoded size
-    would still exceed `max_pixels`. Nothing is decoded here."""
+def bound(image: Image.Image, path: Path, need: tuple[int, int], draft: bool, max_pixels: int = MAX_PIXELS) -> None:
+    """Draft a JPEG down to what still covers `need` (width, height) pixels, then refuse an image
+    whose decoded size would still exceed `max_pixels`. Nothing is decoded here."""
     if draft and image.format == "JPEG":
-        image.draft("RGB", (need, need))
+        image.draft("RGB", need)
     width, height = image.size
     if width * height > max_pixels:
         raise SourceError(
             f"{path}: {width}x{height} pixels ({width * height / 1e6:.0f} M) is more than the decode budget of "
             f"{max_pixels / 1e6:g} M pixels (source.images.max_pixels); refused without decoding"
         )
-
-
-def needed_size(size: int, fraction: float) -> int:
-    """Pixels per side the crop must still have after drafting."""
-    return math.ceil(size / fraction)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.fsutil import sha256_file, write_atomic
+from edge.fsutil import sha256_file
+from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 
 FORMAT = "mnv1-edge-manifest/1"
-NUM_CLASSES = 1001
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,11 @@ class Manifest:
     model_sha256: str
     model_bytes: int
     labels: tuple[str, ...]
-    input_shape: tuple[int, ...] = (1, 128, 128, 3)
+    input_shape: tuple[int, ...] = INPUT_SHAPE
     input_dtype: str = "uint8"
     output_shape: tuple[int, ...] = (1, NUM_CLASSES)
     output_dtype: str = "uint8"
-    crop_fraction: float = 0.875
+    crop_fraction: float = CROP_FRACTION  # the crop the model was calibrated and evaluated with
     provenance: dict[str, Any] = field(default_factory=dict)
     self_test: SelfTest | None = None
     format: str = FORMAT
@@ -121,17 +121,3 @@ def load_manifest(model: Path, model_sha256: str | None = None) -> Manifest:
     if len(manifest.labels) != manifest.output_shape[-1]:
         raise ModelError(f"{path}: {len(manifest.labels)} labels for {manifest.output_shape[-1]} outputs")
     return manifest
-
-
-def write_manifest(model: Path, manifest: Manifest) -> None:
-    write_atomic(manifest_path(model), manifest.to_json().encode("utf-8"))
-
-
-def read_labels(path: Path) -> tuple[str, ...]:
-    try:
-        labels = tuple(line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines())
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read labels ({exc.strerror})") from exc
-    if len(labels) != NUM_CLASSES:
-        raise ModelError(f"{path}: {len(labels)} labels, expected {NUM_CLASSES} (class 0 = background)")
-    return labels

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,10 @@ from PIL import Image
 
 from edge.errors import SourceError
 from edge.model import decode
+from edge.model.contract import CROP_FRACTION, INPUT_SIZE
+from edge.model.region import FULL, is_full, pixel_box
 
-INPUT_SIZE = 128
-CROP_FRACTION = 0.875
+__all__ = ["CROP_FRACTION", "IMAGE_SUFFIXES", "INPUT_SIZE", "crop_box", "list_images", "load_image", "prepare", "prepare_array"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -26,22 +29,29 @@ def crop_box(width: int, height: int, fraction: float) -> tuple[float, float, fl
     return (dx, dy, width - dx, height - dy)
 
 
-def prepare(image: Image.Image, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> Image.Image:
-    """Centre-crop and bilinearly resize a PIL image to size x size RGB."""
+def prepare(image: Image.Image, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, roi: Sequence[float] = FULL) -> Image.Image:
+    """Crop to the region of interest (fractions x, y, w, h of the frame), centre-crop inside it and
+    bilinearly resize to size x size RGB."""
     if image.mode != "RGB":
         image = image.convert("RGB")
-    return image.resize((size, size), Image.Resampling.BILINEAR, box=crop_box(*image.size, fraction))
+    box = crop_box(*image.size, fraction) if is_full(roi) else pixel_box(*image.size, roi, fraction)
+    return image.resize((size, size), Image.Resampling.BILINEAR, box=box)
 
 
-def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION) -> np.ndarray:
-    """Centre-crop and resize an HxWx3 uint8 RGB frame; returns a size x size x 3 uint8 array."""
-    if frame.shape[:2] == (size, size) and fraction >= 1.0:
+def prepare_array(frame: np.ndarray, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, roi: Sequence[float] = FULL) -> np.ndarray:
+    """Crop to the region, centre-crop and resize an HxWx3 uint8 RGB frame; returns size x size x 3 uint8."""
+    if frame.shape[:2] == (size, size) and fraction >= 1.0 and is_full(roi):
         return frame
-    return np.asarray(prepare(Image.fromarray(frame), size, fraction))
+    return np.asarray(prepare(Image.fromarray(frame), size, fraction, roi))
 
 
 def load_image(
-    path: Path, size: int = INPUT_SIZE, fraction: float = CROP_FRACTION, draft: bool = True, max_pixels: int = decode.MAX_PIXELS
+    path: Path,
+    size: int = INPUT_SIZE,
+    fraction: float = CROP_FRACTION,
+    draft: bool = True,
+    roi: Sequence[float] = FULL,
+    max_pixels: int = decode.MAX_PIXELS,
 ) -> np.ndarray:
     """Decode an image file into the model's input; JPEGs use Pillow's DCT-domain draft mode.
 
@@ -51,8 +61,9 @@ def load_image(
     """
     try:
         with decode.open_image(path) as image:
-            decode.bound(image, path, decode.needed_size(size, fraction), draft, max_pixels)
-            return np.asarray(prepare(image, size, fraction))
+            need = (math.ceil(size / (fraction * roi[2])), math.ceil(size / (fraction * roi[3])))
+            decode.bound(image, path, need, draft, max_pixels)
+            return np.asarray(prepare(image, size, fraction, roi))
     except FileNotFoundError as exc:
         raise SourceError(f"{path}: no such image file") from exc
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

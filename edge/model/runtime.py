@@ -89,20 +89,43 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def make_interpreter(model: Path | bytes, threads: int = 1, runtime: Runtime | None = None) -> Any:
-    """An allocated interpreter with the default delegate (XNNPACK) applied."""
+def make_interpreter(
+    model: Path | bytes,
+    threads: int = 1,
+    runtime: Runtime | None = None,
+    builtin_kernels: bool = False,
+    preserve_all_tensors: bool = False,
+) -> Any:
+    """An allocated interpreter with the default delegate (XNNPACK) applied.
+
+    `builtin_kernels`: TFLite's own reference kernels instead (no XNNPACK), what the converter
+    compares against and edits with; `preserve_all_tensors` keeps every intermediate readable.
+    """
     runtime = runtime or load_runtime()
+    options: dict[str, Any] = {"num_threads": threads}
+    if builtin_kernels:
+        resolver = sys.modules[runtime.interpreter_class.__module__].OpResolverType
+        options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    if preserve_all_tensors:
+        options["experimental_preserve_all_tensors"] = True
     try:
         with runtime_chatter_to_log():
             if isinstance(model, bytes):
-                interp = runtime.interpreter_class(model_content=model, num_threads=threads)
+                interp = runtime.interpreter_class(model_content=model, **options)
             else:
-                interp = runtime.interpreter_class(model_path=str(model), num_threads=threads)
+                interp = runtime.interpreter_class(model_path=str(model), **options)
             interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         name = "<bytes>" if isinstance(model, bytes) else str(model)
         raise ModelError(f"{name}: not a loadable TFLite model ({_first_line(exc)})") from exc
     return interp
+
+
+def tflite_schema() -> Any:
+    """The TFLite flatbuffer schema classes, which ai-edge-litert ships (the converter edits models with them)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
 
 
 @contextmanager

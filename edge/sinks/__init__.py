@@ -31,10 +31,13 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def make_sinks(config: Config, config_path: Path | None = None) -> list[Sink]:
+def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[str, ...] = ()) -> list[Sink]:
     """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled.
 
-    `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable."""
+    `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable.
+    `answers` are the names a record's `answer` can take besides "none" (the configured groups, or
+    a custom model's labels; empty for ImageNet's 1001): Home Assistant discovery announces one
+    binary_sensor per answer."""
     sinks: list[Sink] = []
     if config.sinks.stdout.enabled:
         from edge.sinks.stdout import StdoutSink
@@ -47,5 +50,9 @@ def make_sinks(config: Config, config_path: Path | None = None) -> list[Sink]:
     if config.sinks.mqtt.enabled:
         from edge.sinks.mqtt.sink import MqttSink
 
-        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path))
+        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path, answers=answers))
+    if config.sinks.prometheus.enabled:
+        from edge.sinks.prometheus import PrometheusSink
+
+        sinks.append(PrometheusSink(config.sinks.prometheus, device_id=config.device))
     return sinks

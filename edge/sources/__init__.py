@@ -44,13 +44,15 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig) -> Source:
-    """The configured source, not yet opened; its heavy dependency is imported here, lazily."""
+def make_source(config: SourceConfig, crop_fraction: float) -> Source:
+    """The configured source, not yet opened; its heavy dependency is imported here, lazily.
+
+    `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`."""
     kind = config.kind
     if kind == "images":
         from edge.sources.images import ImagesSource
 
-        return ImagesSource(config.images, config.crop_fraction)
+        return ImagesSource(config.images, crop_fraction, config.roi)
     if kind == "synthetic":
         from edge.sources.synthetic import SyntheticSource
 
@@ -58,13 +60,15 @@ def make_source(config: SourceConfig) -> Source:
     if kind == "video":
         from edge.sources.video import VideoSource
 
-        return VideoSource(config.video, config.crop_fraction)
+        return VideoSource(config.video, crop_fraction, config.roi)
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, config.crop_fraction)
+        return V4l2Source(config.v4l2, crop_fraction, config.roi)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        return Picamera2Source(config.picamera2, config.crop_fraction)
+        # The ROI reaches the camera as a ScalerCrop (edge/sources/region.py says how): wired by
+        # the picamera2 source's owner.
+        return Picamera2Source(config.picamera2, crop_fraction)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

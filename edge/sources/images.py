@@ -5,11 +5,13 @@ from __future__ import annotations
 import glob
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import SourceError
 from edge.model.preprocess import IMAGE_SUFFIXES, list_images, load_image
+from edge.model.region import FULL
 from edge.sources import Frame
 
 if TYPE_CHECKING:
@@ -35,9 +37,10 @@ class ImagesSource:
 
     live = False
 
-    def __init__(self, config: ImagesSourceConfig, crop_fraction: float = 0.875) -> None:
+    def __init__(self, config: ImagesSourceConfig, crop_fraction: float = 0.875, roi: Sequence[float] = FULL) -> None:
         self.config = config
         self.crop_fraction = crop_fraction
+        self.roi = tuple(roi)
         self.name = f"images:{config.path}"
         self._queue: list[Path] = []
         self._good_in_pass = 0
@@ -71,7 +74,7 @@ class ImagesSource:
                 continue
             path = self._queue.pop()
             try:
-                pixels = load_image(path, fraction=self.crop_fraction, draft=self.config.draft, max_pixels=self.config.max_pixels)
+                pixels = load_image(path, fraction=self.crop_fraction, draft=self.config.draft, roi=self.roi, max_pixels=self.config.max_pixels)
             except SourceError as exc:
                 # A corrupt or vanished file must not stop a folder run: count it, say which, go on.
                 self._skipped += 1

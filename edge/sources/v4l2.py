@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import SourceError
+from edge.model.region import FULL
 from edge.sources.video import AvSource
 
 if TYPE_CHECKING:
@@ -15,9 +17,9 @@ if TYPE_CHECKING:
 class V4l2Source(AvSource):
     """A webcam is live (latest frame wins); unplugging it reconnects with back-off."""
 
-    def __init__(self, config: V4l2SourceConfig, crop_fraction: float = 0.875) -> None:
+    def __init__(self, config: V4l2SourceConfig, crop_fraction: float = 0.875, roi: Sequence[float] = FULL) -> None:
         options = {"video_size": f"{config.width}x{config.height}", "framerate": f"{config.framerate:g}"}
-        super().__init__(config.device, crop_fraction, live=True, fmt="v4l2", options=options, name=f"v4l2:{config.device}")
+        super().__init__(config.device, crop_fraction, live=True, fmt="v4l2", options=options, name=f"v4l2:{config.device}", roi=roi)
 
     def _check_exists(self) -> None:
         if not Path(self.url).exists():

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import SourceError
 from edge.model.preprocess import INPUT_SIZE, prepare
+from edge.model.region import FULL
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
 
@@ -51,9 +52,11 @@ class AvSource:
         options: dict[str, str] | None = None,
         reconnect_max_s: float = 30.0,
         name: str = "",
+        roi: Sequence[float] = FULL,
     ) -> None:
         self.url = url
         self.crop_fraction = crop_fraction
+        self.roi = tuple(roi)
         self.live = live
         self.loop = loop
         self.fmt = fmt
@@ -151,17 +154,18 @@ class AvSource:
 
     def _prepare(self, frame: Any) -> np.ndarray:
         # Let swscale shrink large frames first (like JPEG draft mode): the crop must keep at
-        # least twice the model's input, then Pillow does the same crop + bilinear resize as
-        # for every other source.
-        need = 2 * math.ceil(INPUT_SIZE / self.crop_fraction)
-        scale = max(need / frame.width, need / frame.height)
+        # least twice the model's input, then Pillow does the same crop (region of interest, then
+        # centre crop) + bilinear resize as for every other source.
+        need_w = 2 * math.ceil(INPUT_SIZE / (self.crop_fraction * self.roi[2]))
+        need_h = 2 * math.ceil(INPUT_SIZE / (self.crop_fraction * self.roi[3]))
+        scale = max(need_w / frame.width, need_h / frame.height)
         if scale < 1.0:
             w = max(2, round(frame.width * scale) // 2 * 2)
             h = max(2, round(frame.height * scale) // 2 * 2)
             image = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
         else:
             image = frame.to_image()
-        return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction))
+        return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction, self.roi))
 
     def stats(self) -> dict[str, int]:
         return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors}
@@ -180,7 +184,7 @@ def is_stream(url: str) -> bool:
 class VideoSource(AvSource):
     """A video file (read at inference pace, optionally looping) or a network stream (live)."""
 
-    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875) -> None:
+    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875, roi: Sequence[float] = FULL) -> None:
         stream = is_stream(config.url)
         options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"} if config.url.lower().startswith("rtsp") else {}
         super().__init__(
@@ -191,6 +195,7 @@ class VideoSource(AvSource):
             options=options,
             reconnect_max_s=config.reconnect_max_s,
             name=f"video:{config.url}",
+            roi=roi,
         )
 
     def _check_exists(self) -> None:

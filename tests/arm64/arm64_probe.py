@@ -22,7 +22,7 @@ from pathlib import Path
 def main(argv: list[str]) -> int:
     import numpy as np
 
-    from edge.model.engine import top_k
+    from edge.model.contract import top_k
     from edge.model.preprocess import load_image
     from edge.model.runtime import delegated_op_counts, load_runtime, make_interpreter
 

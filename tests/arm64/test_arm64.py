@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from edge import paths
-from edge.convert.evaluate import read_labelled
+from edge.convert.dataset import read_labelled
 from edge.model.preprocess import list_images
 from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, Arm64, Venv, locked, prepare
 

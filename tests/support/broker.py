@@ -1,4 +1,4 @@
-"""A private mosquitto for tests and the MQTT benchmark: free loopback port, generated config, stop/restart on the same port."""
+"""A private mosquitto for tests (never shipped): free loopback port, generated config, stop/restart on the same port."""
 
 from __future__ import annotations
 
@@ -103,3 +103,19 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def make_certs(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for DNS:localhost only (not for 127.0.0.1)."""
+    ca, ca_key, cert, key, csr = (directory / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=mnv1-edge test CA", "-days", "1")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    (directory / "san.ext").write_text("subjectAltName=DNS:localhost\n")
+    sign = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1", "-extfile", str(directory / "san.ext")]
+    run("x509", "-req", "-in", str(csr), "-out", str(cert), *sign)
+    return ca, cert, key

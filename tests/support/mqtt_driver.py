@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from edge.config import parse
-from edge.model.engine import Prediction
+from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.mqtt.sink import MqttSink
 

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__, paths
-from edge.convert import calibrate
+from edge.convert import calibrate, dataset
 from edge.convert.evaluate import Evaluation
-from edge.convert.report import Gate, Report
-from edge.convert.source import Source, resolve
+from edge.convert.report import ConversionReport, Gate
+from edge.convert.source import FloatModelSource, resolve
 from edge.errors import GateError, ModelError, SinkError, SourceError
 from edge.fsutil import check_writable
+from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 from edge.model.engine import REQUIRED_DELEGATED
 
 if TYPE_CHECKING:
@@ -67,14 +68,12 @@ class ImagePlan:
 
 def plan_images(opts: Options) -> ImagePlan:
     """Fail fast on missing folders or a bad labels.csv; split a folder that supplies both halves."""
-    from edge.convert.evaluate import read_labelled
-
     folder = Path(opts.eval_images or opts.calibration)
     if opts.eval_images is None and not (folder / "labels.csv").is_file():
         if not (paths.dev_images() / "labels.csv").is_file():
             raise SourceError(f"{folder}: no labels.csv to measure the model on; pass --eval-images DIR (a folder with labels.csv)")
         folder = paths.dev_images()  # calibrate on the user's images, measure on the labelled dev set
-    rows = read_labelled(folder)  # a bad labels.csv fails here, before any heavy work
+    rows = dataset.read_labelled(folder)  # a bad labels.csv fails here, before any heavy work
     if folder.resolve() != Path(opts.calibration).resolve():
         return ImagePlan(calibrate.calibration_paths(Path(opts.calibration), opts.calibration_count), "all", folder, "all")
     # Both halves come from the one list of labels.csv rows (as `eval --split` reads it), so an
@@ -92,7 +91,8 @@ def _writing(path: Path) -> Iterator[None]:
         raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
 
-def convert(opts: Options) -> Report:
+def convert(opts: Options) -> ConversionReport:
+    # One straight sequence of stages, each timed by `clock`; splitting it would only hide the order.
     clock = _Clock()
     check_writable(opts.out, "the model")
     if opts.report:
@@ -102,15 +102,15 @@ def convert(opts: Options) -> Report:
 
     layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
     plan = plan_images(opts)
-    from edge.model.manifest import read_labels
+    from edge.convert.manifest import read_labels
 
     labels = read_labels(opts.labels)
     clock.lap("checks")
 
-    from edge.convert.evaluate import evaluate, load_labelled
+    from edge.convert.evaluate import evaluate
 
-    cal = calibrate.load(plan.calibration, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
-    _, held_frames, held_labels = load_labelled(plan.eval_folder, plan.eval_split)
+    cal = dataset.load(plan.calibration, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
+    _, held_frames, held_labels = dataset.load_labelled(plan.eval_folder, plan.eval_split)
     clock.lap("load images")
 
     from edge.convert import biascorrect, quantize
@@ -178,11 +178,12 @@ def _check_delegation(model: bytes) -> dict[str, int]:
     return outside
 
 
-def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: calibrate.ImageSet) -> None:
+def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: dataset.ImageSet) -> None:
     """Manifest first, then the model, each atomically; the Engine must accept the pair."""
+    from edge.convert.manifest import make_manifest, write_manifest
     from edge.fsutil import write_atomic
-    from edge.model.engine import Engine, make_manifest
-    from edge.model.manifest import manifest_path, write_manifest
+    from edge.model.engine import Engine
+    from edge.model.manifest import manifest_path
     from edge.model.preprocess import list_images
 
     out = Path(opts.out)
@@ -193,7 +194,7 @@ def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dic
     try:
         with _writing(out), os.fdopen(fd, "wb") as f:
             f.write(model)
-        manifest = make_manifest(tmp, labels, refs, provenance)
+        manifest = make_manifest(tmp, labels, refs, provenance, CROP_FRACTION)  # the crop calibration and evaluation used
         with _writing(manifest_path(out)):
             write_manifest(out, manifest)
         try:
@@ -216,7 +217,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _source_info(source: Source) -> dict[str, Any]:
+def _source_info(source: FloatModelSource) -> dict[str, Any]:
     return {"source": source.origin, "source_sha256": source.sha256, "source_verified": source.verified}
 
 
@@ -228,8 +229,8 @@ def _converter_info() -> dict[str, str]:
 
 def _report(
     opts: Options,
-    source: Source,
-    cal: calibrate.ImageSet,
+    source: FloatModelSource,
+    cal: dataset.ImageSet,
     digest: str,
     cal_split: str,
     diff: float,
@@ -238,7 +239,8 @@ def _report(
     model: bytes,
     cpu_ops: dict[str, int],
     clock: _Clock,
-) -> Report:
+) -> ConversionReport:
+    # Builds one flat report from many facts; long only because the report has many fields.
     import hashlib
     from dataclasses import asdict
 
@@ -259,7 +261,7 @@ def _report(
         targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}
     if "ours" in lat:
         targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
-    return Report(
+    return ConversionReport(
         converter=_converter_info(),
         source=_source_info(source),
         calibration={
@@ -276,8 +278,8 @@ def _report(
             "path": str(opts.out),
             "bytes": len(model),
             "sha256": hashlib.sha256(model).hexdigest(),
-            "input": "uint8 1x128x128x3 raw RGB",
-            "output": "uint8 1x1001 probabilities (scale 1/256)",
+            "input": f"uint8 {'x'.join(str(n) for n in INPUT_SHAPE)} raw RGB",
+            "output": f"uint8 1x{NUM_CLASSES} probabilities (scale 1/256)",
             "cpu_ops": cpu_ops,
         },
         gate={"passed": True, **asdict(opts.gate)},

@@ -1,0 +1,101 @@
+"""Region of interest geometry: frame fractions → a pixel box, or a libcamera ScalerCrop rectangle."""
+
+# One decision for every source: the model looks at `source.roi` (fractions of the full frame), and
+# the model's own centre crop (its manifest's crop_fraction) applies inside the region, so a region
+# drawn round a bird feeder is framed the way the model was calibrated and measured (centre-cropped
+# ImageNet photos), and the default whole-frame region gives exactly the frames of before.
+#
+# Files and decoded streams crop in software (`pixel_box`, before the resize). A Pi camera crops in
+# the ISP: `scaler_crop` turns the region into the ScalerCrop rectangle (sensor pixels) from the
+# camera's full field of view, camera_controls["ScalerCrop"][1], rounding as rpicam-apps does
+# (truncate x, y, width, height after scaling, then offset by the full rectangle's corner) and then
+# applying the rules of libcamera's RPi applyScalerCrop (src/libcamera/pipeline/rpi/common/
+# pipeline_base.cpp): grown to at least the minimum crop (camera_controls["ScalerCrop"][0], widened
+# to the region's aspect ratio) about the same centre, and moved inside the full rectangle. The ISP
+# scales the crop to the stream size without keeping its aspect ratio, as the software path stretches
+# its box to 128x128, so both give the model the same view.
+#
+# What the picamera2 source must do (after every configure, also after a reopen):
+#   full, minimum = cam.camera_controls["ScalerCrop"][1], cam.camera_controls["ScalerCrop"][0]
+#   crop = scaler_crop(roi, full, minimum[2:])          # fraction=1: the centre crop stays in software
+#   Pi 5 (PiSP; "ScalerCrops" in cam.camera_controls): picamera2's configure() sets per-stream
+#     ScalerCrops ([main, lores] in configured order), and libcamera prefers those to ScalerCrop, so
+#     set cam.set_controls({"ScalerCrops": [crop, crop]}) — setting ScalerCrop alone changes nothing.
+#   Pi 4 and earlier (VC4): cam.set_controls({"ScalerCrop": crop}) (one crop for every stream).
+#   Then prepare the lores frame as today: prepare_array(rgb, 128, crop_fraction) (roi left FULL:
+#   the ISP already cropped). The frame's metadata "ScalerCrop"/"ScalerCrops" says what was applied.
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Roi = tuple[float, float, float, float]  # x, y, width, height as fractions of the full frame
+Rect = tuple[int, int, int, int]  # x, y, width, height in sensor pixels (libcamera Rectangle)
+FULL: Roi = (0.0, 0.0, 1.0, 1.0)
+
+
+def is_full(roi: Sequence[float]) -> bool:
+    return tuple(roi) == FULL
+
+
+def inner(roi: Sequence[float], fraction: float) -> Roi:
+    """The central `fraction` of each dimension of the region, still as frame fractions."""
+    x, y, w, h = roi
+    return (x + w * (1 - fraction) / 2, y + h * (1 - fraction) / 2, w * fraction, h * fraction)
+
+
+def pixel_box(width: int, height: int, roi: Sequence[float] = FULL, fraction: float = 1.0) -> tuple[float, float, float, float]:
+    """A Pillow box (left, top, right, bottom) in pixels: the region, then its central `fraction`.
+    Fractional pixels are kept: Pillow's resize samples a sub-pixel box exactly."""
+    x, y, w, h = inner(roi, fraction)
+    return (x * width, y * height, (x + w) * width, (y + h) * height)
+
+
+def parse_roi(text: str, where: str = "--roi") -> Roi:
+    """ "x,y,w,h" fractions, checked as source.roi is; ValueError with a one-line message."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise ValueError(f"{where}: expected x,y,width,height as four fractions, got {text!r}")
+    check_roi(values, where)
+    return (values[0], values[1], values[2], values[3])
+
+
+def check_roi(roi: Sequence[float], where: str) -> None:
+    x, y, w, h = roi
+    if not all(0 <= v <= 1 for v in roi):
+        raise ValueError(f"{where}: every value must be between 0 and 1, got {list(roi)}")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{where}: width and height must be greater than 0, got {list(roi)}")
+    if x + w > 1 + 1e-9 or y + h > 1 + 1e-9:
+        raise ValueError(f"{where}: must lie inside the frame (x + width and y + height at most 1), got {list(roi)}")
+
+
+def scaler_crop(roi: Sequence[float], full: Sequence[int], minimum: Sequence[int] = (1, 1), fraction: float = 1.0) -> Rect:
+    """The ScalerCrop (x, y, w, h in sensor pixels) that shows `roi` of the field of view `full`, as
+    libcamera will apply it; `minimum` is the smallest crop size the ISP takes (w, h)."""
+    fx, fy, fw, fh = inner(roi, fraction)
+    X, Y, W, H = (int(v) for v in full)
+    # rpicam-apps: int(roi_x * width) etc., then translateBy(sensor_area.topLeft()).
+    x, y = int(fx * W) + X, int(fy * H) + Y
+    w, h = max(1, int(fw * W)), max(1, int(fh * H))
+    # libcamera: Size minSize = ispMinCropSize.expandedToAspectRatio(crop); size = crop.expandedTo(minSize)
+    mw, mh = _expanded_to_aspect(int(minimum[0]), int(minimum[1]), w, h)
+    cx, cy = x + w // 2, y + h // 2  # Rectangle::center()
+    w, h = max(w, mw), max(h, mh)
+    # size.centeredTo(center).enclosedIn(full)
+    w, h = min(w, W), min(h, H)
+    x, y = cx - w // 2, cy - h // 2
+    x = min(max(x, X), X + W - w)
+    y = min(max(y, Y), Y + H - h)
+    return (x, y, w, h)
+
+
+def _expanded_to_aspect(width: int, height: int, ratio_w: int, ratio_h: int) -> tuple[int, int]:
+    """libcamera Size::expandedToAspectRatio: the smallest size of the ratio's aspect holding this one."""
+    r1, r2 = width * ratio_h, ratio_w * height
+    if r1 < r2:
+        return (r2 // ratio_h, height)
+    return (width, r1 // ratio_w)

@@ -1,0 +1,134 @@
+"""The MQTT sink's paho client: construction (last will, credentials, TLS, windows), back-off and its log lines."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from typing import TYPE_CHECKING, Any
+
+from edge.errors import SinkError
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+    from edge.config import MqttSinkConfig, TlsConfig
+    from edge.sinks.mqtt.credentials import Credentials
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 1
+_EXTRA_INFLIGHT = 16  # room in paho's window for availability, stats and discovery messages
+
+
+class Link:
+    """The connection as the pump sees it; `gen` counts connections, so a pump that sees it change
+    knows paho's copies of unacknowledged messages were dropped and replays from the spool."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.gen = 0
+        self.connected = False
+        self.lock = threading.Lock()  # a publish batch and a (re)connect never interleave
+
+
+class Backoff:
+    """Mirrors the delays paho waits between attempts (doubling from 1 s up to `max_s`), for the log lines."""
+
+    def __init__(self, max_s: float) -> None:
+        self.max_s = max(RECONNECT_MIN_S, int(max_s))
+        self.streak = 0
+
+    def next_delay(self) -> int:
+        """The back-off paho waits after this failure."""
+        delay = min(RECONNECT_MIN_S * 2**self.streak, self.max_s)
+        self.streak = min(self.streak + 1, 30)
+        return int(delay)
+
+    def reset(self) -> None:
+        self.streak = 0
+
+
+def client_class() -> type[mqtt.Client]:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import MQTTErrorCode
+
+    class Client(mqtt.Client):
+        """Keeps the reason of the last failed connect: paho's on_connect_fail is not told it."""
+
+        connect_error: Exception | None = None
+
+        def reconnect(self) -> MQTTErrorCode:
+            try:
+                return super().reconnect()
+            except OSError as exc:
+                self.connect_error = exc
+                raise
+
+    return Client
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file or None)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SinkError(f"sinks.mqtt.tls: cannot load the CA or client certificate ({exc}); check ca_file, cert_file and key_file") from exc
+    context.check_hostname = not tls.insecure
+    return context
+
+
+def new_client(
+    config: MqttSinkConfig, client_id: str, will_topic: str, credentials: Credentials | None, context: ssl.SSLContext | None
+) -> mqtt.Client:
+    """A paho client set up for the sink, callbacks not yet attached and not yet connecting."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = client_class()(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,  # the spool, not a broker session, is what survives us
+        protocol=mqtt.MQTTv311,
+    )
+    client.will_set(will_topic, "offline", qos=1, retain=True)
+    if credentials is not None:
+        client.username_pw_set(credentials.username, credentials.password)
+    if context is not None:
+        client.tls_set_context(context)
+        if config.tls.insecure:
+            client.tls_insecure_set(True)
+            log.warning("sinks.mqtt.tls.insecure = true: the broker's host name is not checked")
+    client.reconnect_delay_set(RECONNECT_MIN_S, max(RECONNECT_MIN_S, int(config.reconnect_max_s)))
+    client.max_inflight_messages_set(config.max_inflight + _EXTRA_INFLIGHT)
+    client.max_queued_messages_set(0)  # bounded by the pump's window instead
+    return client
+
+
+def publish_checked(client: Any, topic: str, payload: str, qos: int, retain: bool) -> Any:
+    """Publish a message outside the spool (availability, stats, discovery); its MQTTMessageInfo, or None if it failed."""
+    import paho.mqtt.client as mqtt
+
+    try:
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+    except ValueError as exc:  # invalid topic or payload: a bug or a bad prefix, not transient
+        log.error("MQTT sink: cannot publish to %s: %s", topic, exc)
+        return None
+    if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+        log.warning("MQTT sink: publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+        return None
+    return info
+
+
+def log_refused(where: str, reason_code: Any, delay: int) -> None:
+    hint = " (check the username and password)" if reason_code.value in (0x86, 0x87, 4, 5) else ""
+    log.error("MQTT broker %s refused the connection: %s%s; retrying in %d s", where, reason_code, hint, delay)
+
+
+def log_unreachable(where: str, exc: Exception | None, delay: int) -> None:
+    if isinstance(exc, ssl.SSLError):
+        log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay)
+    else:
+        reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "unknown error"
+        log.warning("MQTT broker %s unreachable (%s); records are spooled; retrying in %d s", where, reason, delay)
