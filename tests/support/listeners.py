@@ -1,13 +1,11 @@
-"""Loopback servers that accept TCP but are no MQTT broker: a silent one and an HTTP one; test certificates."""
+"""Loopback servers that accept TCP but are no MQTT broker: a silent one and an HTTP one."""
 
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 
 @contextmanager
@@ -51,19 +49,3 @@ def listener(answer: bytes | None) -> Iterator[int]:
 
 
 HTTP_400 = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
-def make_certs(directory: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for DNS:localhost only (as tests/test_mqtt.py makes)."""
-    ca, ca_key, cert, key, csr = (directory / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-subj", "/CN=mnv1-edge test CA", "-days", "1")
-    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    sign = ["-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-days", "1", "-extfile", str(directory / "san.ext")]
-    run("x509", "-req", "-in", str(csr), "-out", str(cert), *sign)
-    return ca, cert, key

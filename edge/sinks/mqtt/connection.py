@@ -8,6 +8,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import SinkError
+from edge.sinks.mqtt.diagnose import HandshakeWatch, tls_refused_hint
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -49,21 +50,34 @@ class Backoff:
         self.streak = 0
 
 
-def client_class() -> type[mqtt.Client]:
+def client_class(handshake: HandshakeWatch | None = None) -> type[mqtt.Client]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import MQTTErrorCode
 
     class Client(mqtt.Client):
-        """Keeps the reason of the last failed connect: paho's on_connect_fail is not told it."""
+        """Keeps the reason of the last failed connect (paho's on_connect_fail is not told it) and,
+        for `watch`, the first bytes each connection received (paho reports a server that answers
+        in TLS or HTTP, or closes at the CONNECT, only as "Unspecified error")."""
 
         connect_error: Exception | None = None
+        watch = handshake
 
         def reconnect(self) -> MQTTErrorCode:
+            if self.watch is not None:
+                self.watch.new_attempt()
             try:
                 return super().reconnect()
             except OSError as exc:
                 self.connect_error = exc
                 raise
+
+        # paho 2.x reads the socket only through _sock_recv; were it renamed, the watch would just
+        # see no bytes and the hint would fall back to the TLS probe.
+        def _sock_recv(self, bufsize: int) -> bytes:
+            data: bytes = super()._sock_recv(bufsize)
+            if self.watch is not None:
+                self.watch.feed(data)
+            return data
 
     return Client
 
@@ -80,13 +94,19 @@ def tls_context(tls: TlsConfig) -> ssl.SSLContext:
 
 
 def new_client(
-    config: MqttSinkConfig, client_id: str, will_topic: str, credentials: Credentials | None, context: ssl.SSLContext | None
+    config: MqttSinkConfig,
+    client_id: str,
+    will_topic: str,
+    credentials: Credentials | None,
+    context: ssl.SSLContext | None,
+    watch: HandshakeWatch | None = None,
 ) -> mqtt.Client:
-    """A paho client set up for the sink, callbacks not yet attached and not yet connecting."""
+    """A paho client set up for the sink, callbacks not yet attached and not yet connecting;
+    `watch` is told what each connection attempt receives before CONNACK."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = client_class()(
+    client = client_class(watch)(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=True,  # the spool, not a broker session, is what survives us
@@ -126,9 +146,15 @@ def log_refused(where: str, reason_code: Any, delay: int) -> None:
     log.error("MQTT broker %s refused the connection: %s%s; retrying in %d s", where, reason_code, hint, delay)
 
 
-def log_unreachable(where: str, exc: Exception | None, delay: int) -> None:
-    if isinstance(exc, ssl.SSLError):
+def log_unreachable(where: str, exc: Exception | None, delay: int, tls: bool = False) -> None:
+    hint = tls_refused_hint(exc) if tls and exc is not None else ""
+    if isinstance(exc, ssl.SSLError) and not hint:
         log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay)
     else:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "unknown error"
-        log.warning("MQTT broker %s unreachable (%s); records are spooled; retrying in %d s", where, reason, delay)
+        log.warning("MQTT broker %s unreachable (%s)%s; records are spooled; retrying in %d s", where, reason, hint, delay)
+
+
+def log_no_session(where: str, hint: str, delay: int) -> None:
+    """TCP connected but the MQTT handshake did not complete: one line per back-off step, with the likely cause."""
+    log.warning("MQTT broker %s: no MQTT session: %s; records are spooled; retrying in %d s", where, hint, delay)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edge import __version__
 from edge.sinks.mqtt import connection, homeassistant
 from edge.sinks.mqtt.credentials import mqtt_credentials
+from edge.sinks.mqtt.diagnose import HandshakeWatch
 from edge.sinks.mqtt.pump import Pump
 from edge.sinks.mqtt.spool import Spool
 
@@ -76,6 +77,8 @@ class MqttSink:
             periodic=self._periodic,
         )
         self._ever_connected = False
+        self._refused = False  # the broker's CONNACK said no (logged); the disconnect that follows is not news
+        self._watch = HandshakeWatch(config.host, config.port, config.tls.enabled, self.client_id, config.keepalive_s)
         self._closing = False
         self._closed = False
         self._started = time.monotonic()
@@ -101,7 +104,7 @@ class MqttSink:
         context = connection.tls_context(self.config.tls) if self.config.tls.enabled else None
         self.spool.open()
         try:
-            client = connection.new_client(self.config, self.client_id, self.topic_availability, credentials, context)
+            client = connection.new_client(self.config, self.client_id, self.topic_availability, credentials, context, self._watch)
             client.on_connect = self._on_connect
             client.on_connect_fail = self._on_connect_fail
             client.on_disconnect = self._on_disconnect
@@ -162,13 +165,16 @@ class MqttSink:
             client.loop_stop()
         depth = self.spool.depth()
         self.spool.close()
-        if depth:
+        if depth and not self._ever_connected:
+            log.warning("MQTT sink closed without ever reaching %s in this run: %d records wait in the spool for the next start", self.where, depth)
+        elif depth:
             log.info("MQTT sink closed with %d records spooled; they are sent after the next start", depth)
 
     # --- paho callbacks (network thread: set flags, never block) ---------------------------
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
+            self._refused = True
             connection.log_refused(self.where, reason_code, self._backoff.next_delay())
             return
         with self._link.lock:
@@ -182,6 +188,7 @@ class MqttSink:
         log.info("MQTT sink: connected to %s%s", self.where, " again" if self._ever_connected else "")
         self._ever_connected = True
         self._backoff.reset()
+        self._watch.reset()
         # The broker's retained configs of this device are what was announced before: any of them
         # not announced now (an answer removed, snapshots or discovery turned off) gets removed.
         topics = [self._ha_filter] + ([homeassistant.status_topic(self.config.homeassistant.discovery_prefix)] if self._ha_messages else [])
@@ -193,12 +200,18 @@ class MqttSink:
         self._pump.wake()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
-        connection.log_unreachable(self.where, getattr(client, "connect_error", None), self._backoff.next_delay())
+        connection.log_unreachable(self.where, getattr(client, "connect_error", None), self._backoff.next_delay(), self.config.tls.enabled)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         was_connected, self._link.connected = self._link.connected, False
+        refused, self._refused = self._refused, False
         if was_connected and not self._closing:
             log.warning("MQTT sink: lost the connection to %s (%s); spooling records and reconnecting", self.where, reason_code)
+        elif not was_connected and not self._closing and not refused:
+            # TCP connected but no CONNACK came (paho calls neither on_connect nor on_connect_fail):
+            # say why it probably failed. 0x8D: paho gave up waiting (keepalive) on a silent server.
+            hint = self._watch.hint(keepalive_timeout=getattr(reason_code, "value", 0) == 0x8D)
+            connection.log_no_session(self.where, hint, self._backoff.next_delay())
         self._pump.wake()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
