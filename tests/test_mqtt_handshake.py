@@ -23,7 +23,7 @@ from edge.sinks.mqtt.diagnose import speaks_tls
 from edge.sinks.mqtt.sink import MqttSink
 from tests.support.broker import Mosquitto, make_certs
 from tests.support.daemon import EXE, base_config, write_config
-from tests.support.listeners import HTTP_400, listener
+from tests.support.listeners import HTTP_400, black_hole, listener
 from tests.support.mqtt_clients import wait_until
 
 
@@ -57,6 +57,9 @@ def server(kind: str, tmp_path: Path) -> Iterator[int]:
         tls = make_certs(tmp_path) if kind == "tls-port" else None
         with Mosquitto(tmp_path / "broker", tls=tls) as broker:
             yield broker.port
+    elif kind == "black-hole":
+        with black_hole() as port:
+            yield port
     else:
         with listener(HTTP_400 if kind == "http" else None) as port:
             yield port
@@ -68,6 +71,7 @@ CASES = {
     "http": ({}, "no MQTT session: it answered in HTTP, not MQTT: check sinks.mqtt.host and sinks.mqtt.port"),
     # The config refuses such ids now; the broker may reject others (its own rules), which looks the same.
     "rejected-id": ({}, "no MQTT session: it closed the connection without answering the MQTT CONNECT: the broker rejected client id 'cam\\x85'"),
+    "black-hole": ({}, "unreachable (no answer to the TCP connect: a host that is down, a wrong address, or a firewall dropping packets)"),
     "tls-to-plain": ({"tls": {"enabled": True}}, "the port does not seem to speak TLS: check sinks.mqtt.port (8883 is usual for TLS)"),
 }
 

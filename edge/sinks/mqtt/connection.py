@@ -152,6 +152,8 @@ def log_unreachable(where: str, exc: Exception | None, delay: int, tls: bool = F
         log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay)
     else:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "unknown error"
+        if isinstance(exc, TimeoutError):
+            reason = "no answer to the TCP connect: a host that is down, a wrong address, or a firewall dropping packets"
         log.warning("MQTT broker %s unreachable (%s)%s; records are spooled; retrying in %d s", where, reason, hint, delay)
 
 
