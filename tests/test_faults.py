@@ -41,6 +41,9 @@ def error_lines(stderr: str) -> list[str]:
         (("bench", "--mqtt", "localhost:abc"), "--mqtt: expected HOST or HOST:PORT with a port from 1 to 65535, got 'localhost:abc'"),
         (("convert", "--min-agreement", "nan"), "--min-agreement: expected a number from 0 to 100, got 'nan'"),
         (("convert", "--max-top1-drop", "-1"), "--max-top1-drop: expected a number from 0 to 100, got '-1'"),
+        (("fleet", "--wait", "inf"), "--wait: expected a number from 0 to 3600, got 'inf'"),
+        (("fleet", "--stale-after", "nan"), "--stale-after: expected a number from 1 to 2592000, got 'nan'"),
+        (("fleet", "--watch", "--interval", "0"), "--interval: expected a number from 0.1 to 86400, got '0'"),
     ],
 )
 def test_counts_out_of_range_are_usage_errors(args: tuple[str, ...], message: str) -> None:

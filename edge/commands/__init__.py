@@ -45,10 +45,14 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"expected a number from {low:g} to {high:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number from {_num(low)} to {_num(high)}, got {text!r}")
         return value
 
     return parse
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from edge.commands import bounded_float
+
 if TYPE_CHECKING:
     from edge.config import MqttSinkConfig
 
@@ -15,10 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", metavar="HOST[:PORT]", help="the broker (port 1883, or 8883 with --tls); default: --config's sinks.mqtt")
     p.add_argument("--config", help="take the broker, credentials and TLS from this daemon config's sinks.mqtt (options override it)")
     p.add_argument("--prefix", default="mnv1-edge", help="topic prefix; devices publish under PREFIX/DEVICE/ (default: %(default)s)")
-    p.add_argument("--wait", type=float, default=2.0, metavar="S", help="collect messages this long before printing (default: %(default)s)")
-    p.add_argument("--stale-after", type=float, metavar="S", help="no stats, frame or result this long = stale (default: 3 stats intervals, or 180)")
+    seconds, stale = bounded_float(0, 3600), bounded_float(1, 30 * 86400)
+    p.add_argument("--wait", type=seconds, default=2.0, metavar="S", help="collect messages this long before printing (default: %(default)s)")
+    p.add_argument("--stale-after", type=stale, metavar="S", help="no stats, frame or result this long = stale (default: 3 stats intervals, or 180)")
     p.add_argument("--watch", action="store_true", help="refresh until interrupted")
-    p.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh period with --watch (default: %(default)s)")
+    p.add_argument("--interval", type=bounded_float(0.1, 86400), default=2.0, metavar="S", help="refresh period with --watch (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print JSON (with --watch: one document per refresh)")
     g = p.add_argument_group("credentials and TLS (as the MQTT sink; the password from a file or $MNV1_EDGE_MQTT_PASSWORD)")
     g.add_argument("--username")
