@@ -306,6 +306,7 @@ def test_check_config_of_an_empty_file_names_the_missing_model(tmp_path: Path) -
         ("state", "state_dir: {tmp}/blocker is a file, not a folder"),
         ("spool", "sinks.mqtt.spool.path: {tmp}/blocker is a file, not a folder"),
         ("file", "sinks.file.path: {tmp} is a folder; give a file path"),
+        ("prometheus", "sinks.prometheus.path: {tmp}/no-such-dir/m.prom: cannot write Prometheus metrics: folder {tmp}/no-such-dir does not exist"),
     ],
 )
 def test_check_config_checks_what_run_needs(tmp_path: Path, model: Path, key: str, message: str) -> None:
@@ -327,6 +328,8 @@ def test_check_config_checks_what_run_needs(tmp_path: Path, model: Path, key: st
         data["sinks"]["mqtt"] = {**mqtt, "spool": {"path": str(tmp_path / "blocker" / "spool")}}
     elif key == "file":
         data["sinks"]["file"]["path"] = str(tmp_path)
+    elif key == "prometheus":
+        data["sinks"]["prometheus"] = {"enabled": True, "path": str(tmp_path / "no-such-dir" / "m.prom")}
     run = check_config(tmp_path, data)
     assert run.returncode == 78, run.stdout + run.stderr
     assert f"mnv1-edge check-config: error: {tmp_path / 'c.toml'}: {message.format(tmp=tmp_path)}\n" in run.stderr, run.stderr

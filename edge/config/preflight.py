@@ -115,6 +115,15 @@ def _sinks(config: Config, result: Preflight) -> None:
             result.problems.append(f"sinks.file.path: {path}: permission denied (not writable)")
         else:
             _writable_dir(path.parent, "sinks.file.path", result)
+    if sinks.prometheus.enabled:
+        # The sink does not create the folder (node_exporter's textfile directory must exist).
+        result.checked.append("sinks.prometheus.path")
+        try:
+            from edge.fsutil import check_writable
+
+            check_writable(Path(sinks.prometheus.path), "Prometheus metrics")
+        except EdgeError as exc:
+            result.problems.append(f"sinks.prometheus.path: {exc}")
     mqtt = sinks.mqtt
     if not mqtt.enabled:
         return
