@@ -434,3 +434,14 @@ def test_a_lock_file_the_daemon_cannot_write_still_locks(tmp_path: Path, model: 
         assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 3
     finally:
         subprocess.run(["chattr", "-i", str(lock)], check=True)
+
+
+def test_a_video_source_that_is_not_a_video_is_one_readable_line(tmp_path: Path, model: Path) -> None:
+    not_video = tmp_path / "clip.mp4"
+    not_video.write_text("not a video\n")
+    data = base_config(tmp_path, model)
+    data["source"] = {"kind": "video", "video": {"url": str(not_video)}}
+    run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
+    assert run.returncode == 69, run.stderr
+    assert f"mnv1-edge run: error: video:{not_video}: cannot open (Invalid data found when processing input); is it a video file" in run.stderr
+    assert "Errno" not in run.stderr

@@ -93,7 +93,9 @@ class AvSource:
             self._connect()
         except Exception as exc:
             if not self.live:
-                raise SourceError(f"{self.name}: cannot open ({exc})") from exc
+                # FFmpeg's errors carry a readable strerror; their str() adds an errno like 1094995529.
+                reason = getattr(exc, "strerror", None) or exc
+                raise SourceError(f"{self.name}: cannot open ({reason}); is it a video file PyAV/FFmpeg can read?") from exc
             # A camera or stream that is down at boot comes back later: read() keeps retrying.
             log.warning("%s: cannot open (%s); retrying with back-off", self.name, exc)
             self._disconnect()
