@@ -445,3 +445,13 @@ def test_a_video_source_that_is_not_a_video_is_one_readable_line(tmp_path: Path,
     assert run.returncode == 69, run.stderr
     assert f"mnv1-edge run: error: video:{not_video}: cannot open (Invalid data found when processing input); is it a video file" in run.stderr
     assert "Errno" not in run.stderr
+
+
+def test_eval_refuses_a_class_index_no_model_has(tmp_path: Path, model: Path, shared: Path) -> None:
+    folder = tmp_path / "labelled"
+    folder.mkdir()
+    (folder / "owl.jpg").write_bytes((shared / "data" / "samples" / "owl.jpg").read_bytes())
+    (folder / "labels.csv").write_text("file,synset,class_index,class_name\nowl.jpg,n01621127,5000,owl\n")
+    run = cli("eval", "--images", str(folder), "--rounds", "0", str(model))
+    assert run.returncode == 69, run.stdout + run.stderr  # was 0, scoring the image as a miss
+    assert f"{folder / 'labels.csv'}: malformed row at line 2 (class_index 5000 out of range 0-1000)" in run.stderr

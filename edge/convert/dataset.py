@@ -12,7 +12,7 @@ from typing import TypeVar
 import numpy as np
 
 from edge.errors import SourceError
-from edge.model.contract import CROP_FRACTION, INPUT_SHAPE
+from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 from edge.model.preprocess import load_image
 
 LABELS_CSV = "labels.csv"
@@ -38,7 +38,10 @@ def read_labelled(folder: Path) -> list[tuple[Path, int]]:
                 raise SourceError(f"{csv_path}: expected columns {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
             for row in reader:
                 line = reader.line_num
-                rows.append((Path(folder) / row["file"], int(row["class_index"])))
+                index = int(row["class_index"])
+                if not 0 <= index < NUM_CLASSES:  # else every such image silently counts as a miss
+                    raise ValueError(f"class_index {index} out of range 0-{NUM_CLASSES - 1}")
+                rows.append((Path(folder) / row["file"], index))
     except FileNotFoundError as exc:
         raise SourceError(f"{csv_path}: missing; a labelled folder needs labels.csv ({','.join(CSV_COLUMNS)})") from exc
     except OSError as exc:  # a folder named labels.csv, no permission, an I/O error
@@ -91,7 +94,8 @@ def load(paths: list[Path], label: str, minimum: int) -> ImageSet:
     bar.done(f"{len(kept)} loaded, {len(skipped)} skipped as unreadable")
     if len(kept) < minimum:
         where = paths[0].parent if paths else "?"
-        raise SourceError(f"{where}: only {len(kept)} readable {label} images ({len(skipped)} unreadable), need at least {minimum}")
+        what = label.removesuffix(" images")  # "evaluation images" read "… readable evaluation images images"
+        raise SourceError(f"{where}: only {len(kept)} readable {what} images ({len(skipped)} unreadable), need at least {minimum}")
     stack = np.stack(frames) if frames else np.zeros((0, *INPUT_SHAPE[1:]), np.uint8)
     return ImageSet(tuple(kept), stack, tuple(skipped))
 
