@@ -74,8 +74,12 @@ class V4l2SourceConfig:
 class Picamera2SourceConfig:
     camera: int = _f(0, "camera number for Picamera2(camera_num)")
     main_size: tuple[int, int] = _f((640, 480), "main stream size; only the lores stream is read")
-    lores_size: tuple[int, int] = _f((160, 128), "lores stream size; the ISP scales to it for free")
-    lores_format: Literal["auto", "YUV420", "RGB888"] = _f("auto", "auto = RGB888 on Pi 5, YUV420 on Pi 4 and earlier")
+    lores_size: tuple[int, int] = _f(
+        (128, 128), "lores stream size; the ISP crops (ScalerCrop) and scales to it for free: 128x128 = the model input, no resize"
+    )
+    lores_format: Literal["auto", "YUV420", "RGB888", "BGR888"] = _f(
+        "auto", "auto = BGR888 on Pi 5 (R,G,B bytes: no conversion at all), YUV420 on Pi 4 and earlier"
+    )
     framerate: float = _f(10.0, "sensor frame rate (FrameRate control)")
     exposure_time_us: int = _f(0, "fixed exposure in microseconds; 0 = automatic exposure")
     analogue_gain: float = _f(0.0, "fixed analogue gain; 0 = automatic")
@@ -95,6 +99,12 @@ class SourceConfig:
     crop_fraction: float = _f(0.875, "central part of each dimension kept before resizing (0.875 = as the model was evaluated)")
     max_fps: float = _f(0.0, "cap on classified frames per second to save CPU; 0 = no cap")
     stall_timeout_s: float = _f(10.0, "no frame for this long = source stalled (stops the systemd watchdog)")
+    frozen_threshold: float = _f(
+        0.0,
+        "live sources: frames whose mean absolute difference (0-255 levels, sparse grid) from the last changed frame stays at or below this "
+        "for stall_timeout_s are frozen and the source is reopened; 0 = only identical frames "
+        "(H.264 streams of a still scene repeat frames exactly); negative = off",
+    )
     images: ImagesSourceConfig = _sub(ImagesSourceConfig, "the images source")
     video: VideoSourceConfig = _sub(VideoSourceConfig, "the video source")
     v4l2: V4l2SourceConfig = _sub(V4l2SourceConfig, "the v4l2 source")

@@ -19,6 +19,7 @@ from edge.model.preprocess import load_image
 from edge.sources import make_source
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource
+from edge.sources.frozen import FrozenGuard
 from edge.sources.v4l2 import V4l2Source
 from edge.sources.video import VideoSource
 
@@ -213,8 +214,10 @@ def test_http_stream_down_keeps_retrying_until_interrupted() -> None:
 
 
 def test_v4l2_missing_device_names_the_key() -> None:
-    source = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")))
-    assert isinstance(source, V4l2Source) and source.live
+    guard = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")))
+    assert isinstance(guard, FrozenGuard) and guard.live
+    source = guard.source
+    assert isinstance(source, V4l2Source)
     assert source.options == {"video_size": "640x480", "framerate": "15"}
     with pytest.raises(SourceError, match=r"source.v4l2.device: /dev/video-none does not exist"):
         source.open()

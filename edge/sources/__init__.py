@@ -45,7 +45,17 @@ class Source(Protocol):
 
 
 def make_source(config: SourceConfig) -> Source:
-    """The configured source, not yet opened; its heavy dependency is imported here, lazily."""
+    """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py)."""
+    source = _make(config)
+    if source.live and config.frozen_threshold >= 0:
+        from edge.sources.frozen import FrozenGuard
+
+        return FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
+    return source
+
+
+def _make(config: SourceConfig) -> Source:
+    """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
         from edge.sources.images import ImagesSource
@@ -62,9 +72,9 @@ def make_source(config: SourceConfig) -> Source:
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, config.crop_fraction)
+        return V4l2Source(config.v4l2, config.crop_fraction, config.stall_timeout_s)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        return Picamera2Source(config.picamera2, config.crop_fraction)
+        return Picamera2Source(config.picamera2, config.crop_fraction, config.stall_timeout_s)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 class V4l2Source(AvSource):
     """A webcam is live (latest frame wins); unplugging it reconnects with back-off."""
 
-    def __init__(self, config: V4l2SourceConfig, crop_fraction: float = 0.875) -> None:
+    def __init__(self, config: V4l2SourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0) -> None:
         options = {"video_size": f"{config.width}x{config.height}", "framerate": f"{config.framerate:g}"}
         super().__init__(config.device, crop_fraction, live=True, fmt="v4l2", options=options, name=f"v4l2:{config.device}")
 
