@@ -65,9 +65,11 @@ class VideoSourceConfig:
 @dataclass(frozen=True)
 class V4l2SourceConfig:
     device: str = _f("/dev/video0", "V4L2 device node of the USB webcam")
-    width: int = _f(640, "capture width requested from the camera")
-    height: int = _f(480, "capture height requested from the camera")
-    framerate: float = _f(15.0, "capture frame rate requested from the camera")
+    width: int = _f(0, "capture width; 0 = the smallest native size whose centre crop covers the model input")
+    height: int = _f(0, "capture height; 0 = chosen with width")
+    input_format: Literal["auto", "yuyv422", "mjpeg"] = _f("auto", "auto = raw YUYV when a small enough size exists (no decoding), else MJPEG")
+    lowres: int = _f(0, "MJPEG decode at 1/2^lowres scale (0-3); chosen automatically when width and height are 0")
+    framerate: float = _f(15.0, "capture frame rate requested from the camera (capped at source.max_fps when that is set)")
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,8 @@ def _check(config: Any, path: str) -> None:
         need(config.max_fps == 0 or 1 / config.max_fps < config.stall_timeout_s, "max_fps", "1/max_fps must be shorter than stall_timeout_s")
         need(config.kind != "images" or bool(config.images.path), "images.path", 'required when kind = "images"')
         need(config.kind != "video" or bool(config.video.url), "video.url", 'required when kind = "video"')
+        need(0 <= config.v4l2.lowres <= 3, "v4l2.lowres", "must be between 0 and 3")
+        need((config.v4l2.width == 0) == (config.v4l2.height == 0), "v4l2.width", "set width and height together (or both 0 = automatic)")
     elif isinstance(config, ResultsConfig):
         need(1 <= config.top_k <= 1001, "top_k", "must be between 1 and 1001")
         need(0 < config.ema_alpha <= 1, "ema_alpha", "must be in (0, 1]")

@@ -17,9 +17,9 @@ from edge.config import ImagesSourceConfig, SourceConfig, SyntheticSourceConfig,
 from edge.errors import SourceError
 from edge.model.preprocess import load_image
 from edge.sources import make_source
+from edge.sources.frozen import FrozenGuard
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource
-from edge.sources.frozen import FrozenGuard
 from edge.sources.v4l2 import V4l2Source
 from edge.sources.video import VideoSource
 
@@ -218,6 +218,6 @@ def test_v4l2_missing_device_names_the_key() -> None:
     assert isinstance(guard, FrozenGuard) and guard.live
     source = guard.source
     assert isinstance(source, V4l2Source)
-    assert source.options == {"video_size": "640x480", "framerate": "15"}
+    assert source.framerate == 15.0
     with pytest.raises(SourceError, match=r"source.v4l2.device: /dev/video-none does not exist"):
         source.open()

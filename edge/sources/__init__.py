@@ -68,11 +68,11 @@ def _make(config: SourceConfig) -> Source:
     if kind == "video":
         from edge.sources.video import VideoSource
 
-        return VideoSource(config.video, config.crop_fraction)
+        return VideoSource(config.video, config.crop_fraction, config.stall_timeout_s)
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, config.crop_fraction, config.stall_timeout_s)
+        return V4l2Source(config.v4l2, config.crop_fraction, config.stall_timeout_s, config.max_fps)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
