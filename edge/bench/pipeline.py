@@ -196,6 +196,12 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         engine = Engine(model, 1, self_test=False)
         report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
 
+        from edge.sources.costs import camera_steps
+
+        for name, step in camera_steps(frame, jpeg).items():  # the camera paths' preprocessing, per frame
+            progress(name)
+            report.timings[name] = measure(step, frames, batches)
+
         progress("pipeline from in-memory frames")
         runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
         try:
