@@ -22,19 +22,24 @@ from edge.sources import Frame, Source
 
 log = logging.getLogger("edge.sources.frozen")
 
-GRID = 8  # compare every 8th pixel in each direction: 16x16x3 samples of a 128x128 frame
+STEP = 193  # compare every 193rd byte: 255 samples of a 128x128x3 frame, spread over rows, columns and channels
+
+
+def _sample(pixels: np.ndarray) -> np.ndarray:
+    return pixels.reshape(-1)[::STEP]  # a view for the contiguous frames every source hands over
 
 
 class FrameDiff:
-    """Mean absolute difference (0-255 levels) between a frame and a reference, on a sparse grid;
-    preallocated, three NumPy calls per frame (about 20 k instructions on a Pi core)."""
+    """Mean absolute difference (0-255 levels) between a frame and a reference, on a sparse grid.
+    With threshold 0 (the default) it only asks "identical?": one 768-byte copy and a bytes compare."""
 
     def __init__(self) -> None:
         self._ref: np.ndarray | None = None
         self._diff: np.ndarray | None = None
+        self._ref_bytes = b""
 
     def distance(self, pixels: np.ndarray) -> float:
-        sample = pixels[::GRID, ::GRID]
+        sample = _sample(pixels)
         if self._ref is None or self._ref.shape != sample.shape or self._diff is None:
             self.reset(pixels)
             return float("inf")
@@ -43,15 +48,21 @@ class FrameDiff:
         return float(self._diff.sum()) / self._diff.size
 
     def reset(self, pixels: np.ndarray) -> None:
-        sample = pixels[::GRID, ::GRID]
+        sample = _sample(pixels)
         self._ref = sample.astype(np.int16)
         self._diff = np.empty_like(self._ref)
 
     def changed(self, pixels: np.ndarray, threshold: float) -> bool:
         """True (and `pixels` becomes the reference) when it differs from the reference by > threshold."""
+        if threshold <= 0:  # the cheap exact test: a third of the instructions of the NumPy arithmetic
+            data = _sample(pixels).tobytes()
+            if data == self._ref_bytes:
+                return False
+            self._ref_bytes = data
+            return True
         if self.distance(pixels) > threshold:
             assert self._ref is not None
-            np.copyto(self._ref, pixels[::GRID, ::GRID])
+            np.copyto(self._ref, _sample(pixels))
             return True
         return False
 

@@ -79,6 +79,7 @@ class Picamera2Source:
         self._format = ""
         self._convert: Converter | None = None
         self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
+        self._as_is = False
         self._read = 0
         self._reopens = 0
         self._errors = 0
@@ -143,6 +144,7 @@ class Picamera2Source:
             cam.start()
             w, h = lores["size"]
             self._convert = make_converter(w, h, int(lores["stride"])) if self._format == "YUV420" else None
+            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_fraction_left >= 1.0  # no resize, no crop
         except BaseException:
             self._close(cam)
             raise
@@ -218,7 +220,7 @@ class Picamera2Source:
             rgb = np.ascontiguousarray(array[:, :, ::-1])
         else:  # BGR888 is R, G, B in memory: the buffer is the model's input as it is
             rgb = array
-        if rgb.shape[:2] == (INPUT_SIZE, INPUT_SIZE) and self._crop_fraction_left >= 1.0:
+        if self._as_is:
             return rgb
         return prepare_array(np.ascontiguousarray(rgb), INPUT_SIZE, self._crop_fraction_left)
 

@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from edge.errors import SourceError
 
 log = logging.getLogger("edge.sources.yuv")
-ITU601 = 5  # SWS_CS_ITU601 (= SWS_CS_DEFAULT): the BT.601 matrix; the range is given separately
 
 
 class Converter(Protocol):
@@ -78,25 +77,37 @@ class AvYuv420ToRgb:
     """swscale's unscaled YUV420P -> RGB24 (NEON on aarch64), reading the buffer in place with its stride."""
 
     def __init__(self, width: int, height: int, stride: int, av: Any) -> None:
-        from av.video.reformatter import VideoReformatter
+        from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
         if width % 2 or height % 2 or stride < width:
             raise SourceError(f"source.picamera2.lores_size: {width}x{height} (stride {stride}) must be even-sized")
         self.width, self.height, self.stride = width, height, stride
         self._av = av
+        self._shape = (height * 3 // 2, stride)
         self._reformatter = VideoReformatter()
+        # Enum values looked up once: PyAV's string lookups cost about 10 k instructions a frame.
+        self._args: dict[str, Any] = {
+            "format": "rgb24",
+            "src_colorspace": Colorspace.ITU601,
+            "src_color_range": ColorRange.JPEG,
+            "dst_color_range": ColorRange.JPEG,
+            "interpolation": Interpolation.POINT,
+            "threads": 1,
+        }
 
     def __call__(self, yuv: np.ndarray) -> np.ndarray:
-        w, h, s = self.width, self.height, self.stride
-        if yuv.shape != (h * 3 // 2, s):
-            raise SourceError(f"picamera2: lores buffer of shape {yuv.shape} does not fit {w}x{h} stride {s}")
+        w, h = self.width, self.height
+        if yuv.shape != self._shape:
+            raise SourceError(f"picamera2: lores buffer of shape {yuv.shape} does not fit {w}x{h} stride {self.stride}")
         # from_numpy_buffer takes the (h*3/2, stride) layout picamera2 returns, chroma rows at half stride.
         frame = self._av.VideoFrame.from_numpy_buffer(yuv, format="yuv420p", width=w)
-        rgb = self._reformatter.reformat(
-            frame, format="rgb24", src_colorspace=ITU601, src_color_range="JPEG", dst_color_range="JPEG", interpolation="POINT", threads=1
-        )
-        out: np.ndarray = rgb.to_ndarray()
-        return out
+        rgb = self._reformatter.reformat(frame, **self._args)
+        plane = rgb.planes[0]
+        if plane.line_size != 3 * w:  # rows padded: let PyAV copy them out
+            out: np.ndarray = rgb.to_ndarray()
+            return out
+        view: np.ndarray = np.frombuffer(cast(Any, plane), np.uint8)  # a view of the new frame: no copy
+        return view[: h * w * 3].reshape(h, w, 3)
 
 
 def make_converter(width: int, height: int, stride: int) -> Converter:
