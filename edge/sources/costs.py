@@ -30,10 +30,25 @@ def camera_steps(frame: np.ndarray, jpeg: Path | None = None) -> dict[str, Calla
     steps["camera_rgb888_flip"] = lambda: np.ascontiguousarray(frame[:, :, ::-1])
     diff = FrameDiff()
     steps["camera_frozen_check"] = lambda: diff.changed(frame, 0.0)
+    if isinstance(converter, AvYuv420ToRgb):
+        steps["v4l2_yuyv320x240_prepare"] = _yuyv_prepare(frame)
     if jpeg is not None and isinstance(converter, AvYuv420ToRgb):
         steps["mjpeg720_decode_full"] = _mjpeg_decoder(jpeg, 0)
         steps["mjpeg720_decode_lowres2"] = _mjpeg_decoder(jpeg, 2)
     return steps
+
+
+def _yuyv_prepare(frame: np.ndarray) -> Callable[[], object]:
+    """A webcam's raw 320x240 YUYV frame made into the model's input, as the v4l2 source does it."""
+    import av
+
+    from edge.config import V4l2SourceConfig
+    from edge.sources.v4l2 import V4l2Source
+
+    yuyv = np.resize(frame.reshape(-1), 240 * 320 * 2).reshape(240, 320, 2)
+    picture = av.VideoFrame.from_ndarray(yuyv, format="yuyv422")
+    source = V4l2Source(V4l2SourceConfig())
+    return lambda: source._prepare(picture)
 
 
 def _mjpeg_decoder(jpeg: Path, lowres: int) -> Callable[[], object]:
