@@ -208,6 +208,12 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
         report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
 
+        from edge.sources.costs import camera_steps
+
+        for name, step in camera_steps(frame, jpeg).items():  # the camera paths' preprocessing, per frame
+            progress(name)
+            report.timings[name] = measure(step, frames, batches)
+
         progress("pipeline from in-memory frames")
         runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
         try:

@@ -45,9 +45,19 @@ class Source(Protocol):
 
 
 def make_source(config: SourceConfig, crop_fraction: float) -> Source:
-    """The configured source, not yet opened; its heavy dependency is imported here, lazily.
+    """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py).
 
     `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`."""
+    source = _make(config, crop_fraction)
+    if source.live and config.frozen_threshold >= 0:
+        from edge.sources.frozen import FrozenGuard
+
+        return FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
+    return source
+
+
+def _make(config: SourceConfig, crop_fraction: float) -> Source:
+    """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
         from edge.sources.images import ImagesSource
@@ -60,15 +70,13 @@ def make_source(config: SourceConfig, crop_fraction: float) -> Source:
     if kind == "video":
         from edge.sources.video import VideoSource
 
-        return VideoSource(config.video, crop_fraction, config.roi)
+        return VideoSource(config.video, crop_fraction, config.stall_timeout_s, config.roi)
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, crop_fraction, config.roi)
+        return V4l2Source(config.v4l2, crop_fraction, config.stall_timeout_s, config.max_fps, config.roi)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        # The ROI reaches the camera as a ScalerCrop (edge/sources/region.py says how): wired by
-        # the picamera2 source's owner.
-        return Picamera2Source(config.picamera2, crop_fraction)
+        return Picamera2Source(config.picamera2, crop_fraction, config.stall_timeout_s, config.roi)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these
