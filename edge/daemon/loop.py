@@ -133,7 +133,7 @@ class Daemon:
         if frame is not None:
             if self.config.source.max_fps > 0:
                 self._next_due = time.monotonic() + 1.0 / self.config.source.max_fps
-            self.pipeline.process(frame, self.stats)
+            self.pipeline.process(frame, self.stats, paced=not capture.source.live)
             if not self._ready:
                 self._ready = True
                 self.notifier.ready(f"classifying {capture.source.name}")

@@ -80,7 +80,9 @@ class FramePipeline:
             self.close(keep=self.reused)
             raise
 
-    def process(self, frame: Frame, stats: Stats) -> Record | None:
+    def process(self, frame: Frame, stats: Stats, paced: bool = False) -> Record | None:
+        """`paced`: the source waits for the pipeline (files), so a due snapshot waits for the
+        snapshot writer rather than being skipped."""
         t0 = time.perf_counter()
         scores = self.engine.classify(frame.pixels)
         inference_ms = (time.perf_counter() - t0) * 1e3
@@ -88,7 +90,7 @@ class FramePipeline:
         record = None
         if result is not None:
             seq, now = self.seq.next(), time.time()
-            snapshot = self.snapshots.claim(result.changed, seq, now, time.monotonic()) if self.snapshots is not None else None
+            snapshot = self.snapshots.claim(result.changed, seq, now, time.monotonic(), paced) if self.snapshots is not None else None
             record = Record(
                 seq,
                 now,

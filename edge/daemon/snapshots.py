@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.daemon.snapshots")
 
 QUEUE = 4  # snapshots waiting for the writer; more are skipped (counted), never queued unbounded
+WAIT_S = 30.0  # the longest a file source waits for the writer (a folder on a dead disk must not hang the daemon)
 FILE_MODE = 0o640  # pictures of somebody's premises: not world-readable
 _NAME = re.compile(r"^(\d{8}T\d{9}Z-\d+)(\.jpg|-view\.jpg|\.json)$")
 
@@ -79,7 +80,8 @@ class SnapshotWriter:
         self._files = 0
         self._bytes = 0
         self._last = -1e18  # monotonic time of the last claimed snapshot
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(QUEUE)
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._room = threading.Semaphore(QUEUE)  # places in the queue: taken by claim(), given back when written
         self._thread: threading.Thread | None = None
         self._failing = False
 
@@ -96,14 +98,15 @@ class SnapshotWriter:
         self._thread = threading.Thread(target=self._main, name="snapshots", daemon=True)
         self._thread.start()
 
-    def claim(self, changed: bool, seq: int, ts: float, now: float) -> str | None:
+    def claim(self, changed: bool, seq: int, ts: float, now: float, wait: bool = False) -> str | None:
         """The file name the record at `seq`/`ts` should carry when a snapshot is due, else None.
-        Due on a change of the answer, or `every_s` after the last snapshot; skipped (counted)
-        while the writer is QUEUE snapshots behind."""
+        Due on a change of the answer, or `every_s` after the last snapshot. While the writer is
+        QUEUE snapshots behind, a live source's snapshot is skipped (counted); with `wait` (a file
+        source, read at the pipeline's pace) the pipeline waits for the writer instead."""
         every = self.config.every_s
         if not (changed or (every > 0 and now - self._last >= every)):
             return None
-        if self._jobs.full():
+        if not (self._room.acquire(timeout=WAIT_S) if wait else self._room.acquire(blocking=False)):
             self.counters["skipped"] += 1
             return None
         self._last = now
@@ -111,7 +114,7 @@ class SnapshotWriter:
 
     def take(self, record: Record, frame: Frame) -> None:
         """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer)."""
-        self._jobs.put_nowait(_Job(record, frame.pixels.copy(), frame.view))  # claim() checked there is room
+        self._jobs.put(_Job(record, frame.pixels.copy(), frame.view))  # claim() took a place in the queue
 
     def stats(self) -> dict[str, int]:
         return {f"snapshots_{k}": v for k, v in self.counters.items()} | {"snapshots_files": self._files, "snapshots_bytes": self._bytes}
@@ -126,10 +129,7 @@ class SnapshotWriter:
             return
         if not self.flush(timeout):
             log.warning("snapshots: %d not written at stop (the writer is behind)", self._jobs.unfinished_tasks)
-        try:
-            self._jobs.put(None, timeout=1.0)
-        except queue.Full:
-            pass  # a daemon thread: it ends with the process
+        self._jobs.put(None)
         self._thread.join(timeout=1.0)
         self._thread = None
 
@@ -150,6 +150,8 @@ class SnapshotWriter:
             else:
                 self._failing = False
             finally:
+                if job is not None:
+                    self._room.release()
                 self._jobs.task_done()
 
     def _save(self, job: _Job) -> None:
