@@ -270,3 +270,63 @@ def test_the_newest_snapshot_is_retained_on_mqtt_for_home_assistant(
     assert all(v.clean for v in report.verdicts), [(v.topic, v.error, v.ignored) for v in report.verdicts if not v.clean]
     image_entity = report.by_topic()[image_topic]
     assert image_entity.component == "image" and (image_entity.config or {})["image_topic"] == PREFIX + "snapshot"
+
+
+def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path) -> None:
+    from functools import partial
+
+    from edge.record import Record
+    from edge.sources import Frame
+    from edge.sources.view import file_view
+
+    writer = SnapshotWriter(parse({"enabled": True, "path": str(tmp_path / "snap")}, SnapshotsConfig))
+    writer.open()
+    try:
+        pixels = np.zeros((128, 128, 3), np.uint8)
+        for seq, view in enumerate((partial(file_view, tmp_path / "gone.jpg"), None)):
+            name = writer.claim(True, seq, 1e9, float(seq))
+            writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", view=view))
+            assert writer.flush(30)
+        # The photo vanished before its view was made: the input and the record are saved all the same.
+        assert writer.stats() | {"snapshots_bytes": 0} == {
+            **{f"snapshots_{k}": 0 for k in ("dropped", "skipped", "errors", "bytes")},
+            **{"snapshots_saved": 2, "snapshots_view_errors": 1, "snapshots_files": 4},
+        }
+        for child in (tmp_path / "snap").iterdir():
+            child.unlink()
+        (tmp_path / "snap").rmdir()  # the folder removed under the daemon: the write fails, is counted
+        name = writer.claim(True, 2, 1e9, 2.0)
+        writer.take(Record(2, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x"))
+        assert writer.flush(30) and writer.stats()["snapshots_errors"] == 1
+    finally:
+        writer.close()
+
+
+def test_a_reload_turns_snapshots_on(tmp_path: Path, model: Path, shared: Path) -> None:
+    data = config(tmp_path, model, shared, loop=True)
+    data["snapshots"]["enabled"] = False
+    data["source"]["max_fps"] = 50.0
+    data["sinks"] = {"file": {"path": str(tmp_path / "results.jsonl"), "fsync": "never"}}
+    path = write_config(tmp_path / "c.toml", data)
+    results = tmp_path / "results.jsonl"
+    with (tmp_path / "daemon.log").open("w") as log:
+        proc = subprocess.Popen([EXE, "run", "--config", str(path)], stdout=subprocess.DEVNULL, stderr=log, text=True)
+    try:
+        wait_until(lambda: results.exists() and len(results.read_text().splitlines()) > 10, 30, "records")
+        data["snapshots"]["enabled"] = True
+        write_config(path, data)
+        proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: (tmp_path / "snap").is_dir() and len(folder(tmp_path / "snap")) >= 9, 30, "snapshots after the reload")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "reloaded:" in (tmp_path / "daemon.log").read_text()
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    first = next(i for i, r in enumerate(records) if "snapshot" in r)
+    after = records[first - 1 :]
+    # From the first snapshot on (a change after the reload), exactly the changes carry one, each a saved file.
+    assert first > 10 and [r for r in after[1:] if "snapshot" in r] == changes(after)[1:]
+    assert all((tmp_path / "snap" / r["snapshot"]).is_file() for r in after if "snapshot" in r)
