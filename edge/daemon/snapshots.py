@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import re
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -91,6 +92,9 @@ class SnapshotWriter:
         """Create the folder, remove temp files a crash left, learn what is kept, start the thread."""
         try:
             self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.folder)  # writable? say so now, not once per snapshot
+            os.close(fd)
+            os.unlink(probe)
             self._scan()
         except OSError as exc:
             raise SinkError(f"snapshots.path: cannot use {self.folder} ({exc.strerror or exc}); create it or fix its permissions") from exc
