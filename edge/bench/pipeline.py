@@ -241,6 +241,13 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
             finally:
                 runner.close()
 
+        from edge.bench import snapshots
+
+        progress("pipeline from the 720p JPEG with snapshots on, no change of the answer")
+        report.timings["pipeline_jpeg720_draft_snapshots_on"] = snapshots.per_frame(model, work / "snap", jpeg, max(50, frames // 3), batches)
+        progress("one snapshot on a change")
+        report.extra["snapshot_on_change"] = snapshots.one_snapshot(work, jpeg)
+
         progress("cold start")
         (work / "cold").mkdir()
         cold_cfg = work / "cold.toml"

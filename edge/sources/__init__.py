@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from edge.config import SourceConfig
 
 
@@ -19,6 +22,10 @@ class Frame:
     pixels: np.ndarray
     ts: float = field(default_factory=time.time)  # capture or read time, epoch seconds
     origin: str = ""  # e.g. the file name, for logs and records
+    # The whole frame as an RGB image whose longest side is at most the argument, made only when
+    # called (an evidence snapshot): a source sets a cheap closure here (edge/sources/view.py), so
+    # nothing is decoded, scaled or copied per frame. None: the source has no larger view.
+    view: Callable[[int], Image.Image] | None = None
 
 
 class Source(Protocol):

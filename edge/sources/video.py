@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from edge.model.preprocess import INPUT_SIZE, prepare
 from edge.model.region import FULL
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
+from edge.sources.view import av_view
 
 if TYPE_CHECKING:
     from edge.config import VideoSourceConfig
@@ -149,7 +151,7 @@ class AvSource:
             self.backoff.reset()
             self._read += 1
             self._pass_frames += 1
-            return Frame(self._prepare(frame), time.time(), self.name)
+            return Frame(self._prepare(frame), time.time(), self.name, view=partial(av_view, frame))
         return None
 
     def _reconnect(self) -> bool:
