@@ -99,3 +99,18 @@ $(HA_VENV)/.stamp-$(HA_VERSION):
 	$(HA_VENV)/bin/pip install -q 'homeassistant==$(HA_VERSION)'
 	touch $@
 .PHONY: ha-venv
+
+# Instructions per frame of the daemon's own paths on emulated Pi cores (A53, A72, A76) with the
+# arm_cost tool of ../shared (needs root; about 4 minutes); what each run measures: docs/arm-cost.md.
+# The guest runs next to an extracted aarch64 PyAV wheel (a Pi with picamera2 has python3-av).
+ARM_COST ?= ../shared/tools/arm_cost
+.PHONY: arm-cost
+arm-cost: $(VENV)/.setup-test $(MODEL)
+	@test -x $(ARM_COST)/measure.sh || { echo "arm-cost: $(ARM_COST)/measure.sh not found; set ARM_COST=DIR"; exit 1; }
+	@guest=$$(mktemp -d) && trap 'rm -rf "$$guest"' EXIT && cp tools/armcost_pipeline.py "$$guest"/ && \
+	  $(BIN)/pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_aarch64 --python-version 3.11 \
+	    -d "$$guest" "av==$$($(BIN)/python -c 'import av; print(av.__version__)')" && \
+	  $(BIN)/python -m zipfile -e "$$guest"/av-*.whl "$$guest"/site && \
+	  $(ARM_COST)/measure.sh --script "$$guest"/armcost_pipeline.py --repo $(CURDIR) --no-network --cpus a53,a72,a76 \
+	    --kernels 8 --outside-xnn --args invoke --args process --args 'picamera2-yuv420 --site /mnt/guest/site' \
+	    --args 'picamera2-yuv420 --no-av' --args picamera2-bgr888 --args 'invoke --threads 2' --args 'invoke --threads 4'

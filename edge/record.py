@@ -11,7 +11,8 @@ from edge.model.contract import Prediction
 from edge.model.groups import NONE, GroupScore
 
 # 2: `answer` (the tracked answer: the top group, or without groups the stable top-1 label; "none"
-# under results.threshold) and `groups` ([{"name", "score"}] best first, [] without groups).
+# under results.threshold) and `groups` ([{"name", "score"}] best first, [] without groups);
+# optional `snapshot` (the evidence JPEG's file name, only on records that have one).
 SCHEMA_VERSION = 2
 
 
@@ -32,13 +33,14 @@ class Record:
     model_sha256: str
     answer: str = ""  # "" = derive it from top_k (the stable label, or "none")
     groups: tuple[GroupScore, ...] = ()
+    snapshot: str | None = None  # the snapshot's file name (snapshots.path), when one was taken for this record
 
     @property
     def the_answer(self) -> str:
         return self.answer or (self.top_k[0].label if self.top_k else NONE)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": SCHEMA_VERSION,
             "seq": self.seq,
             "ts": rfc3339(self.ts),
@@ -51,6 +53,9 @@ class Record:
             "inference_ms": round(self.inference_ms, 3),
             "model_sha256": self.model_sha256,
         }
+        if self.snapshot is not None:
+            out["snapshot"] = self.snapshot
+        return out
 
     def to_json(self) -> str:
         """One line of compact JSON, no trailing newline."""

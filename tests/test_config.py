@@ -122,3 +122,14 @@ def test_ranges_and_finite_numbers_are_checked_at_config_time(data: dict[str, ob
 def test_a_sha256_pin_of_either_case_is_accepted() -> None:
     digest = "0a0a478e343a22870db7df88f222728d9b08135cd7bee9bb6edd1b5c4d96f2e0"
     assert parse({**MINIMAL, "model": {"sha256": digest.upper()}}).model.sha256 == digest.upper()
+
+
+def test_model_default_is_the_installed_configs_on_a_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.commands import default_model
+    from edge.paths import default_model as checkout_model
+
+    installed = tmp_path / "config.toml"
+    monkeypatch.setattr("edge.config.DEFAULT_PATH", installed)
+    assert default_model() == str(checkout_model())  # no installed config: this checkout's build output
+    installed.write_text('[model]\npath = "/srv/models/own.tflite"\n[sinks.stdout]\nenabled = true\n')
+    assert default_model() == "/srv/models/own.tflite"

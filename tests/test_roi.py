@@ -51,7 +51,7 @@ def test_scaler_crop(roi: tuple[float, float, float, float], full: tuple[int, ..
 
 
 def test_scaler_crop_can_carry_the_centre_crop_too() -> None:
-    assert scaler_crop(FULL, (0, 0, 4000, 3000), fraction=0.875) == (250, 187, 3500, 2625)
+    assert scaler_crop(FULL, (0, 0, 4000, 3000), fraction=0.875) == (250, 188, 3500, 2625)  # 187.5 .. 2812.5, each edge rounded half up
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_a_video_source_crops_to_the_region_before_the_resize(tmp_path: Path, ca
     engine = Engine(converted_model, self_test=False)
 
     def top1(roi: tuple[float, float, float, float]) -> str:
-        source = VideoSource(VideoSourceConfig(url=str(clip)), engine.manifest.crop_fraction, roi)
+        source = VideoSource(VideoSourceConfig(url=str(clip)), engine.manifest.crop_fraction, roi=roi)
         source.open()
         frame = source.read()
         source.close()

@@ -17,6 +17,7 @@ from edge.config import ImagesSourceConfig, SourceConfig, SyntheticSourceConfig,
 from edge.errors import SourceError
 from edge.model.preprocess import load_image
 from edge.sources import make_source
+from edge.sources.frozen import FrozenGuard
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource
 from edge.sources.v4l2 import V4l2Source
@@ -213,8 +214,10 @@ def test_http_stream_down_keeps_retrying_until_interrupted() -> None:
 
 
 def test_v4l2_missing_device_names_the_key() -> None:
-    source = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")), 0.875)
-    assert isinstance(source, V4l2Source) and source.live
-    assert source.options == {"video_size": "640x480", "framerate": "15"}
+    guard = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")), 0.875)
+    assert isinstance(guard, FrozenGuard) and guard.live
+    source = guard.source
+    assert isinstance(source, V4l2Source)
+    assert source.framerate == 15.0
     with pytest.raises(SourceError, match=r"source.v4l2.device: /dev/video-none does not exist"):
         source.open()

@@ -1,4 +1,4 @@
-"""The picamera2 source against a fake Picamera2 (YUV420 with stride padding, RGB888 on Pi 5)."""
+"""The picamera2 source against the fake picamera2/libcamera (tests/support/fake_picamera2.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config import Picamera2SourceConfig
+from edge.config import Picamera2SourceConfig, SourceConfig
 from edge.errors import SourceError
 from edge.model.preprocess import load_image, prepare_array
-from edge.sources.picamera2 import Picamera2Source, Yuv420ToRgb
+from edge.model.region import FULL, scaler_crop
+from edge.sources import make_source
+from edge.sources.picamera2 import Picamera2Source
+from edge.sources.yuv import AvYuv420ToRgb, Yuv420ToRgb, make_converter
 from tests.support import fake_picamera2 as fake
 
 
@@ -20,14 +23,12 @@ def scene(shared: Path) -> np.ndarray:
     return load_image(shared / "data" / "samples" / "parrot.jpg", size=256, fraction=1.0)
 
 
-def _expected(scene: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    lores = np.asarray(Image.fromarray(scene).resize(size, Image.Resampling.BILINEAR))
-    return prepare_array(lores, 128, 0.875)
+def _expected(scene: np.ndarray) -> np.ndarray:
+    """What the model should see: the same centre crop + bilinear resize as every image."""
+    return prepare_array(scene, 128, 0.875)
 
 
-def test_yuv420_conversion_honours_the_stride_and_reuses_its_buffer() -> None:
+def test_yuv420_converters_honour_the_stride_and_agree() -> None:
     rgb = np.zeros((4, 8, 3), np.uint8)
     rgb[:, :4] = (200, 30, 40)  # colour edges on chroma-block boundaries: exact up to rounding
     rgb[:, 4:] = (20, 180, 90)
@@ -35,58 +36,156 @@ def test_yuv420_conversion_honours_the_stride_and_reuses_its_buffer() -> None:
     out = conv(fake.rgb_to_i420(rgb, 64))
     assert np.abs(out.astype(int) - rgb).max() <= 2
     assert conv(fake.rgb_to_i420(rgb[::-1].copy(), 64)) is out  # the same preallocated buffer
+    import av
+
+    swscale = AvYuv420ToRgb(8, 4, 64, av)(fake.rgb_to_i420(rgb, 64))
+    assert np.abs(swscale.astype(int) - rgb).max() <= 2
+    assert isinstance(make_converter(8, 4, 64), AvYuv420ToRgb)
 
 
-def test_yuv420_lores_frames_match_the_scene(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
-    camera = fake.FakeCamera(scene)
+def test_without_pyav_the_numpy_converter_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "av", None)
+    assert isinstance(make_converter(128, 128, 128), Yuv420ToRgb)
+
+
+@pytest.mark.parametrize("platform", [fake.Platform.VC4, fake.Platform.PISP])
+def test_lores_is_the_model_input_cropped_by_the_isp(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, platform: fake.Platform) -> None:
+    camera = fake.FakeCamera(scene, platform=platform)
     fake.install(monkeypatch, camera)
-    config = Picamera2SourceConfig(lores_size=(160, 120), framerate=5.0, exposure_time_us=10000, analogue_gain=2.0)
-    source = Picamera2Source(config)
+    source = Picamera2Source(Picamera2SourceConfig(framerate=5.0))
     source.open()
     frame = source.read()
     assert frame is not None and frame.pixels.shape == (128, 128, 3) and frame.pixels.dtype == np.uint8
-    lores = camera.configs[0]["lores"]
-    assert lores["format"] == "YUV420" and lores["stride"] == 192 > 160  # padding really present
-    diff = np.abs(frame.pixels.astype(int) - _expected(scene, (160, 120)))
-    assert diff.mean() < 4, diff.mean()  # 4:2:0 chroma loses a little colour detail, nothing more
-    assert camera.controls == {"FrameRate": 5.0, "ExposureTime": 10000, "AeEnable": False, "AnalogueGain": 2.0}
+    config = camera.configs[0]
+    assert config["raw"] is None  # no full-size raw buffers allocated
+    assert config["lores"]["size"] == (128, 128)
+    crop = scaler_crop(FULL, (0, 0, 256, 256), (64, 64), fraction=0.875)
+    sent = camera.started_with[0]
+    if platform == fake.Platform.PISP:
+        assert config["lores"]["format"] == "BGR888" and sent["ScalerCrops"] == [crop, crop]
+        assert np.abs(frame.pixels.astype(int) - _expected(scene)).mean() < 1.0  # R,G,B as delivered, no flip
+    else:
+        assert config["lores"]["format"] == "YUV420" and sent["ScalerCrop"] == crop
+        assert np.abs(frame.pixels.astype(int) - _expected(scene)).mean() < 5  # 4:2:0 chroma loses a little
     source.close()
     assert camera.closed == 1
 
 
-def test_pi5_reads_rgb888_lores_in_bgr_order(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
-    camera = fake.FakeCamera(scene, platform=fake.Platform.PISP)
+@pytest.mark.parametrize("platform", [fake.Platform.VC4, fake.Platform.PISP])
+def test_the_region_of_interest_is_cut_by_the_isp(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, platform: fake.Platform) -> None:
+    roi = (0.5, 0.5, 0.5, 0.5)
+    camera = fake.FakeCamera(scene, platform=platform)
     fake.install(monkeypatch, camera)
-    source = Picamera2Source(Picamera2SourceConfig(lores_size=(160, 128)))
+    source = Picamera2Source(Picamera2SourceConfig(framerate=5.0), 0.875, roi=roi)
     source.open()
     frame = source.read()
-    assert camera.configs[0]["lores"]["format"] == "RGB888"
-    assert frame is not None
-    assert np.array_equal(frame.pixels, _expected(scene, (160, 128)))
+    crop = scaler_crop(roi, (0, 0, 256, 256), (64, 64), fraction=0.875)
+    sent = camera.started_with[0]
+    assert (sent["ScalerCrops"] == [crop, crop]) if platform == fake.Platform.PISP else (sent["ScalerCrop"] == crop)
+    # the lores frame is the region's centre crop, as a file of the same picture would be cut
+    assert frame is not None and np.abs(frame.pixels.astype(int) - prepare_array(scene, 128, 0.875, roi)).mean() < 5
     source.close()
 
 
-def test_rgb888_on_a_pi4_is_a_config_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
-    fake.install(monkeypatch, fake.FakeCamera(scene))
-    with pytest.raises(SourceError, match=r"source.picamera2.lores_format"):
-        Picamera2Source(Picamera2SourceConfig(lores_format="RGB888")).open()
-
-
-def test_camera_errors_reopen_with_backoff(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+def test_exposure_without_gain_leaves_the_gain_automatic(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
     camera = fake.FakeCamera(scene)
     fake.install(monkeypatch, camera)
-    source = Picamera2Source(Picamera2SourceConfig(lores_size=(160, 120), reopen_max_s=0.05))
+    source = Picamera2Source(Picamera2SourceConfig(framerate=5.0, exposure_time_us=10000))
     source.open()
-    camera.fail_captures = 1
-    camera.fail_opens = 1  # the first reopen fails too
+    sent = camera.started_with[0]
+    assert "AeEnable" not in sent and sent["ExposureTimeMode"] == 1 and sent.get("AnalogueGainMode", 0) == 0
+    assert sent["FrameDurationLimits"] == (200000, 200000)
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("size", "platform", "stride"), [((160, 128), fake.Platform.VC4, 192), ((160, 128), fake.Platform.PISP, 256), ((32, 32), fake.Platform.VC4, 64)]
+)
+def test_other_lores_sizes_are_adjusted_and_resized(
+    monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, size: tuple[int, int], platform: fake.Platform, stride: int
+) -> None:
+    camera = fake.FakeCamera(scene, platform=platform)
+    fake.install(monkeypatch, camera)
+    source = Picamera2Source(Picamera2SourceConfig(lores_size=size, lores_format="YUV420"))
+    source.open()
+    frame = source.read()
+    lores = camera.configs[0]["lores"]
+    assert lores["stride"] == stride  # Pi 5: 2 * align(160 / 2, 64); Pi 4 ISP: >= 64x64, aligned to 64
+    assert lores["size"][0] >= 64 if platform == fake.Platform.VC4 else True
+    assert frame is not None and frame.pixels.shape == (128, 128, 3)
+    source.close()
+
+
+def test_a_limited_range_colour_space_is_refused(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    camera = fake.FakeCamera(scene)
+    camera.lores_colour_space = fake.ColorSpace.Smpte170m()
+    fake.install(monkeypatch, camera)
+    with pytest.raises(SourceError, match=r"Rec601 Limited range, not sYCC"):
+        Picamera2Source(Picamera2SourceConfig()).open()
+    assert camera.closed == 1
+
+
+def test_rgb_lores_on_a_pi4_is_a_config_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    fake.install(monkeypatch, fake.FakeCamera(scene))
+    with pytest.raises(SourceError, match=r"source.picamera2.lores_format"):
+        Picamera2Source(Picamera2SourceConfig(lores_format="BGR888")).open()
+
+
+def test_a_missing_camera_names_the_key(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    fake.install(monkeypatch, fake.FakeCamera(scene, cameras=1))
+    with pytest.raises(SourceError, match=r"source.picamera2.camera: there is no camera 1"):
+        Picamera2Source(Picamera2SourceConfig(camera=1)).open()
+
+
+def test_an_unadvertised_control_names_the_key(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    class NoGain(fake.FakeCamera):
+        def advertised(self) -> dict[str, object]:
+            return {k: v for k, v in super().advertised().items() if k != "AnalogueGain"}
+
+    camera = NoGain(scene)
+    fake.install(monkeypatch, camera)
+    with pytest.raises(SourceError, match=r"source.picamera2.analogue_gain: this camera has no AnalogueGain control"):
+        Picamera2Source(Picamera2SourceConfig(analogue_gain=2.0)).open()
+
+
+def test_cancelled_requests_time_out_and_reopen_within_the_stall_timeout(
+    monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, caplog: pytest.LogCaptureFixture
+) -> None:
+    camera = fake.FakeCamera(scene)
+    fake.install(monkeypatch, camera)
+    source = Picamera2Source(Picamera2SourceConfig(reopen_max_s=0.05), stall_timeout_s=0.6)
+    assert source.capture_wait_s == pytest.approx(0.2) and source.backoff.first_s == pytest.approx(0.05)
+    source.open()
+    camera.cancel_sessions = 1  # a frontend timeout: libcamera cancels every request of this session
+    camera.fail_opens = 1  # and the first reopen fails too
     frame = source.read()
     assert frame is not None
     assert source.stats() == {"read": 1, "reopens": 2, "errors": 1}
-    assert camera.opened == 2 and camera.closed == 1
-    assert "capture failed (Camera frontend has timed out!)" in caplog.text
+    assert camera.flushes == 1 and camera.opened == 2 and camera.closed == 1  # flushed before stop: no hang
+    assert "capture failed (no frame within 0.2 s)" in caplog.text
     source.interrupt()
-    camera.fail_captures = 1
     assert source.read() is None  # interrupted: no reopen loop while stopping
+    source.close()
+
+
+def test_a_frozen_camera_is_reopened(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray, caplog: pytest.LogCaptureFixture) -> None:
+    camera = fake.FakeCamera(scene)
+    camera.noise = 2.0
+    fake.install(monkeypatch, camera)
+    config = SourceConfig(kind="picamera2", stall_timeout_s=0.3, picamera2=Picamera2SourceConfig(reopen_max_s=0.05))
+    source = make_source(config, 0.875)
+    source.open()
+    for _ in range(3):
+        assert source.read() is not None
+    camera.frozen_sessions = 1  # the pipeline hangs on its last picture; a reopen cures it
+    opened = camera.opened
+    frame = source.read()  # identical frames are passed on for stall_timeout_s, then withheld
+    while frame is not None and camera.opened == opened:
+        frame = source.read()
+    assert frame is not None and camera.opened == opened + 1
+    stats = source.stats()
+    assert stats["frozen"] == 1 and stats["frozen_reopens"] == 1 and stats["reopens"] == 1
+    assert caplog.text.count("frozen; reopening it") == 1
     source.close()
 
 

@@ -208,6 +208,12 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
         report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
 
+        from edge.sources.costs import camera_steps
+
+        for name, step in camera_steps(frame, jpeg).items():  # the camera paths' preprocessing, per frame
+            progress(name)
+            report.timings[name] = measure(step, frames, batches)
+
         progress("pipeline from in-memory frames")
         runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
         try:
@@ -234,6 +240,13 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
                 report.timings[f"pipeline_jpeg720_{name}"] = measure(runner.step, max(50, frames // 3), batches)
             finally:
                 runner.close()
+
+        from edge.bench import snapshots
+
+        progress("pipeline from the 720p JPEG with snapshots on, no change of the answer")
+        report.timings["pipeline_jpeg720_draft_snapshots_on"] = snapshots.per_frame(model, work / "snap", jpeg, max(50, frames // 3), batches)
+        progress("one snapshot on a change")
+        report.extra["snapshot_on_change"] = snapshots.one_snapshot(work, jpeg)
 
         progress("cold start")
         (work / "cold").mkdir()

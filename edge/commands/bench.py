@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands import host_port, positive_int
+from edge.commands import MODEL_HELP, default_model, host_port, positive_int
 
 HELP = "benchmark bare invoke, engine, whole pipeline (in-memory and 720p JPEG), cold start and RSS on one core"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edge.paths import default_model
-
-    p.add_argument("--model", default=str(default_model()), help="converted model with its manifest (default: %(default)s)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--frames", type=positive_int, default=300, help="frames per timed batch (default: %(default)s)")
     p.add_argument("--batches", type=positive_int, default=5, help="timed batches; medians are reported (default: %(default)s)")
@@ -39,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         host, port = args.mqtt
         bench.register("mqtt_publish", lambda: _mqtt_publish(args.mqtt_records, host, port))
     report = bench.run(
-        Path(args.model),
+        Path(args.model or default_model()),
         frames=args.frames,
         batches=args.batches,
         one_core=not args.all_cores,

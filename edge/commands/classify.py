@@ -6,11 +6,11 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from edge.commands import MODEL_HELP, default_model, positive_int, thread_count
+
 if TYPE_CHECKING:
     from edge.model.engine import Engine
     from edge.model.groups import GroupScorer
-
-from edge.commands import positive_int, thread_count
 
 HELP = "classify image files with a converted model and print the top-k labels"
 
@@ -26,10 +26,8 @@ def roi_arg(text: str) -> tuple[float, float, float, float]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edge.paths import default_model
-
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, ...)")
-    p.add_argument("--model", default=str(default_model()), help="converted model with its manifest beside it (default: %(default)s)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--top-k", type=positive_int, default=5, help="classes per image (default: %(default)s)")
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per image instead of text")
@@ -50,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     from edge.model.preprocess import load_image
     from edge.model.region import FULL
 
-    engine = Engine(Path(args.model), threads=args.threads)
+    engine = Engine(Path(args.model or default_model()), threads=args.threads)
     scorer = make_scorer(args.groups, len(engine.labels)) if args.groups is not None else None
     for image in args.images:
         frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from edge.commands import MODEL_HELP, default_model
+
 HELP = "show the TFLite runtime, the XNNPACK delegation and the model's facts"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from edge.paths import default_model
-
-    p.add_argument("--model", default=str(default_model()), help="model to describe (default: %(default)s)")
+    p.add_argument("--model", help=MODEL_HELP)
     p.add_argument("--config", help="take the model path and threads from this config file instead")
     p.add_argument("--json", action="store_true", help="print JSON")
 
@@ -21,12 +21,13 @@ def main(args: argparse.Namespace) -> int:
 
     from edge.model.engine import Engine
 
-    model, threads, pin = Path(args.model), 1, ""
     if args.config:
         from edge.config import load
 
         cfg = load(Path(args.config))
         model, threads, pin = Path(cfg.model.path), cfg.model.threads, cfg.model.sha256
+    else:
+        model, threads, pin = Path(args.model or default_model()), 1, ""
     engine = Engine(model, threads=threads, expected_sha256=pin)
     facts = engine.describe()
     facts["self_test"] = f"ok ({engine.manifest.self_test.label if engine.manifest.self_test else '-'})"

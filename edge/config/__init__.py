@@ -29,6 +29,7 @@ from edge.config.sinks import (
     TlsConfig,
     has_control_chars,
 )
+from edge.config.snapshots import SnapshotsConfig
 from edge.config.source import (
     ImagesSourceConfig,
     Picamera2SourceConfig,
@@ -57,6 +58,7 @@ __all__ = [
     "PrometheusSinkConfig",
     "ResultsConfig",
     "SinksConfig",
+    "SnapshotsConfig",
     "SourceConfig",
     "SpoolConfig",
     "StdoutSinkConfig",
@@ -84,6 +86,7 @@ class Config:
     source: SourceConfig = section(SourceConfig, "the frame source")
     results: ResultsConfig = section(ResultsConfig, "what is published, and how often")
     sinks: SinksConfig = section(SinksConfig, "where results go")
+    snapshots: SnapshotsConfig = section(SnapshotsConfig, "evidence snapshots (off by default: SD-card wear and privacy; docs/snapshots.md)")
     groups: GroupsTable = groups_table()
 
     @property

@@ -28,17 +28,26 @@ class VideoSourceConfig:
 @dataclass(frozen=True)
 class V4l2SourceConfig:
     device: str = setting("/dev/video0", "V4L2 device node of the USB webcam")
-    width: int = setting(640, "capture width requested from the camera", ge=16, le=8192)
-    height: int = setting(480, "capture height requested from the camera", ge=16, le=8192)
-    framerate: float = setting(15.0, "capture frame rate requested from the camera", gt=0, le=1000)
+    width: int = setting(0, "capture width; 0 = the smallest native size whose centre crop covers the model input", ge=0, le=8192)
+    height: int = setting(0, "capture height; 0 = chosen with width", ge=0, le=8192)
+    input_format: Literal["auto", "yuyv422", "mjpeg"] = setting("auto", "auto = raw YUYV when a small enough size exists (no decoding), else MJPEG")
+    lowres: int = setting(0, "MJPEG decode at 1/2^lowres scale; chosen automatically when width and height are 0", ge=0, le=3)
+    framerate: float = setting(15.0, "capture frame rate requested from the camera (capped at source.max_fps when that is set)", gt=0, le=1000)
+
+    def check(self, need: Need) -> None:
+        need((self.width == 0) == (self.height == 0), "width", "set width and height together (or both 0 = automatic)")
 
 
 @dataclass(frozen=True)
 class Picamera2SourceConfig:
     camera: int = setting(0, "camera number for Picamera2(camera_num)", ge=0)
     main_size: tuple[int, int] = setting((640, 480), "main stream size; only the lores stream is read", ge=16, le=8192)
-    lores_size: tuple[int, int] = setting((160, 128), "lores stream size; the ISP scales to it for free", ge=16, le=8192)
-    lores_format: Literal["auto", "YUV420", "RGB888"] = setting("auto", "auto = RGB888 on Pi 5, YUV420 on Pi 4 and earlier")
+    lores_size: tuple[int, int] = setting(
+        (128, 128), "lores stream size; the ISP crops (ScalerCrop) and scales to it for free: 128x128 = the model input, no resize", ge=16, le=8192
+    )
+    lores_format: Literal["auto", "YUV420", "RGB888", "BGR888"] = setting(
+        "auto", "auto = BGR888 on Pi 5 (R,G,B bytes: no conversion at all), YUV420 on Pi 4 and earlier"
+    )
     framerate: float = setting(10.0, "sensor frame rate (FrameRate control)", gt=0, le=1000)
     exposure_time_us: int = setting(0, "fixed exposure in microseconds; 0 = automatic exposure", ge=0)
     analogue_gain: float = setting(0.0, "fixed analogue gain; 0 = automatic", ge=0)
@@ -62,6 +71,13 @@ class SourceConfig:
         le=1,
     )
     max_fps: float = setting(0.0, "cap on classified frames per second to save CPU; 0 = no cap", ge=0)
+    frozen_threshold: float = setting(
+        0.0,
+        "live sources: frames whose mean absolute difference (0-255 levels, sparse grid) from the last changed frame stays at or below this "
+        "for stall_timeout_s are frozen and the source is reopened; 0 = only identical frames "
+        "(H.264 streams of a still scene repeat frames exactly); negative = off",
+        le=255,
+    )
     stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", gt=0)
     images: ImagesSourceConfig = section(ImagesSourceConfig, "the images source")
     video: VideoSourceConfig = section(VideoSourceConfig, "the video source")

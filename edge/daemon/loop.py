@@ -133,7 +133,7 @@ class Daemon:
         if frame is not None:
             if self.config.source.max_fps > 0:
                 self._next_due = time.monotonic() + 1.0 / self.config.source.max_fps
-            self.pipeline.process(frame, self.stats)
+            self.pipeline.process(frame, self.stats, paced=not capture.source.live)
             if not self._ready:
                 self._ready = True
                 self.notifier.ready(f"classifying {capture.source.name}")
@@ -184,7 +184,7 @@ class Daemon:
         assert self.pipeline is not None and self.capture is not None
         cap = self.capture.stats()
         stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
-        stats.update(self.pipeline.sinks.stats())
+        stats.update(self.pipeline.stats())
         # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
         stats.update(stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s)
         return stats

@@ -11,6 +11,7 @@ from edge.config import Config
 from edge.daemon.fanout import SinkFanout
 from edge.daemon.results import ResultFilter
 from edge.daemon.sequence import RecordSequence
+from edge.daemon.snapshots import SnapshotWriter
 from edge.daemon.stats import Stats
 from edge.model.engine import Engine
 from edge.model.groups import NUM_CLASSES, GroupScorer, configured
@@ -48,6 +49,7 @@ class FramePipeline:
             self.filter = ResultFilter(config.results, labels, GroupScorer(groups, len(labels)) if groups else None)
         self.sinks = SinkFanout()
         self.reused: set[str] = set()
+        self.snapshots = SnapshotWriter(config.snapshots, self._publish_snapshot) if config.snapshots.enabled else None
 
     def open_sinks(self, config_path: Path | None, previous: FramePipeline | None = None) -> None:
         """Open this configuration's sinks. An unchanged sink of `previous` is kept running (an MQTT
@@ -55,13 +57,16 @@ class FramePipeline:
         spool directory and an MQTT client id cannot be held twice."""
         old = {s.name: s for s in previous.sinks.sinks} if previous else {}
         try:
+            if self.snapshots is not None:
+                self.snapshots.open()
             for sink in make_sinks(self.config, config_path, self.answers):
                 before = old.get(sink.name)
                 if before is not None and previous is not None:
-                    same = (getattr(previous.config.sinks, sink.name), previous.device, previous.answers) == (
+                    same = (getattr(previous.config.sinks, sink.name), previous.device, previous.answers, previous.config.snapshots.published) == (
                         getattr(self.config.sinks, sink.name),
                         self.device,
                         self.answers,
+                        self.config.snapshots.published,
                     )
                     if same:
                         self.sinks.sinks.append(before)
@@ -75,16 +80,20 @@ class FramePipeline:
             self.close(keep=self.reused)
             raise
 
-    def process(self, frame: Frame, stats: Stats) -> Record | None:
+    def process(self, frame: Frame, stats: Stats, paced: bool = False) -> Record | None:
+        """`paced`: the source waits for the pipeline (files), so a due snapshot waits for the
+        snapshot writer rather than being skipped."""
         t0 = time.perf_counter()
         scores = self.engine.classify(frame.pixels)
         inference_ms = (time.perf_counter() - t0) * 1e3
         result = self.filter.update(scores, time.monotonic())
         record = None
         if result is not None:
+            seq, now = self.seq.next(), time.time()
+            snapshot = self.snapshots.claim(result.changed, seq, now, time.monotonic(), paced) if self.snapshots is not None else None
             record = Record(
-                self.seq.next(),
-                time.time(),
+                seq,
+                now,
                 frame.ts,
                 self.device,
                 frame.origin,
@@ -93,20 +102,38 @@ class FramePipeline:
                 self.engine.sha256,
                 result.answer,
                 result.groups,
+                snapshot,
             )
             self.sinks.write(record)
+            if snapshot is not None and self.snapshots is not None:
+                self.snapshots.take(record, frame)
             stats.published += 1
         stats.add(inference_ms, (time.time() - frame.ts) * 1e3)
         return record
+
+    def stats(self) -> dict[str, Any]:
+        """The sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
+        return {**self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
 
     def report(self, stats: dict[str, Any]) -> None:
         self.sinks.report(stats)
 
     def flush(self) -> None:
+        if self.snapshots is not None:
+            self.snapshots.flush()
         self.sinks.flush()
 
     def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+        if self.snapshots is not None:
+            self.snapshots.close()
         self.sinks.close(keep)
+
+    def _publish_snapshot(self, jpeg: bytes) -> None:
+        """From the snapshot writer's thread: hand the JPEG to the sinks that publish images (MQTT)."""
+        for sink in list(self.sinks.sinks):
+            publish = getattr(sink, "snapshot", None)
+            if publish is not None:
+                publish(jpeg)
 
     def describe(self, source: Source) -> str:
         """The start-up line: runtime, delegate, model and self-test, source and sinks."""
@@ -119,6 +146,7 @@ class FramePipeline:
             f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
             f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
             f"source {source.name}, sinks {sinks}, device {self.device}"
+            + (f", snapshots {self.config.snapshots.path}" if self.snapshots is not None else "")
         )
 
 

@@ -31,6 +31,7 @@ class Result:
     top_k: tuple[Prediction, ...]
     answer: str
     groups: tuple[GroupScore, ...] = ()  # best first; () without configured groups
+    changed: bool = False  # the answer differs from the last published one (or nothing was published yet)
 
 
 class Tracker:
@@ -116,9 +117,10 @@ class ResultFilter:
             group_scores = self.group_tracker.smooth(self.groups.scores(scores))
             stable = self.group_tracker.stable(group_scores)
             answer = key = self.groups.names[stable] if group_scores[stable] >= self.config.threshold else NONE
+        changed = key != self._published or self._last_publish < -1e17
         if not self._due(key, now):
             return None
-        return Result(preds, answer, self._ranked(group_scores) if group_scores is not None else ())
+        return Result(preds, answer, self._ranked(group_scores) if group_scores is not None else (), changed)
 
     def _ranked(self, group_scores: np.ndarray) -> tuple[GroupScore, ...]:
         assert self.groups is not None

@@ -7,8 +7,8 @@
 #
 # Files and decoded streams crop in software (`pixel_box`, before the resize). A Pi camera crops in
 # the ISP: `scaler_crop` turns the region into the ScalerCrop rectangle (sensor pixels) from the
-# camera's full field of view, camera_controls["ScalerCrop"][1], rounding as rpicam-apps does
-# (truncate x, y, width, height after scaling, then offset by the full rectangle's corner) and then
+# camera's full field of view, camera_controls["ScalerCrop"][1], each edge rounded to the nearest
+# sensor pixel (the closest match to the software crop of the same picture), then
 # applying the rules of libcamera's RPi applyScalerCrop (src/libcamera/pipeline/rpi/common/
 # pipeline_base.cpp): grown to at least the minimum crop (camera_controls["ScalerCrop"][0], widened
 # to the region's aspect ratio) about the same centre, and moved inside the full rectangle. The ISP
@@ -27,6 +27,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 Roi = tuple[float, float, float, float]  # x, y, width, height as fractions of the full frame
@@ -78,9 +79,10 @@ def scaler_crop(roi: Sequence[float], full: Sequence[int], minimum: Sequence[int
     libcamera will apply it; `minimum` is the smallest crop size the ISP takes (w, h)."""
     fx, fy, fw, fh = inner(roi, fraction)
     X, Y, W, H = (int(v) for v in full)
-    # rpicam-apps: int(roi_x * width) etc., then translateBy(sensor_area.topLeft()).
-    x, y = int(fx * W) + X, int(fy * H) + Y
-    w, h = max(1, int(fw * W)), max(1, int(fh * H))
+    # Each edge rounded to the nearest sensor pixel (rpicam-apps truncates x, y, w and h instead):
+    # the rectangle closest to the box the software path cuts from a file of the same picture.
+    x, y = _nearest(fx * W) + X, _nearest(fy * H) + Y
+    w, h = max(1, _nearest((fx + fw) * W) + X - x), max(1, _nearest((fy + fh) * H) + Y - y)
     # libcamera: Size minSize = ispMinCropSize.expandedToAspectRatio(crop); size = crop.expandedTo(minSize)
     mw, mh = _expanded_to_aspect(int(minimum[0]), int(minimum[1]), w, h)
     cx, cy = x + w // 2, y + h // 2  # Rectangle::center()
@@ -91,6 +93,11 @@ def scaler_crop(roi: Sequence[float], full: Sequence[int], minimum: Sequence[int
     x = min(max(x, X), X + W - w)
     y = min(max(y, Y), Y + H - h)
     return (x, y, w, h)
+
+
+def _nearest(value: float) -> int:
+    """Round half up (Python's round() goes to even, which would shift edges unevenly)."""
+    return math.floor(value + 0.5)
 
 
 def _expanded_to_aspect(width: int, height: int, ratio_w: int, ratio_h: int) -> tuple[int, int]:

@@ -50,7 +50,8 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
     if config.sinks.mqtt.enabled:
         from edge.sinks.mqtt.sink import MqttSink
 
-        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path, answers=answers))
+        snapshots = config.snapshots.published  # the newest snapshot JPEG, retained on <prefix>snapshot
+        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path, answers=answers, snapshots=snapshots))
     if config.sinks.prometheus.enabled:
         from edge.sinks.prometheus import PrometheusSink
 

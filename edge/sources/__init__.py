@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from edge.config import SourceConfig
 
 
@@ -19,6 +22,10 @@ class Frame:
     pixels: np.ndarray
     ts: float = field(default_factory=time.time)  # capture or read time, epoch seconds
     origin: str = ""  # e.g. the file name, for logs and records
+    # The whole frame as an RGB image whose longest side is at most the argument, made only when
+    # called (an evidence snapshot): a source sets a cheap closure here (edge/sources/view.py), so
+    # nothing is decoded, scaled or copied per frame. None: the source has no larger view.
+    view: Callable[[int], Image.Image] | None = None
 
 
 class Source(Protocol):
@@ -45,9 +52,19 @@ class Source(Protocol):
 
 
 def make_source(config: SourceConfig, crop_fraction: float) -> Source:
-    """The configured source, not yet opened; its heavy dependency is imported here, lazily.
+    """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py).
 
     `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`."""
+    source = _make(config, crop_fraction)
+    if source.live and config.frozen_threshold >= 0:
+        from edge.sources.frozen import FrozenGuard
+
+        return FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
+    return source
+
+
+def _make(config: SourceConfig, crop_fraction: float) -> Source:
+    """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
         from edge.sources.images import ImagesSource
@@ -60,15 +77,13 @@ def make_source(config: SourceConfig, crop_fraction: float) -> Source:
     if kind == "video":
         from edge.sources.video import VideoSource
 
-        return VideoSource(config.video, crop_fraction, config.roi)
+        return VideoSource(config.video, crop_fraction, config.stall_timeout_s, config.roi)
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, crop_fraction, config.roi)
+        return V4l2Source(config.v4l2, crop_fraction, config.stall_timeout_s, config.max_fps, config.roi)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        # The ROI reaches the camera as a ScalerCrop (edge/sources/region.py says how): wired by
-        # the picamera2 source's owner.
-        return Picamera2Source(config.picamera2, crop_fraction)
+        return Picamera2Source(config.picamera2, crop_fraction, config.stall_timeout_s, config.roi)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

@@ -6,6 +6,7 @@ import glob
 import logging
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from edge.errors import SourceError
 from edge.model.preprocess import IMAGE_SUFFIXES, list_images, load_image
 from edge.model.region import FULL
 from edge.sources import Frame
+from edge.sources.view import file_view
 
 if TYPE_CHECKING:
     from edge.config import ImagesSourceConfig
@@ -82,7 +84,7 @@ class ImagesSource:
                 continue
             self._read += 1
             self._good_in_pass += 1
-            return Frame(pixels, time.time(), path.name)
+            return Frame(pixels, time.time(), path.name, view=partial(file_view, path))
         return None
 
     def stats(self) -> dict[str, int]:

@@ -1,17 +1,20 @@
-"""Pi camera source: picamera2's low-resolution stream, YUV420 → RGB in NumPy into preallocated buffers."""
+"""Pi camera source: the ISP crops (ScalerCrop) and scales to a 128x128 lores stream; Pi 5 hands over RGB as is."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.errors import SourceError
-from edge.model.preprocess import prepare_array
+from edge.model.preprocess import INPUT_SIZE, prepare_array
+from edge.model.region import FULL, is_full, scaler_crop
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
+from edge.sources.yuv import Converter, make_converter
 
 if TYPE_CHECKING:
     from edge.config import Picamera2SourceConfig
@@ -22,6 +25,8 @@ INSTALL_HINT = (
     "picamera2 is not importable: install it with `sudo apt install python3-picamera2` and create the venv "
     "with `python3 -m venv --system-site-packages` so the venv sees it (it is not on PyPI for the Pi's libcamera)"
 )
+# picamera2 control name -> the config key that sets it, for "Control X is not advertised" errors.
+CONTROL_KEYS = {"FrameDurationLimits": "framerate", "ExposureTime": "exposure_time_us", "AnalogueGain": "analogue_gain"}
 
 
 def import_picamera2() -> Any:
@@ -33,7 +38,7 @@ def import_picamera2() -> Any:
 
 
 def is_pi5() -> bool:
-    """Pi 5 (the PiSP ISP) may deliver RGB888 on lores; Pi 4 and earlier (VC4) need YUV420."""
+    """Pi 5 (the PiSP ISP) may deliver RGB on lores; Pi 4 and earlier (VC4) need YUV420."""
     try:
         from picamera2.platform import Platform, get_platform
     except ImportError:
@@ -41,73 +46,39 @@ def is_pi5() -> bool:
     return bool(get_platform() == Platform.PISP)
 
 
-class Yuv420ToRgb:
-    """Full-range BT.601 (sYCC, what the camera is asked for) in 1/128 fixed point, chroma upsampled
-    by pixel doubling. All intermediates are preallocated: no per-frame allocation."""
+def check_colour_space(camera_config: dict[str, Any]) -> None:
+    """The converters assume full-range BT.601 (sYCC); a limited-range space would shift levels by up to 21."""
+    cs = camera_config.get("colour_space")
+    from libcamera import ColorSpace
 
-    def __init__(self, width: int, height: int, stride: int) -> None:
-        if width % 2 or height % 2 or stride < width:
-            raise SourceError(f"source.picamera2.lores_size: {width}x{height} (stride {stride}) must be even-sized")
-        self.width, self.height, self.stride = width, height, stride
-        hh, hw = height // 2, width // 2
-        self.rgb = np.empty((height, width, 3), np.uint8)
-        self._u = np.empty((hh, hw), np.int16)
-        self._v = np.empty((hh, hw), np.int16)
-        self._t = np.empty((hh, hw), np.int16)
-        self._r = np.empty((hh, hw), np.int16)  # chroma terms, half resolution
-        self._g = np.empty((hh, hw), np.int16)
-        self._b = np.empty((hh, hw), np.int16)
-        self._acc = np.empty((hh, 2, hw, 2), np.int16)
-
-    def __call__(self, yuv: np.ndarray) -> np.ndarray:
-        w, h, s = self.width, self.height, self.stride
-        hh, hw = h // 2, w // 2
-        flat = yuv.reshape(-1)
-        if flat.size < h * s * 3 // 2:
-            raise SourceError(f"picamera2: lores buffer of {flat.size} bytes is too small for {w}x{h} stride {s}")
-        # Y: h rows of `stride` bytes; then U and V planes of h/2 rows with stride/2 bytes each.
-        y = flat[: h * s].reshape(h, s)[:, :w]
-        cs = s // 2
-        u = flat[h * s : h * s + hh * cs].reshape(hh, cs)[:, :hw]
-        v = flat[h * s + hh * cs : h * s + 2 * hh * cs].reshape(hh, cs)[:, :hw]
-        np.subtract(u, 128, out=self._u, dtype=np.int16)
-        np.subtract(v, 128, out=self._v, dtype=np.int16)
-        # R = Y + 1.402 V;  G = Y - 0.344 U - 0.714 V;  B = Y + 1.772 U, in 1/128 steps (rounded),
-        # which keeps every product inside int16.
-        np.multiply(self._v, 179, out=self._r)
-        np.add(self._r, 64, out=self._r)
-        np.right_shift(self._r, 7, out=self._r)
-        np.multiply(self._u, 44, out=self._g)
-        np.multiply(self._v, 91, out=self._t)
-        np.add(self._g, self._t, out=self._g)
-        np.add(self._g, 64, out=self._g)
-        np.right_shift(self._g, 7, out=self._g)
-        np.negative(self._g, out=self._g)
-        np.multiply(self._u, 227, out=self._b)
-        np.add(self._b, 64, out=self._b)
-        np.right_shift(self._b, 7, out=self._b)
-        y4 = y.reshape(hh, 2, hw, 2)
-        for channel, term in enumerate((self._r, self._g, self._b)):
-            np.add(y4, term[:, None, :, None], out=self._acc, dtype=np.int16)
-            np.clip(self._acc, 0, 255, out=self._acc)
-            np.copyto(self.rgb[:, :, channel], self._acc.reshape(h, w), casting="unsafe")
-        return self.rgb
+    if cs is None or cs.ycbcrEncoding != ColorSpace.YcbcrEncoding.Rec601 or cs.range != ColorSpace.Range.Full:
+        got = "none" if cs is None else f"{cs.ycbcrEncoding.name} {cs.range.name} range"
+        raise SourceError(
+            f"picamera2: libcamera set the lores colour space to {got}, not sYCC (full-range BT.601); use lores_format BGR888 on a Pi 5"
+        )
 
 
 class Picamera2Source:
-    """The CSI camera's lores stream (the ISP scales for free); camera errors reopen with back-off."""
+    """The CSI camera's lores stream; camera faults (capture timeouts) reopen the camera with back-off."""
 
     live = True
 
-    def __init__(self, config: Picamera2SourceConfig, crop_fraction: float = 0.875) -> None:
+    def __init__(
+        self, config: Picamera2SourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0, roi: Sequence[float] = FULL
+    ) -> None:
         self.config = config
         self.crop_fraction = crop_fraction
+        self.roi = tuple(roi)
         self.name = f"picamera2:{config.camera}"
-        self.backoff = Backoff(config.reopen_max_s)
+        # A reopen must fit in the stall timeout: capture wait + first back-off step + opening.
+        self.capture_wait_s = min(max(1.0, 3.0 / config.framerate), stall_timeout_s / 3)
+        self.backoff = Backoff(config.reopen_max_s, first_s=min(1.0, stall_timeout_s / 4))
         self._cam: Any = None
         self._format = ""
-        self._convert: Yuv420ToRgb | None = None
-        self._rgb: np.ndarray | None = None
+        self._convert: Converter | None = None
+        self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
+        self._roi_left: tuple[float, ...] = self.roi  # likewise for the region of interest
+        self._as_is = False
         self._read = 0
         self._reopens = 0
         self._errors = 0
@@ -115,9 +86,9 @@ class Picamera2Source:
     def _lores_format(self) -> str:
         fmt = self.config.lores_format
         if fmt == "auto":
-            return "RGB888" if is_pi5() else "YUV420"
-        if fmt == "RGB888" and not is_pi5():
-            raise SourceError("source.picamera2.lores_format: RGB888 lores needs a Pi 5; use YUV420 or auto")
+            return "BGR888" if is_pi5() else "YUV420"
+        if fmt != "YUV420" and not is_pi5():
+            raise SourceError(f"source.picamera2.lores_format: {fmt} lores needs a Pi 5; use YUV420 or auto")
         return fmt
 
     def open(self) -> None:
@@ -125,55 +96,94 @@ class Picamera2Source:
         self._format = self._lores_format()
         try:
             self._start(module)
+        except IndexError as exc:  # picamera2: global_camera_info()[camera_num]
+            raise SourceError(f"source.picamera2.camera: there is no camera {self.config.camera} (list them: `rpicam-hello --list-cameras`)") from exc
         except SourceError:
             raise
         except Exception as exc:
             raise SourceError(f"picamera2: cannot start camera {self.config.camera} ({exc}); is it connected and enabled?") from exc
 
+    def _controls(self) -> dict[str, Any]:
+        # No AeEnable: False would make both exposure AND gain manual (camera.cpp patchControlList);
+        # picamera2's start_ already makes each manual when its value is non-zero.
+        c = self.config
+        controls: dict[str, Any] = {"FrameRate": c.framerate}
+        if c.exposure_time_us:
+            controls["ExposureTime"] = c.exposure_time_us
+        if c.analogue_gain:
+            controls["AnalogueGain"] = c.analogue_gain
+        return controls
+
     def _start(self, module: Any) -> None:
+        try:
+            from libcamera import ColorSpace  # ships with picamera2
+        except ImportError as exc:
+            raise SourceError(INSTALL_HINT) from exc
         c = self.config
         cam = module.Picamera2(c.camera)
         try:
-            controls: dict[str, Any] = {"FrameRate": c.framerate}
-            if c.exposure_time_us:
-                controls["ExposureTime"] = c.exposure_time_us
-                controls["AeEnable"] = False
-            if c.analogue_gain:
-                controls["AnalogueGain"] = c.analogue_gain
-            kwargs: dict[str, Any] = {
-                "main": {"size": tuple(c.main_size)},
-                "lores": {"size": tuple(c.lores_size), "format": self._format},
-                "controls": controls,
-                "buffer_count": 2,  # we only want the newest frame; fewer buffers = less latency and memory
-            }
+            config = cam.create_video_configuration(
+                main={"size": tuple(c.main_size)},
+                lores={"size": tuple(c.lores_size), "format": self._format},
+                raw=None,  # the default allocates full-size raw buffers nobody reads
+                colour_space=ColorSpace.Sycc(),  # full-range BT.601: what the converters assume
+                controls=self._controls(),
+                buffer_count=2,  # we only want the newest frame; fewer buffers = less latency and memory
+                display=None,
+                encode=None,
+            )
             try:
-                from libcamera import ColorSpace  # ships with picamera2
-
-                kwargs["colour_space"] = ColorSpace.Sycc()  # full range BT.601: what the converter assumes
-            except ImportError:
-                pass
-            cam.configure(cam.create_video_configuration(**kwargs))
-            cam.start()
-            cam.set_controls(controls)
+                cam.configure(config)
+            except RuntimeError as exc:
+                raise self._explain(exc) from exc
             lores = cam.camera_config["lores"]
-            w, h = lores["size"]
             if self._format == "YUV420":
-                self._convert = Yuv420ToRgb(w, h, int(lores["stride"]))
-            else:
-                self._rgb = np.empty((h, w, 3), np.uint8)
+                check_colour_space(cam.camera_config)
+            self._set_crop(cam)
+            cam.start()
+            w, h = lores["size"]
+            self._convert = make_converter(w, h, int(lores["stride"])) if self._format == "YUV420" else None
+            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_fraction_left >= 1.0 and is_full(self._roi_left)  # no resize, no crop
         except BaseException:
-            cam.close()
+            self._close(cam)
             raise
         self._cam = cam
+
+    def _explain(self, exc: RuntimeError) -> Exception:
+        for control, key in CONTROL_KEYS.items():
+            if f"Control {control} is not advertised" in str(exc):
+                return SourceError(f"source.picamera2.{key}: this camera has no {control} control; remove the setting")
+        return exc
+
+    def _set_crop(self, cam: Any) -> None:
+        """Let the ISP cut the region of interest and the centre crop inside it (edge/model/region.py),
+        so a 128x128 lores is exactly the model's input: no resize."""
+        controls = cam.camera_controls
+        if "ScalerCrop" not in controls or (self.crop_fraction >= 1.0 and is_full(self.roi)):
+            self._crop_fraction_left, self._roi_left = self.crop_fraction, self.roi
+            return
+        minimum, full, _default = controls["ScalerCrop"]
+        crop = scaler_crop(self.roi, tuple(full), tuple(minimum)[2:], fraction=self.crop_fraction)
+        if "ScalerCrops" in controls:  # Pi 5: one crop per stream, set by configure(); replace the lores one
+            cam.set_controls({"ScalerCrops": [crop, crop]})
+        else:
+            cam.set_controls({"ScalerCrop": crop})
+        self._crop_fraction_left, self._roi_left = 1.0, FULL
+
+    @staticmethod
+    def _close(cam: Any) -> None:
+        # cancel_all_and_flush first: after a timed-out capture its job is still queued, and stop() (also
+        # called by close()) is dispatched behind it and would wait forever.
+        for step in (cam.cancel_all_and_flush, cam.stop, cam.close):
+            try:
+                step()
+            except Exception:  # a failed camera may refuse to stop; closing is all we can do
+                pass
 
     def _stop_camera(self) -> None:
         cam, self._cam = self._cam, None
         if cam is not None:
-            for step in (cam.stop, cam.close):
-                try:
-                    step()
-                except Exception:  # a failed camera may refuse to stop; closing is all we can do
-                    pass
+            self._close(cam)
 
     def read(self) -> Frame | None:
         module = None
@@ -188,13 +198,15 @@ class Picamera2Source:
                     log.info("%s: camera reopened", self.name)
                 except Exception as exc:
                     log.warning("%s: reopen failed (%s)", self.name, exc)
-                    self._stop_camera()
                 continue
             try:
-                array = self._cam.capture_array("lores")
-            except Exception as exc:  # camera timeouts, cable faults, ISP errors
+                # With a timeout: on a frontend timeout libcamera cancels the requests and a capture
+                # without one would block forever (picamera2 only hands out completed requests).
+                array = self._cam.capture_array("lores", wait=self.capture_wait_s)
+            except Exception as exc:  # TimeoutError, ISP errors
                 self._errors += 1
-                log.warning("%s: capture failed (%s); reopening the camera", self.name, exc)
+                why = f"no frame within {self.capture_wait_s:g} s" if isinstance(exc, TimeoutError) else str(exc)
+                log.warning("%s: capture failed (%s); reopening the camera", self.name, why)
                 self._stop_camera()
                 continue
             self.backoff.reset()
@@ -205,12 +217,13 @@ class Picamera2Source:
     def _prepare(self, array: np.ndarray) -> np.ndarray:
         if self._convert is not None:
             rgb = self._convert(array)
-        else:
-            assert self._rgb is not None
-            # picamera2's "RGB888" is laid out B, G, R in memory (DRM fourcc naming).
-            np.copyto(self._rgb, array[:, :, 2::-1])
-            rgb = self._rgb
-        return prepare_array(rgb, 128, self.crop_fraction)
+        elif self._format == "RGB888":  # DRM fourcc naming: RGB888 is B, G, R in memory
+            rgb = np.ascontiguousarray(array[:, :, ::-1])
+        else:  # BGR888 is R, G, B in memory: the buffer is the model's input as it is
+            rgb = array
+        if self._as_is:
+            return rgb
+        return prepare_array(np.ascontiguousarray(rgb), INPUT_SIZE, self._crop_fraction_left, self._roi_left)
 
     def stats(self) -> dict[str, int]:
         return {"read": self._read, "reopens": self._reopens, "errors": self._errors}

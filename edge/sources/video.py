@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from edge.model.preprocess import INPUT_SIZE, prepare
 from edge.model.region import FULL
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
+from edge.sources.view import av_view
 
 if TYPE_CHECKING:
     from edge.config import VideoSourceConfig
@@ -53,6 +55,7 @@ class AvSource:
         reconnect_max_s: float = 30.0,
         name: str = "",
         roi: Sequence[float] = FULL,
+        stall_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
         self.crop_fraction = crop_fraction
@@ -62,7 +65,9 @@ class AvSource:
         self.fmt = fmt
         self.options = options or {}
         self.name = name or url
-        self.backoff = Backoff(reconnect_max_s)
+        self.backoff = Backoff(reconnect_max_s, first_s=min(1.0, stall_timeout_s / 4))
+        # A dead stream must be noticed and reconnected before the daemon's stall timer gives up on it.
+        self.read_timeout_s = min(READ_TIMEOUT_S, stall_timeout_s / 2)
         self._container: Any = None
         self._frames: Iterator[Any] | None = None
         self._read = 0
@@ -72,11 +77,23 @@ class AvSource:
 
     def _connect(self) -> None:
         av = import_av()
-        self._container = av.open(self.url, format=self.fmt, options=self.options, timeout=(OPEN_TIMEOUT_S, READ_TIMEOUT_S))
+        self._container = av.open(self.url, format=self.fmt, options=self.options, timeout=(OPEN_TIMEOUT_S, self.read_timeout_s))
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding overlaps inference on multi-core Pis
+        self._configure_decoder(stream)
         self._frames = self._container.decode(stream)
         self._pass_frames = 0
+        self._connected()
+
+    def _configure_decoder(self, stream: Any) -> None:
+        """Subclasses set decoder options (before the first packet opens the decoder)."""
+
+    def _connected(self) -> None:
+        """Subclasses look at the open container."""
+
+    def _ready(self) -> bool:
+        """False when no frame came within the read timeout by a path FFmpeg's own timeout misses."""
+        return True
 
     def _disconnect(self) -> None:
         self._frames = None
@@ -110,6 +127,8 @@ class AvSource:
                     return None
                 continue
             try:
+                if not self._ready():
+                    raise TimeoutError(f"no frame for {self.read_timeout_s:g} s")
                 frame = next(self._frames)
             except StopIteration:
                 self._disconnect()
@@ -134,7 +153,7 @@ class AvSource:
             self.backoff.reset()
             self._read += 1
             self._pass_frames += 1
-            return Frame(self._prepare(frame), time.time(), self.name)
+            return Frame(self._prepare(frame), time.time(), self.name, view=partial(av_view, frame))
         return None
 
     def _reconnect(self) -> bool:
@@ -186,7 +205,7 @@ def is_stream(url: str) -> bool:
 class VideoSource(AvSource):
     """A video file (read at inference pace, optionally looping) or a network stream (live)."""
 
-    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875, roi: Sequence[float] = FULL) -> None:
+    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0, roi: Sequence[float] = FULL) -> None:
         stream = is_stream(config.url)
         options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"} if config.url.lower().startswith("rtsp") else {}
         super().__init__(
@@ -198,6 +217,7 @@ class VideoSource(AvSource):
             reconnect_max_s=config.reconnect_max_s,
             name=f"video:{config.url}",
             roi=roi,
+            stall_timeout_s=stall_timeout_s,
         )
 
     def _check_exists(self) -> None:

@@ -126,8 +126,8 @@ def new_client(
     return client
 
 
-def publish_checked(client: Any, topic: str, payload: str, qos: int, retain: bool) -> Any:
-    """Publish a message outside the spool (availability, stats, discovery); its MQTTMessageInfo, or None if it failed."""
+def publish_checked(client: Any, topic: str, payload: str | bytes, qos: int, retain: bool) -> Any:
+    """Publish a message outside the spool (availability, stats, discovery, snapshots); its MQTTMessageInfo, or None if it failed."""
     import paho.mqtt.client as mqtt
 
     try:

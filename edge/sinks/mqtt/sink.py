@@ -61,6 +61,7 @@ class MqttSink:
         self.topic_records = self.prefix + "classification"
         self.topic_availability = self.prefix + "availability"
         self.topic_stats = self.prefix + "stats"
+        self.topic_snapshot = self.prefix + "snapshot"
         self.where = f"{config.host}:{config.port}"
         self.spool = Spool(Path(config.spool.path), config.spool.max_bytes, config.spool.max_age_s, config.spool.sync_interval_s)
         self.counters = {"published": 0, "acked": 0, "connects": 0, "publish_errors": 0, "dropped_closed": 0}
@@ -94,6 +95,14 @@ class MqttSink:
         self._ha_filter = homeassistant.own_configs_filter(ha.discovery_prefix, device_id)
         self._ha_stale: queue.SimpleQueue[str] = queue.SimpleQueue()  # retained configs we no longer announce
         self._model_sha: str | None = None
+        # The newest snapshot JPEG (set by the snapshot writer's thread, published by the pump's):
+        # only the latest matters, so a slot, not a queue; re-sent after each reconnect because
+        # paho drops unacknowledged messages on reconnect (see _on_connect).
+        self._snapshot: bytes | None = None
+        self._snapshot_due = False
+        self._snapshot_gen = -1
+        if snapshots:
+            self.counters["snapshots"] = 0
 
     # --- Sink protocol ---------------------------------------------------------------------
 
@@ -126,6 +135,12 @@ class MqttSink:
         self._model_sha = record.model_sha256  # for the stats message: Home Assistant's model sensor
         if self.spool.append(record.to_json().encode()):
             self._pump.wake()
+
+    def snapshot(self, jpeg: bytes) -> None:
+        """The newest evidence snapshot: published retained on <prefix>snapshot by the pump thread."""
+        self._snapshot = jpeg
+        self._snapshot_due = True
+        self._pump.wake()
 
     def report(self, stats: Mapping[str, Any]) -> None:
         """The daemon's periodic stats; published (merged with ours) at most every stats_interval_s."""
@@ -231,6 +246,7 @@ class MqttSink:
 
     def _periodic(self, now: float) -> None:
         self._maybe_publish_stats(now)
+        self._maybe_publish_snapshot()
         if self._ha_due and self._link.connected:
             self._ha_due = False
             self._publish_discovery()
@@ -259,6 +275,15 @@ class MqttSink:
             text = json.dumps(payload, separators=(",", ":"), default=str)
             # Retained: a late subscriber (Home Assistant, `mnv1-edge fleet`) sees the last stats at once.
             connection.publish_checked(self._link.client, self.topic_stats, text, qos=0, retain=True)
+
+    def _maybe_publish_snapshot(self) -> None:
+        if self._snapshot is None or not self._link.connected or not (self._snapshot_due or self._snapshot_gen != self._link.gen):
+            return
+        self._snapshot_due = False  # before reading the slot: a newer JPEG arriving meanwhile is sent next round
+        self._snapshot_gen = self._link.gen
+        # Retained, so Home Assistant's image entity (and any late subscriber) shows the last one at once.
+        if connection.publish_checked(self._link.client, self.topic_snapshot, self._snapshot, qos=1, retain=True) is not None:
+            self.counters["snapshots"] = self.counters.get("snapshots", 0) + 1
 
     def _publish_discovery(self) -> None:
         for topic, payload in self._ha_messages:
