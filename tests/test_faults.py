@@ -306,6 +306,7 @@ def test_check_config_of_an_empty_file_names_the_missing_model(tmp_path: Path) -
         ("state", "state_dir: {tmp}/blocker is a file, not a folder"),
         ("spool", "sinks.mqtt.spool.path: {tmp}/blocker is a file, not a folder"),
         ("file", "sinks.file.path: {tmp} is a folder; give a file path"),
+        ("snapshots", "snapshots.path: {tmp}/blocker is a file, not a folder"),
         ("prometheus", "sinks.prometheus.path: {tmp}/no-such-dir/m.prom: cannot write Prometheus metrics: folder {tmp}/no-such-dir does not exist"),
     ],
 )
@@ -328,6 +329,8 @@ def test_check_config_checks_what_run_needs(tmp_path: Path, model: Path, key: st
         data["sinks"]["mqtt"] = {**mqtt, "spool": {"path": str(tmp_path / "blocker" / "spool")}}
     elif key == "file":
         data["sinks"]["file"]["path"] = str(tmp_path)
+    elif key == "snapshots":
+        data["snapshots"] = {"enabled": True, "path": str(tmp_path / "blocker" / "snaps")}
     elif key == "prometheus":
         data["sinks"]["prometheus"] = {"enabled": True, "path": str(tmp_path / "no-such-dir" / "m.prom")}
     run = check_config(tmp_path, data)

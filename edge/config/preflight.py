@@ -36,6 +36,9 @@ def preflight(config: Config) -> Preflight:
     _state_lock(Path(config.state_dir), result)
     _source(config, result)
     _sinks(config, result)
+    if config.snapshots.enabled:
+        result.checked.append("snapshots.path")
+        _writable_dir(Path(config.snapshots.path), "snapshots.path", result)
     _relative_paths(config, result)
     _who(result)
     return result
