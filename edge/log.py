@@ -62,3 +62,6 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings (a library's DeprecationWarning, Pillow's DecompressionBombWarning) would go
+    # to stderr raw: without a priority in the journal. Through the log they are warnings like ours.
+    logging.captureWarnings(True)

@@ -458,3 +458,14 @@ def test_eval_refuses_a_class_index_no_model_has(tmp_path: Path, model: Path, sh
     run = cli("eval", "--images", str(folder), "--rounds", "0", str(model))
     assert run.returncode == 69, run.stdout + run.stderr  # was 0, scoring the image as a miss
     assert f"{folder / 'labels.csv'}: malformed row at line 2 (class_index 5000 out of range 0-1000)" in run.stderr
+
+
+def test_python_warnings_reach_the_journal_as_warnings() -> None:
+    import os
+    import sys
+
+    code = "from edge.log import setup; setup(); import warnings; warnings.warn('a library complains')"
+    env = {**os.environ, "MNV1_EDGE_LOG_FORMAT": "journal"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert run.returncode == 0 and run.stderr.startswith("<4>py.warnings: "), run.stderr
+    assert "UserWarning: a library complains" in run.stderr
