@@ -362,10 +362,11 @@ def test_check_config_says_what_it_checked_and_what_it_could_not(tmp_path: Path,
         ({"sinks": {"mqtt": {"host": ""}}}, "sinks.mqtt.host: expected a host name or address"),
         ({"device_id": "cam\u0085"}, "device_id: must not contain / # + spaces or control characters"),
         ({"sinks": {"mqtt": {"client_id": "cam\ufffe"}}}, "sinks.mqtt.client_id: must not contain # + or control characters"),
+        ({"source": {"stall_timeout_s": 0.001}}, "source.stall_timeout_s: must be at least 1, got 0.001"),
         ({"sinks": {"file": {"max_bytes": 1, "keep": 0}}}, "sinks.file.max_bytes: must be 0 (never rotate) or at least 65536, got 1"),
     ],
 )
-def test_empty_values_that_crashed_run_are_config_errors(tmp_path: Path, change: dict[str, object], message: str) -> None:
+def test_values_that_misbehaved_at_run_time_are_config_errors(tmp_path: Path, change: dict[str, object], message: str) -> None:
     config = tmp_path / "c.toml"
     write_config(config, change)
     run = cli("check-config", "--syntax-only", str(config))

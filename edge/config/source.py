@@ -78,7 +78,9 @@ class SourceConfig:
         "(H.264 streams of a still scene repeat frames exactly); negative = off",
         le=255,
     )
-    stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", gt=0)
+    # At least 1 s: below a camera's own frame gap every pause would read as a stall and stop the
+    # watchdog, and systemd would restart a working daemon.
+    stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", ge=1)
     images: ImagesSourceConfig = section(ImagesSourceConfig, "the images source")
     video: VideoSourceConfig = section(VideoSourceConfig, "the video source")
     v4l2: V4l2SourceConfig = section(V4l2SourceConfig, "the v4l2 source")
