@@ -225,6 +225,8 @@ class MqttSink:
         elif not was_connected and not self._closing and not refused:
             # TCP connected but no CONNACK came (paho calls neither on_connect nor on_connect_fail):
             # say why it probably failed. 0x8D: paho gave up waiting (keepalive) on a silent server.
+            # The one exception to "never block": the first failure of a streak may probe the port
+            # for TLS (at most diagnose.PROBE_TIMEOUT_S), while there is no connection to serve.
             hint = self._watch.hint(keepalive_timeout=getattr(reason_code, "value", 0) == 0x8D)
             connection.log_no_session(self.where, hint, self._backoff.next_delay())
         self._pump.wake()
