@@ -470,3 +470,34 @@ def test_python_warnings_reach_the_journal_as_warnings() -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 0 and run.stderr.startswith("<4>py.warnings: "), run.stderr
     assert "UserWarning: a library complains" in run.stderr
+
+
+def test_a_reload_to_a_config_check_config_refuses_keeps_the_running_one(tmp_path: Path, model: Path) -> None:
+    """A missing password file used to surface only after the running sinks were released: the
+    daemon then exited. Now the reload is refused up front and the old configuration keeps running."""
+    import json
+    import signal
+    import time
+
+    from tests.support.daemon import NotifySocket, running
+
+    notify = NotifySocket(tmp_path / "notify")
+    data = base_config(tmp_path, model, fps=20.0)
+    config = write_config(tmp_path / "c.toml", data)
+    with running(config, notify=notify) as proc:
+        notify.wait_for("READY=1")
+        mqtt = {"enabled": True, "username": "cam", "password_file": str(tmp_path / "missing.secret")}
+        write_config(config, {**data, "sinks": {**data["sinks"], "mqtt": {**mqtt, "spool": {"path": str(tmp_path / "spool")}}}})
+        t = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING=1", after=t)
+        notify.wait_for("READY=1", after=reloading)
+        before = len((tmp_path / "results.jsonl").read_text().splitlines())
+        time.sleep(0.5)
+        assert proc.poll() is None and len((tmp_path / "results.jsonl").read_text().splitlines()) > before
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "reload failed, still running the previous configuration: sinks.mqtt.password_file: cannot read" in stderr, stderr
+    seqs = [json.loads(line)["seq"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -16,6 +16,7 @@ from typing import Any
 
 from edge import __version__
 from edge.config import Config, load
+from edge.config.preflight import preflight
 from edge.daemon.capture import POLL_S, Capture
 from edge.daemon.notify import Notifier
 from edge.daemon.pipeline import FramePipeline
@@ -198,8 +199,8 @@ class Daemon:
     def _reload(self) -> None:
         """Re-read the config and apply it between two frames, without losing a result.
 
-        Everything that can fail without side effects comes first (parsing, loading and
-        self-testing a new model): a failure there keeps the running configuration. Then the old
+        Everything that can fail without side effects comes first (parsing, check-config's checks,
+        loading and self-testing a new model): a failure there keeps the running configuration. Then the old
         camera, spool or MQTT session is released before its replacement opens, since neither can
         be held twice; if a replacement cannot open, the daemon stops with that error and systemd
         restarts it, rather than claim a configuration that no longer runs.
@@ -211,6 +212,11 @@ class Daemon:
             if self.config_path is None:
                 raise EdgeError("no config file to reload (started without --config)")
             config = load(self.config_path)
+            # What check-config would refuse (a missing password or TLS file, a folder that cannot
+            # be created) would otherwise surface only after the running sinks were released.
+            problems = preflight(config).problems
+            if problems:
+                raise EdgeError("; ".join(problems))
             pipeline = FramePipeline(config, self.seq, previous=self.pipeline)
         except Exception as exc:  # nothing was touched: the running pipeline is still good
             log.error("reload failed, still running the previous configuration: %s", exc)
