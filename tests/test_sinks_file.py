@@ -100,3 +100,22 @@ def test_a_file_deleted_while_open_is_started_again(tmp_path: Path) -> None:
     sink.close()
     assert [d["seq"] for d in read_lines(path)] == [1, 2]  # not written into the deleted inode
     assert sink.stats()["written"] == 3 and sink.stats()["records_lost"] == 0
+
+
+def test_a_second_writer_of_one_file_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from edge.errors import SinkError
+
+    path = tmp_path / "r.jsonl"
+    first = FileSink(FileSinkConfig(path=str(path), fsync="never"))
+    first.open()
+    second = FileSink(FileSinkConfig(path=str(path), fsync="never"))
+    with pytest.raises(SinkError, match="is being written by another mnv1-edge; give each daemon its own file"):
+        second.open()
+    first.write(record(0))
+    first.close()
+    second.open()  # free again once the first closed
+    second.write(record(1))
+    second.close()
+    assert [d["seq"] for d in read_lines(path)] == [0, 1]

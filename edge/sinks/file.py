@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -88,16 +89,25 @@ class FileSink:
         except OSError as exc:
             raise SinkError(f"sinks.file.path: cannot create the folder of {self.path} ({explain_mkdir(self.path.parent, exc)})") from exc
         try:
+            self._open_fd()  # and lock it first: the repair below must not cut another writer's line
             self._repaired = repair(self.path)
-            self._open_fd()
+            self._size = os.fstat(self._fd).st_size
         except OSError as exc:
             raise SinkError(f"sinks.file.path: cannot open {self.path} for appending ({exc.strerror or exc})") from exc
         if self._repaired:
             log.warning("%s: cut a torn last line of %d bytes left by a crash", self.path, self._repaired)
 
     def _open_fd(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        self._size = os.fstat(self._fd).st_size
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Two daemons (two configs, two state_dirs) appending to one file would interleave two seq
+        # series that consumers cannot tell apart: the file is flock'ed while open (readers do not lock).
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SinkError(f"sinks.file.path: {self.path} is being written by another mnv1-edge; give each daemon its own file") from None
+        self._fd = fd
+        self._size = os.fstat(fd).st_size
 
     def write(self, record: Record) -> None:
         line = (record.to_json() + "\n").encode()
