@@ -501,3 +501,17 @@ def test_a_reload_to_a_config_check_config_refuses_keeps_the_running_one(tmp_pat
     assert "reload failed, still running the previous configuration: sinks.mqtt.password_file: cannot read" in stderr, stderr
     seqs = [json.loads(line)["seq"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_records_lost_counts_every_way_a_sink_loses_one() -> None:
+    from edge.daemon.stats import records_lost
+
+    stats = {
+        "frames": 10,
+        "source": {"read": 10},
+        "file": {"written": 7, "records_lost": 3},
+        "mqtt": {"spool_dropped": 4, "spool_dropped_full": 4, "spool_write_errors": 2, "mqtt_dropped_closed": 1},
+        "stdout": {"written": 10, "records_lost": 0},
+        "sink_errors": {"stdout": 2},
+    }
+    assert records_lost(stats) == {"file": 3, "mqtt": 7, "stdout": 2}

@@ -107,9 +107,9 @@ def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}
 
 
-# The MQTT sink loses a record only when its spool drops it (size, age, full disk) or at close;
-# the others count their own `records_lost`.
-_LOST_KEYS = {"mqtt": ("spool_dropped", "mqtt_dropped_closed")}
+# The MQTT sink loses a record only when its spool drops it (size, age, full disk), cannot store it
+# (another write error) or is closing; the others count their own `records_lost`.
+_LOST_KEYS = {"mqtt": ("spool_dropped", "spool_write_errors", "mqtt_dropped_closed")}
 
 
 def records_lost(stats: Mapping[str, Any]) -> dict[str, int]:
