@@ -78,7 +78,9 @@ def train(opts: Options) -> TrainReport:
     model = build.keras_model(layers, fitted)
     test_frames, test_labels = data.frames[test_idx], data.labels[test_idx]
     float_probs = build.keras_probs(model, test_frames)
-    calibration = data.frames[train_idx][: opts.max_calibration]
+    # Calibrate on the training views (augmented ones too: the light and noise the device will see),
+    # evenly spaced; never on held-out frames.
+    calibration = frames[np.linspace(0, len(frames) - 1, min(len(frames), opts.max_calibration)).astype(np.int64)]
     q = build.quantize(model, calibration, opts.bias_correction)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]

@@ -54,13 +54,13 @@ def presence_task(out: Path, dev: Path, sample: Path, count: int, seed: int, sce
         (out / name).mkdir(parents=True, exist_ok=True)
     for i in range(count):
         frame = backgrounds[i % scenes].copy()
-        present = i % 2 == 0
+        present, width = i % 2 == 0, 0
         if present:
             width = int(FRAME[0] * rng.uniform(0.05, 0.20))
             sub, m = subject.resize((width, width)), mask.resize((width, width))
             x, y = int(rng.integers(0, FRAME[0] - width)), int(rng.integers(0, FRAME[1] - width))
             frame.paste(sub, (x, y), m)
-        _jitter(frame, rng).save(out / ("present" if present else "absent") / f"{seed}_{i:04d}.jpg", quality=90)
+        _jitter(frame, rng).save(out / ("present" if present else "absent") / f"{seed}_{i:04d}_w{width:03d}.jpg", quality=90)
     return out
 
 
