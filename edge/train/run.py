@@ -53,12 +53,12 @@ def train(opts: Options) -> TrainReport:
     check_writable(opts.out, "the model")
     if opts.report:
         check_writable(opts.report, "the report")
+    data = dataset.load(opts.images, opts.limits, opts.crop_fraction)  # bad input fails here, before TensorFlow
     from edge.convert import rebuild
     from edge.convert.source import resolve
 
     source = resolve(opts.source, opts.allow_unverified)
     layers = rebuild.read_layers(source.data, source.origin)
-    data = dataset.load(opts.images, opts.limits, opts.crop_fraction)
     if opts.held_out_images is not None:
         data, train_idx, test_idx = dataset.with_held_out(data, opts.held_out_images, opts.crop_fraction)
     else:
@@ -89,6 +89,10 @@ def train(opts: Options) -> TrainReport:
         held.append(measure("int8 bias-corrected", build.tflite_probs(q.corrected, test_frames), test_labels, data.classes, float_probs))
     problems = opts.gate.failures(held[-1])
     report = _report(opts, data, train_idx, test_idx, kind, cv, held, problems)
+    if loose := len(dataset.image_files(opts.images)):
+        report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
+    if data.skipped:
+        report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
     if not problems:
         provenance = _provenance(opts, source, data, train_idx, kind)
         _write(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction)
