@@ -50,7 +50,7 @@ def test_loads_classes_in_name_order_and_counts_corrupt_images(tmp_path: Path) -
         (lambda r: (two_classes(r), (r / "empty").mkdir()), "class 'empty' has no image files"),
         (
             lambda r: (two_classes(r), (r / "bad").mkdir(), (r / "bad" / "x.jpg").write_bytes(b"junk")),
-            "class 'bad' has no readable image (1 unreadable)",
+            "'bad' has no readable image (1 unreadable)",
         ),
         (lambda r: (two_classes(r), write_images(r / "Open", 12, (9, 9, 9))), "name the same class"),
         (lambda r: (write_images(r / "a", 12, (1, 1, 1)), write_images(r / "b", 12, (9, 9, 9), size=(100, 90))), "too small for the 128x128 input"),
