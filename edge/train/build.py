@@ -12,20 +12,33 @@ from edge.errors import ModelError
 from edge.train.head import Head
 
 
-def keras_model(layers: list[Any], head: Head) -> Any:
+def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     """The converter's rebuilt network (uint8 RGB in) with the trained head in place of ImageNet's.
 
     A features head replaces the 1001-way 1x1 convolution by an N-way one under the same name, so
     the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
-    ImageNet softmax and adds a fully connected layer and a second softmax after it."""
+    ImageNet softmax and adds a fully connected layer and a second softmax after it.
+
+    `dtype` "float64" gives the reference the quantized model is measured and corrected against:
+    its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
+    correction (rounded to int32 steps) comes out the same everywhere."""
     import keras
 
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    with quiet():
-        base = rebuild.build_keras(layers)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        with quiet():
+            base = rebuild.build_keras(layers)
+        return _with_head(keras, base, head)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _with_head(keras: Any, base: Any, head: Head) -> Any:
     n = head.kernel.shape[1]
     if head.kind == "features":
         x = base.get_layer("avgpool").output
@@ -33,11 +46,11 @@ def keras_model(layers: list[Any], head: Head) -> Any:
         x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(conv(x)))
         model = keras.Model(base.inputs, x, name="mnv1_custom")
         conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
-    else:
-        dense = keras.layers.Dense(n, name="head")
-        x = keras.layers.Softmax(name="head_softmax")(dense(base.get_layer("softmax").output))
-        model = keras.Model(base.inputs, x, name="mnv1_custom")
-        dense.set_weights([head.kernel, head.bias])
+        return model
+    dense = keras.layers.Dense(n, name="head")
+    x = keras.layers.Softmax(name="head_softmax")(dense(base.get_layer("softmax").output))
+    model = keras.Model(base.inputs, x, name="mnv1_custom")
+    dense.set_weights([head.kernel, head.bias])
     return model
 
 
@@ -48,15 +61,16 @@ class Quantized:
     cpu_ops: dict[str, int]  # ops of the deployed model outside XNNPACK
 
 
-def quantize(model: Any, calibration: np.ndarray, bias_correction: bool) -> Quantized:
-    """The converter's path: per-channel int8, raw uint8 RGB in, uint8 probabilities out."""
+def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correction: bool) -> Quantized:
+    """The converter's path: per-channel int8, raw uint8 RGB in, uint8 probabilities out; the
+    bias correction measured against the float64 `reference`."""
     from edge.convert import biascorrect
     from edge.convert import quantize as q
 
     plain = q.convert(model, calibration)
     corrected = None
     if bias_correction:
-        means = biascorrect.float_channel_means(model, calibration)
+        means = biascorrect.float_channel_means(reference, calibration)
         corrected, _ = biascorrect.correct(plain, means, calibration)
     return Quantized(plain, corrected, check_delegation(corrected or plain))
 

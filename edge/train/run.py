@@ -75,13 +75,13 @@ def train(opts: Options) -> TrainReport:
     x = feats if kind == "features" else probs
     fitted = head.fit(kind, x[:n_train], labels, n)
 
-    model = build.keras_model(layers, fitted)
+    model, reference = build.keras_model(layers, fitted), build.keras_model(layers, fitted, "float64")
     test_frames, test_labels = data.frames[test_idx], data.labels[test_idx]
-    float_probs = build.keras_probs(model, test_frames)
+    float_probs = build.keras_probs(reference, test_frames)
     # Calibrate on the training views (augmented ones too: the light and noise the device will see),
     # evenly spaced; never on held-out frames.
     calibration = frames[np.linspace(0, len(frames) - 1, min(len(frames), opts.max_calibration)).astype(np.int64)]
-    q = build.quantize(model, calibration, opts.bias_correction)
+    q = build.quantize(model, reference, calibration, opts.bias_correction)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
     held.append(measure("int8 plain", build.tflite_probs(q.plain, test_frames), test_labels, data.classes, float_probs))
