@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="central part of each side kept before resizing to 128 (default 1.0: `capture` frames are already cropped)",
     )
     p.add_argument("--held-out", type=_fraction, default=0.3, metavar="F", help="share of each class held out for the report (default: %(default)s)")
+    p.add_argument(
+        "--held-out-images",
+        metavar="DIR",
+        help="measure on this second folder-per-class set (same class names) and train on all of --images, instead of a split",
+    )
     p.add_argument("--head", choices=("auto", "features", "probs"), default="auto", help="head input (default: cross-validated choice)")
     p.add_argument("--augment-copies", type=non_negative_int, default=3, metavar="N", help="augmented views per image (default: %(default)s)")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
@@ -63,6 +68,7 @@ def main(args: argparse.Namespace) -> int:
         allow_unverified=args.allow_unverified,
         crop_fraction=args.crop_fraction,
         held_out=args.held_out,
+        held_out_images=Path(args.held_out_images) if args.held_out_images else None,
         head=args.head,
         augment=Augment(copies=args.augment_copies),
         limits=Limits(args.min_images, args.max_imbalance, args.allow_imbalance),

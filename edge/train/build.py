@@ -29,10 +29,10 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
 
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype)
+    keras.config.set_dtype_policy(dtype)  # the new head layers too
     try:
         with quiet():
-            base = rebuild.build_keras(layers)
+            base = rebuild.build_keras(layers, dtype)
         return _with_head(keras, base, head)
     finally:
         keras.config.set_dtype_policy(previous)

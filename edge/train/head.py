@@ -43,13 +43,8 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> 
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        with quiet():
-            model = rebuild.build_keras(layers)
-    finally:
-        keras.config.set_dtype_policy(previous)
+    with quiet():
+        model = rebuild.build_keras(layers, "float64")
     probe = keras.Model(model.inputs, [model.get_layer("avgpool").output, model.get_layer("softmax").output])
     feats, probs = [], []
     for start in range(0, len(frames), batch):
