@@ -74,8 +74,8 @@ class TrainReport:
         lines = [
             f"classes   {len(self.classes)}: " + ", ".join(f"{c} ({counts[c]['train']}+{counts[c]['held_out']})" for c in self.classes),
             f"images    {self.images['train']} training, {self.images['held_out']} held out, {len(self.images['skipped'])} unreadable skipped",
-            f"head      on the {self.head['input']} (cross-validated: "
-            + ", ".join(f"{k} {v:.1f}%" for k, v in self.head["cv_accuracy"].items())
+            f"head      on the {self.head['input']}, l2 {self.head.get('l2', 0):g} (cross-validated, best l2 of each: "
+            + ", ".join(f"{k} {v:.1f}%" for k, v in _best_per_input(self.head["cv_accuracy"]).items())
             + ")",
             "held out  "
             + "  ".join(f"{m.name} {m.accuracy:.1f}%" + (f" (agrees {m.agreement:.1f}%)" if m.agreement is not None else "") for m in self.held_out),
@@ -89,6 +89,14 @@ class TrainReport:
             lines.append(f"cost      {self.cost['total_s']:.0f} s, peak memory {self.cost['peak_rss_mb']:.0f} MB")
         lines += [f"note      {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _best_per_input(cv: dict[str, float]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for key, score in cv.items():
+        kind = key.split()[0]
+        best[kind] = max(best.get(kind, 0.0), score)
+    return best
 
 
 def _agrees(m: Metrics) -> str:

@@ -89,12 +89,12 @@ def group_of(index: int, groups: dict[str, tuple[int, ...] | range]) -> str:
 
 
 def group_task(out: Path, dev: Path, groups: dict[str, tuple[int, ...] | range], parity: int, cap: dict[str, int]) -> Path:
-    """out/<group> from the dev images whose class index has `parity`: the other parity's classes
-    are never seen, so holding them out measures generalisation to unseen classes. `cap` limits a
-    group's image count (the dev set is one image per class, so "other" dwarfs the rest)."""
+    """out/<group> from every other dev image (`parity` 0 or 1 of the rows in synset order). The dev
+    set holds one image per class, so the other half's classes are never seen: holding them out
+    measures generalisation to unseen classes. `cap` limits a group's image count ("other" dwarfs the rest)."""
     taken: dict[str, int] = {}
-    for path, index in dev_rows(dev):
-        if index % 2 != parity:
+    for row, (path, index) in enumerate(dev_rows(dev)):
+        if row % 2 != parity:
             continue
         group = group_of(index, groups)
         if taken.get(group, 0) >= cap.get(group, 10**9):
