@@ -115,14 +115,15 @@ def confusion_png(metrics: list[Metrics], classes: tuple[str, ...] | list[str], 
     names = [c if len(c) <= 16 else c[:15] + "…" for c in classes]
     margin = 8 + 7 * max(len(s) for s in names)
     title_h, gap = 28, 24
-    width = margin + len(metrics) * (n * cell + gap) + 8
+    panel = max(n * cell, 6 * max(len(f"{m.name}: 100.0%") for m in [*metrics]), 170)  # titles must not overlap
+    width = margin + len(metrics) * (panel + gap) + 8
     height = title_h + n * cell + 8 + (margin if n <= 20 else 0)
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     for row, name in enumerate(names):
         draw.text((4, title_h + row * cell + cell // 2 - 5), name, fill="black", font=font)
     for k, m in enumerate(metrics):
-        x0 = margin + k * (n * cell + gap)
+        x0 = margin + k * (panel + gap)
         draw.text((x0, 4), f"{m.name}: {m.accuracy:.1f}%", fill="black", font=font)
         draw.text((x0, 15), "rows true, columns predicted", fill="gray", font=font)
         conf = np.asarray(m.confusion, np.float64)
