@@ -94,7 +94,7 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
             raise DatasetError(f"{folder}: class {name!r} has no image files ({', '.join(IMAGE_SUFFIXES)})")
         good = 0
         for path in files:
-            image, problem = _decode(path)
+            image, problem = _decode(path, int(np.ceil(limits.min_side / fraction)))
             if image is None:
                 skipped.append(problem)
                 continue
@@ -118,10 +118,13 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
     return Loaded(names, np.stack(frames), np.asarray(labels, np.int64), tuple(kept), tuple(skipped))
 
 
-def _decode(path: Path) -> tuple[Image.Image | None, str]:
-
+def _decode(path: Path, need: int) -> tuple[Image.Image | None, str]:
+    """The image in RGB; JPEGs decode in libjpeg's draft mode at 1/2..1/8 scale while the short side
+    stays >= `need` (a phone's 12 MP photo costs a fraction of a full decode)."""
     try:
         with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft("RGB", (need, need))
             image.load()
             return image.convert("RGB"), ""
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
