@@ -52,6 +52,8 @@ def confusion_path(report: Path) -> Path:
 
 
 def train(opts: Options) -> TrainReport:
+    # Longer than most functions here: it is the one straight story of a training run, step by
+    # step; each step is a call into its own module.
     start = time.perf_counter()
     check_writable(opts.out, "the model")
     if opts.report:
