@@ -47,6 +47,7 @@ apt-test:
 model: $(MODEL)
 $(MODEL): | $(VENV)/.setup
 	$(BIN)/mnv1-edge convert --source $(SHARED)/models/mobilenet_v1_0.25_128.tflite --out $@ --report models/mobilenet_v1_0.25_128_int8.report.json
+	@$(BIN)/python -m edge.convert.expected $@
 
 # The daemon itself, on the sample photos: images source → model → stdout and a JSON Lines file.
 demo: $(VENV)/.setup $(MODEL)

@@ -125,7 +125,7 @@ def convert(opts: Options) -> ConversionReport:
     clock.lap("quantize")
     ours, fixes = plain, list[biascorrect.LayerFix]()
     if opts.bias_correction:
-        means = biascorrect.float_channel_means(keras_model, cal.frames)
+        means = biascorrect.float_channel_means(rebuild.build_keras(layers, "float64"), cal.frames)  # machine-independent sums
         ours, fixes = biascorrect.correct(plain, means, cal.frames)
         clock.lap("bias correction")
 
