@@ -12,12 +12,12 @@ from edge.config.fields import Need, setting
 class ResultsConfig:
     top_k: int = setting(5, "how many classes each record lists", ge=1, le=1001)
     threshold: float = setting(0.0, "drop classes scoring below this from top_k", ge=0, le=1)
-    smoothing: Literal["none", "ema", "vote"] = setting("none", "temporal smoothing of the probabilities")
+    smoothing: Literal["none", "ema", "vote"] = setting("vote", "temporal smoothing of the probabilities")
     ema_alpha: float = setting(0.5, "weight of the newest frame in the EMA (smoothing = ema)", gt=0, le=1)
     vote_window: int = setting(5, "frames in the N-of-M vote window (smoothing = vote)", ge=1, le=1000)
     vote_min: int = setting(3, "votes a label needs in the window to become the top label (smoothing = vote)", ge=1)
     hysteresis: float = setting(0.0, "a new top label must beat the current one by this margin to replace it", ge=0, le=1)
-    publish: Literal["every", "change", "interval"] = setting("every", "publish every frame, on a change of top label, or at most every interval_s")
+    publish: Literal["every", "change", "interval"] = setting("change", "publish every frame, on a change of top label, or at most every interval_s")
     interval_s: float = setting(1.0, "minimum seconds between records (publish = interval)", gt=0)
     heartbeat_s: float = setting(60.0, "with publish = change/interval: publish the current result at least this often; 0 = never", ge=0)
 
