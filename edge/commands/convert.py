@@ -25,6 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
     g = p.add_argument_group("accuracy gate (on the held-out images; failing writes no model)")
     g.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="no labelled images at hand: convert without measuring the model (no evaluation, no gate; said in the output, report and manifest)",
+    )
+    g.add_argument(
         "--min-agreement", type=float, default=80.0, metavar="PCT", help="min %% of top-1s equal to the float model's (default: %(default)s)"
     )
     g.add_argument("--max-top1-drop", type=float, default=1.5, metavar="POINTS", help="max top-1 points below float (default: %(default)s)")
@@ -65,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else paths.labels_file(),
         allow_unverified=args.allow_unverified,
         bias_correction=not args.no_bias_correction,
-        gate=Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference),
+        gate=None if args.no_gate else Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference),
         latency_rounds=args.latency_rounds,
     )
     report = convert(opts)
