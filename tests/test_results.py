@@ -81,14 +81,15 @@ def test_the_defaults_publish_a_flickering_top1_once_and_then_the_heartbeat() ->
     """An operator's defaults: a vote over the last frames and a record on a change of the voted
     label or after heartbeat_s, so a top-1 that flickers on camera noise is not a record per frame."""
     f = ResultFilter(ResultsConfig(), LABELS)
-    assert (f.config.smoothing, f.config.publish, f.config.heartbeat_s) == ("vote", "change", 60.0)
-    flicker = [1, 1, 2, 1, 1, 2, 1, 2, 1, 1] * 50  # 500 frames at 10 fps: 50 s, one in three a runner-up
+    cfg = f.config
+    assert (cfg.smoothing, cfg.vote_window, cfg.vote_min, cfg.publish, cfg.heartbeat_s) == ("vote", 10, 7, "change", 60.0)
+    flicker = [1, 2, 1, 2, 2, 1, 2, 1, 1, 2] * 50  # 500 frames at 10 fps: 50 s of two labels, half and half
     published = [i for i, c in enumerate(flicker) if f.update(scores((c, 0.5), (3 - c, 0.4)), i / 10) is not None]
     assert published == [0]
     assert f.update(scores((1, 0.5)), 60.0) is not None  # the heartbeat
-    got = [f.update(scores((4, 0.9)), 60.1 + i / 10) for i in range(4)]
-    assert [out is not None for out in got] == [False, False, True, False]  # a real change: its third vote
-    assert got[2] is not None and got[2][0].class_index == 4
+    got = [f.update(scores((4, 0.9)), 60.1 + i / 10) for i in range(8)]
+    assert [i for i, out in enumerate(got) if out is not None] == [6]  # a real change: its seventh vote, 0.7 s
+    assert got[6] is not None and got[6][0].class_index == 4
 
 
 def test_publish_at_most_every_interval() -> None:
