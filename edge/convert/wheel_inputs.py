@@ -8,8 +8,8 @@
 # at run time by pooch, which needs the internet, so only these are used). Each file is checked
 # against a sha256 pin here, so a changed wheel is refused rather than silently used. Calibrating
 # on the 15 photos whole gave 74 % top-1 agreement with the float model on ImageNet held-out images,
-# on 90 random crops of them 87 %, as much as ImageNet images give (docs/demo.md has the table),
-# hence calibration on crops, of these photos or of the user's own.
+# on 90 random crops of them 76-88 % depending on the draw (docs/demo.md has the table), hence
+# calibration on crops, of these photos or of the user's own, and a pinned draw: CROP_SEED.
 
 from __future__ import annotations
 
@@ -58,6 +58,9 @@ PHOTOS = {
     "rocket.jpg": "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
 }
 CALIBRATION_CROPS = 90  # in all, spread over the photos (at least one each)
+# Of four draws (seeds 0, 100, 200, 300) this one agreed best with the float model on the even half
+# of ../shared/data/imagenet-dev (88.0 %); on the odd, held-out half it agrees on 86.4 %.
+CROP_SEED = 200
 MIN_PHOTOS = 8
 
 
@@ -154,7 +157,7 @@ def prepare(out: Path, own_photos: Path | None = None) -> int:
     per_photo = max(1, -(-CALIBRATION_CROPS // len(originals)))
     count = 0
     for i, (name, data) in enumerate(sorted(originals.items())):
-        for crop_name, crop in crops(name, data, per_photo, seed=i).items():
+        for crop_name, crop in crops(name, data, per_photo, seed=CROP_SEED + i).items():
             (out / "calibration" / crop_name).write_bytes(crop)
             count += 1
     return count
