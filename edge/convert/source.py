@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -92,7 +93,8 @@ def _from_cache() -> bytes | None:
         return None
     if hashlib.sha256(data).hexdigest() == SHA256:
         return data
-    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # an unwritable cache is fetched around, never fatal
+        path.unlink(missing_ok=True)
     return None
 
 
