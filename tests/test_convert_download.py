@@ -140,3 +140,17 @@ def test_without_labelled_images_the_gate_names_the_way_out(tmp_path: Path, shar
     assert result.returncode != 0 and len(errors) == 1, result.stderr
     assert "no labels.csv to measure the model on" in errors[0] and "--eval-images DIR" in errors[0] and "--no-gate" in errors[0]
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_no_gate_and_eval_images_are_exclusive(tmp_path: Path) -> None:
+    result = convert(tmp_path, "http://127.0.0.1:9/unused.tgz", "--no-gate", "--eval-images", str(tmp_path))
+    assert result.returncode == 2 and "--eval-images: not allowed with argument --no-gate" in result.stderr, result.stderr
+
+
+def test_no_gate_plans_no_evaluation_and_keeps_a_labelled_folders_held_out_half_unused(shared: Path) -> None:
+    from edge.convert import dataset
+    from edge.convert.run import Options, plan_images
+
+    plan = plan_images(Options(out=Path("m.tflite"), calibration=paths.dev_images(), calibration_count=1000, gate=None))
+    assert plan.eval_folder is None and plan.calibration_split == "calibration"
+    assert plan.calibration == [p for p, _ in dataset.select(dataset.read_labelled(paths.dev_images()), "calibration")]

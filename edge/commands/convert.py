@@ -13,10 +13,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="PATH|URL", help="float .tflite (or its .tgz) path or URL (default: the pinned TensorFlow archive URL)")
     p.add_argument("--calibration", metavar="DIR", help="calibration image folder (default: ../shared/data/imagenet-dev)")
     p.add_argument("--calibration-count", type=positive_int, default=250, metavar="N", help="calibration images (default: %(default)s)")
-    p.add_argument(
+    measure = p.add_mutually_exclusive_group()  # a labelled folder to gate on, or an explicit "none"
+    measure.add_argument(
         "--eval-images",
         metavar="DIR",
         help="labelled folder (labels.csv) for the report and gate (default: the images of the calibration folder it does not calibrate on)",
+    )
+    measure.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="no labelled images at hand: convert without measuring the model (no evaluation, no gate; said in the output, report and manifest)",
     )
     p.add_argument("--out", metavar="PATH", help="output model; its manifest goes to PATH.json (default: models/mobilenet_v1_0.25_128_int8.tflite)")
     p.add_argument("--report", metavar="PATH", help="write the JSON report here")
@@ -24,11 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unverified", action="store_true", help="convert a --source whose sha256 differs from the pinned one")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
     g = p.add_argument_group("accuracy gate (on the held-out images; failing writes no model)")
-    g.add_argument(
-        "--no-gate",
-        action="store_true",
-        help="no labelled images at hand: convert without measuring the model (no evaluation, no gate; said in the output, report and manifest)",
-    )
     g.add_argument(
         "--min-agreement", type=float, default=80.0, metavar="PCT", help="min %% of top-1s equal to the float model's (default: %(default)s)"
     )

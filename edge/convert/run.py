@@ -75,12 +75,13 @@ GATE_SKIPPED = (
 
 def plan_images(opts: Options) -> ImagePlan:
     """Fail fast on missing folders or a bad labels.csv; split a folder that supplies both halves."""
-    folder = Path(opts.eval_images or opts.calibration)
-    if opts.gate is None and opts.eval_images is None:
+    if opts.gate is None:  # nothing is measured: only the calibration images are planned
+        folder = Path(opts.calibration)
         if (folder / "labels.csv").is_file():  # a labelled folder still calibrates on its calibration half only
             labelled = [p for p, _ in dataset.read_labelled(folder)]
             return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count, labelled), "calibration", None, "none")
         return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count), "all", None, "none")
+    folder = Path(opts.eval_images or opts.calibration)
     if opts.eval_images is None and not (folder / "labels.csv").is_file():
         if not (paths.dev_images() / "labels.csv").is_file():
             raise SourceError(
