@@ -72,6 +72,7 @@ def test_daemon_runs_the_two_class_model(trained: Path, tiny_task: Path, tmp_pat
                 f'path = "{tiny_task / "present"}"',
                 "[results]",
                 "top_k = 2",
+                'publish = "every"',
                 "[sinks.stdout]",
                 "enabled = true",
             ]
