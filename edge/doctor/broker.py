@@ -55,9 +55,7 @@ def connect_check(ctx: Context) -> Check:
         client.disconnect()
         client.loop(0.1)
     if reason is None:
-        return Check(
-            "broker", FAIL, f"{where}: no CONNACK within {TIMEOUT_S:g} s", "check sinks.mqtt.port is an MQTT listener (8883 needs tls.enabled)"
-        )
+        return Check("broker", FAIL, f"{where}: no CONNACK within {TIMEOUT_S:g} s", PORT_FIX)
     if reason.is_failure:
         fix = "check sinks.mqtt.username (or username_file) and password_file / $MNV1_EDGE_MQTT_PASSWORD"
         return Check("broker", FAIL, f"{where}: refused {who}: {reason}", fix)

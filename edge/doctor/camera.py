@@ -39,7 +39,7 @@ def _picamera2(ctx: Context) -> Check:
     assert ctx.config is not None
     wanted = ctx.config.source.picamera2.camera
     if wanted >= len(cameras):
-        fix = "check the ribbon cable and camera_auto_detect=1 in /boot/firmware/config.txt, then rpicam-hello --list-cameras; or set source.picamera2.camera"
+        fix = "check the ribbon cable and camera_auto_detect=1 in /boot/firmware/config.txt (rpicam-hello --list-cameras), or source.picamera2.camera"
         return Check("picamera2", FAIL, f"{detail}: no camera {wanted} (source.picamera2.camera)", fix)
     return Check("picamera2", OK, f"{detail}; source.picamera2.camera = {wanted}")
 

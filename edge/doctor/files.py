@@ -58,7 +58,7 @@ def writable_check(key: str, path: Path, user: str) -> Check:
     where = str(path) if existing == path else f"{path} (missing; the daemon creates it in {existing})"
     if ok:
         return Check("files", OK, f"{key}: {where} writable by {user} ({how})")
-    fix = f"sudo install -d -o {user} -g {user} -m 0750 {path}" if existing == path else f"sudo install -d -o {user} -g {user} -m 0750 {path}"
+    fix = f"sudo install -d -o {user} -g {user} -m 0750 {path}"
     return Check("files", FAIL, f"{key}: {where} not writable by {user} ({how})", fix)
 
 

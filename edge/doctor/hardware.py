@@ -38,7 +38,7 @@ def cpu_check(machine: str, flags: set[str]) -> Check:
         return Check(
             "cpu",
             OK,
-            "aarch64 without dot product (Cortex-A72/A53, Pi 4 and earlier): int8 runs on NEON, about 2x the Pi 5's instructions per invoke",
+            "aarch64 without dot product (Cortex-A72/A53, Pi 4 and earlier): int8 on plain NEON kernels",
         )
     if machine.startswith("arm"):
         return Check(
