@@ -202,3 +202,17 @@ def test_cpu_features_name_the_int8_fast_path() -> None:
     assert "without dot product" in cpu_check("aarch64", {"fp", "asimd"}).detail
     assert cpu_check("armv7l", set()).status == "WARN"
     assert cpu_check("x86_64", {"avx2", "avx512_vnni"}).detail == "x86_64 with avx2, avx512_vnni"
+
+
+def test_a_picamera2_source_with_the_camera_listed_is_ok(tmp_path: Path, converted_model: Path, shared: Path) -> None:
+    from tests.support.fake_camera_package import write_package
+
+    write_package(tmp_path / "site")  # the fake picamera2 and libcamera, importable by the subprocess
+    data = config_data(tmp_path, converted_model, shared)
+    data["source"] = {"kind": "picamera2"}
+    proc = doctor(
+        write_config(tmp_path / "c.toml", data), env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")])}
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert lines(proc.stdout, "picamera2") == [("OK", "importable; libcamera lists 0: imx219; source.picamera2.camera = 0")]
+    assert lines(proc.stdout, "venv")[0][0] == "OK"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def _venv(ctx: Context) -> Check:
         f"or set include-system-site-packages = true in {sys.prefix}/pyvenv.cfg"
     )
     if source_kind(ctx) == "picamera2":
+        spec = importlib.util.find_spec("picamera2")
+        if spec is not None:  # installed into the venv (or on PYTHONPATH) instead of from apt
+            return Check("venv", OK, detail + f"; picamera2 is importable anyway, from {spec.origin}")
         return Check("venv", FAIL, detail + ": python3-picamera2 (apt) is invisible to it", fix)
     if ctx.config is None:
         return Check("venv", WARN, detail + ": a picamera2 source would not see python3-picamera2", fix)
