@@ -216,3 +216,20 @@ def test_a_picamera2_source_with_the_camera_listed_is_ok(tmp_path: Path, convert
     assert proc.returncode == 0, proc.stdout
     assert lines(proc.stdout, "picamera2") == [("OK", "importable; libcamera lists 0: imx219; source.picamera2.camera = 0")]
     assert lines(proc.stdout, "venv")[0][0] == "OK"
+
+
+def test_tls_is_checked_with_the_sinks_ca(tmp_path: Path, converted_model: Path, shared: Path, make_broker: MakeBroker) -> None:
+    from tests.support.broker import make_certs
+
+    ca, cert, key = make_certs(tmp_path)
+    broker = make_broker(tls=(ca, cert, key))
+    good = config_data(tmp_path, converted_model, shared, port=broker.port, tls={"enabled": True, "ca_file": str(ca)})
+    good["sinks"]["mqtt"]["host"] = "localhost"  # the name the test certificate is for
+    proc = doctor(write_config(tmp_path / "good.toml", good))
+    assert lines(proc.stdout, "broker") == [("OK", f"localhost:{broker.port} (TLS): connected without credentials")], proc.stdout
+    good["sinks"]["mqtt"]["tls"] = {"enabled": True}  # the system's CAs do not know the test CA
+    proc = doctor(write_config(tmp_path / "bad.toml", good))
+    assert proc.returncode == 69
+    [(status, detail)] = lines(proc.stdout, "broker")
+    assert status == "FAIL" and detail.startswith(f"localhost:{broker.port} (TLS): TLS handshake failed (CERTIFICATE_VERIFY_FAILED"), detail
+    assert "sinks.mqtt.tls.ca_file" in fix_of(proc.stdout, "broker")
