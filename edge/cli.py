@@ -12,7 +12,7 @@ from edge.errors import EX_SOFTWARE, EdgeError
 from edge.log import under_journald
 
 # name → module in edge.commands; each has HELP, add_arguments(parser) and main(args) -> int.
-COMMANDS = ("convert", "eval", "classify", "groups", "run", "check-config", "info", "bench", "fleet")
+COMMANDS = ("convert", "eval", "classify", "groups", "capture", "train", "run", "check-config", "doctor", "info", "bench", "fleet")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -178,6 +178,7 @@ def test_shared_folder_halves_stay_disjoint_with_an_unlabelled_image(tmp_path: P
     assert list_images(folder)[0].name == "a_unlabelled.jpg" and len(labelled) == 10
 
     plan = plan_images(Options(out=tmp_path / "m.tflite", calibration=folder))
+    assert plan.eval_folder is not None
     held, frames, _ = load_labelled(plan.eval_folder, plan.eval_split)  # what convert measures on
     assert (plan.calibration_split, plan.eval_split) == ("calibration", "held-out")
     assert plan.calibration == labelled[0::2] and held == labelled[1::2] and len(frames) == 5

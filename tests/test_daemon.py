@@ -35,7 +35,7 @@ def test_results_on_the_sample_photos_equal_classify(tmp_path: Path, model: Path
             "state_dir": str(tmp_path / "state"),
             "model": {"path": str(model)},
             "source": {"kind": "images", "images": {"path": str(samples)}},
-            "results": {"top_k": 5},
+            "results": {"top_k": 5, "smoothing": "none", "publish": "every"},  # each photo a record of its own
             "sinks": {"stdout": {"enabled": True}, "file": {"enabled": False}},
         },
     )
@@ -60,7 +60,7 @@ def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
         assert notify.count("WATCHDOG=1", 0, ready) == 0  # no ping before the first frame was classified
 
         # SIGHUP with a new config: RELOADING=1, then READY=1; the new top_k applies, nothing lost.
-        data["results"] = {"top_k": 2}
+        data["results"]["top_k"] = 2
         write_config(config, data)
         t = time.monotonic()
         proc.send_signal(signal.SIGHUP)

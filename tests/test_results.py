@@ -11,6 +11,8 @@ from edge.daemon.results import ResultFilter
 from edge.daemon.sequence import RecordSequence
 
 LABELS = tuple(f"class{i}" for i in range(6))
+# The mechanics of each step, frame by frame: no smoothing and a record per frame unless a test sets them.
+PLAIN = {"smoothing": "none", "publish": "every"}
 
 
 def scores(*pairs: tuple[int, float]) -> np.ndarray:
@@ -26,8 +28,8 @@ def top1(f: ResultFilter, s: np.ndarray, now: float = 0.0) -> int | None:
     return out.top_k[0].class_index if out.top_k else None
 
 
-def test_defaults_are_plain_top_k_with_ties_to_the_lower_index() -> None:
-    f = ResultFilter(ResultsConfig(top_k=3), LABELS)
+def test_unsmoothed_results_are_plain_top_k_with_ties_to_the_lower_index() -> None:
+    f = ResultFilter(ResultsConfig(top_k=3, **PLAIN), LABELS)
     out = f.update(scores((4, 0.5), (2, 0.5), (1, 0.25)), 0.0)
     assert out is not None and [p.class_index for p in out.top_k] == [2, 4, 1]
     assert out.top_k[0].label == "class2" and out.top_k[0].score == 0.5
@@ -35,7 +37,7 @@ def test_defaults_are_plain_top_k_with_ties_to_the_lower_index() -> None:
 
 
 def test_threshold_drops_weak_classes() -> None:
-    f = ResultFilter(ResultsConfig(top_k=3, threshold=0.3), LABELS)
+    f = ResultFilter(ResultsConfig(top_k=3, threshold=0.3, **PLAIN), LABELS)
     first = f.update(scores((1, 0.6), (2, 0.2)), 0.0)
     assert first is not None and [p.class_index for p in first.top_k] == [1]
     weak = f.update(scores((1, 0.1)), 1.0)
@@ -43,7 +45,7 @@ def test_threshold_drops_weak_classes() -> None:
 
 
 def test_ema_smooths_a_single_outlier_frame() -> None:
-    f = ResultFilter(ResultsConfig(top_k=2, smoothing="ema", ema_alpha=0.3), LABELS)
+    f = ResultFilter(ResultsConfig(top_k=2, smoothing="ema", ema_alpha=0.3, publish="every"), LABELS)
     for _ in range(5):
         assert top1(f, scores((1, 0.8), (3, 0.1))) == 1
     assert top1(f, scores((3, 0.9), (1, 0.05))) == 1  # one frame is not enough to flip
@@ -53,7 +55,7 @@ def test_ema_smooths_a_single_outlier_frame() -> None:
 
 
 def test_vote_needs_n_of_m() -> None:
-    f = ResultFilter(ResultsConfig(top_k=1, smoothing="vote", vote_window=5, vote_min=3), LABELS)
+    f = ResultFilter(ResultsConfig(top_k=1, smoothing="vote", vote_window=5, vote_min=3, publish="every"), LABELS)
     seq = [1, 1, 1, 2, 2, 1, 2, 2, 2]
     got = [top1(f, scores((c, 0.9))) for c in seq]
     # 2 gets its third vote in the last five at the 7th frame
@@ -61,7 +63,7 @@ def test_vote_needs_n_of_m() -> None:
 
 
 def test_hysteresis_stops_flapping_between_close_labels() -> None:
-    f = ResultFilter(ResultsConfig(top_k=2, hysteresis=0.1), LABELS)
+    f = ResultFilter(ResultsConfig(top_k=2, hysteresis=0.1, **PLAIN), LABELS)
     assert top1(f, scores((1, 0.45), (2, 0.40))) == 1
     assert top1(f, scores((2, 0.47), (1, 0.43))) == 1  # better, but not by the margin
     out = f.update(scores((2, 0.47), (1, 0.43)), 0.0)
@@ -70,7 +72,7 @@ def test_hysteresis_stops_flapping_between_close_labels() -> None:
 
 
 def test_publish_on_change_with_heartbeat() -> None:
-    f = ResultFilter(ResultsConfig(publish="change", heartbeat_s=10.0), LABELS)
+    f = ResultFilter(ResultsConfig(publish="change", heartbeat_s=10.0, smoothing="none"), LABELS)
     assert f.update(scores((1, 0.9)), 0.0) is not None
     assert f.update(scores((1, 0.8)), 1.0) is None
     assert f.update(scores((2, 0.9)), 2.0) is not None
@@ -78,8 +80,23 @@ def test_publish_on_change_with_heartbeat() -> None:
     assert f.update(scores((2, 0.9)), 12.5) is not None  # heartbeat: 10 s since the last record
 
 
+def test_the_defaults_publish_a_flickering_top1_once_and_then_the_heartbeat() -> None:
+    """An operator's defaults: a vote over the last frames and a record on a change of the voted
+    label or after heartbeat_s, so a top-1 that flickers on camera noise is not a record per frame."""
+    f = ResultFilter(ResultsConfig(), LABELS)
+    cfg = f.config
+    assert (cfg.smoothing, cfg.vote_window, cfg.vote_min, cfg.publish, cfg.heartbeat_s) == ("vote", 10, 7, "change", 60.0)
+    flicker = [1, 2, 1, 2, 2, 1, 2, 1, 1, 2] * 50  # 500 frames at 10 fps: 50 s of two labels, half and half
+    published = [i for i, c in enumerate(flicker) if f.update(scores((c, 0.5), (3 - c, 0.4)), i / 10) is not None]
+    assert published == [0]
+    assert f.update(scores((1, 0.5)), 60.0) is not None  # the heartbeat
+    got = [f.update(scores((4, 0.9)), 60.1 + i / 10) for i in range(8)]
+    assert [i for i, out in enumerate(got) if out is not None] == [6]  # a real change: its seventh vote, 0.7 s
+    assert got[6] is not None and got[6].top_k[0].class_index == 4
+
+
 def test_publish_at_most_every_interval() -> None:
-    f = ResultFilter(ResultsConfig(publish="interval", interval_s=1.0, heartbeat_s=0.0), LABELS)
+    f = ResultFilter(ResultsConfig(publish="interval", interval_s=1.0, heartbeat_s=0.0, smoothing="none"), LABELS)
     published = [t for t in np.arange(0, 3.01, 0.25) if f.update(scores((1, 0.9)), float(t)) is not None]
     assert published == [0.0, 1.0, 2.0, 3.0]
 
@@ -106,7 +123,7 @@ def test_a_stable_label_under_the_threshold_publishes_no_label_rather_than_a_run
     from edge.daemon.results import ResultFilter
 
     labels = tuple(str(i) for i in range(1001))
-    f = ResultFilter(ResultsConfig(hysteresis=0.2, threshold=0.4), labels)
+    f = ResultFilter(ResultsConfig(hysteresis=0.2, threshold=0.4, **PLAIN), labels)
     first = np.zeros(1001, np.float32)
     first[1] = 0.6
     assert [p.class_index for p in f.predictions(first)][:1] == [1]
@@ -142,20 +159,20 @@ def test_group_answer_none_under_the_threshold_and_other_can_win() -> None:
 
 
 def test_group_answer_has_hysteresis_and_vote_like_labels() -> None:
-    f = group_filter(ResultsConfig(hysteresis=0.2))
+    f = group_filter(ResultsConfig(hysteresis=0.2, **PLAIN))
     assert_answers(f, [((1, 0.6), (3, 0.4)), ((1, 0.45), (3, 0.55)), ((1, 0.3), (3, 0.7))], ["ab", "ab", "c"])
-    v = group_filter(ResultsConfig(smoothing="vote", vote_window=3, vote_min=2))
+    v = group_filter(ResultsConfig(smoothing="vote", vote_window=3, vote_min=2, publish="every"))
     assert_answers(v, [((1, 0.9),), ((3, 0.9),), ((1, 0.9),), ((3, 0.9),), ((3, 0.9),)], ["ab", "ab", "ab", "c", "c"])
 
 
 def test_group_ema_smooths_the_group_scores() -> None:
-    f = group_filter(ResultsConfig(smoothing="ema", ema_alpha=0.3))
+    f = group_filter(ResultsConfig(smoothing="ema", ema_alpha=0.3, publish="every"))
     # ab/c: 0.8/0.2, then 0.59/0.41 (one contrary frame is not enough), then 0.443/0.557
     assert_answers(f, [((1, 0.8), (3, 0.2)), ((3, 0.9), (1, 0.1)), ((3, 0.9), (1, 0.1))], ["ab", "ab", "c"])
 
 
 def test_publish_on_change_follows_the_answer_not_the_label() -> None:
-    f = group_filter(ResultsConfig(publish="change", heartbeat_s=0.0))
+    f = group_filter(ResultsConfig(publish="change", heartbeat_s=0.0, smoothing="none"))
     assert f.update(scores((1, 0.9)), 0.0) is not None
     assert f.update(scores((2, 0.9)), 1.0) is None  # another class of the same group: same answer
     changed = f.update(scores((3, 0.9)), 2.0)

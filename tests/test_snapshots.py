@@ -46,7 +46,7 @@ def config(tmp_path: Path, model: Path, shared: Path, *, loop: bool = False, **s
         "model": {"path": str(model)},
         "source": {"kind": "images", "images": {"path": str(shared / "data" / "samples"), "loop": loop}},
         # publish = every: each frame is published, so the records show which ones changed the answer.
-        "results": {"groups": ["bird", "animal"], "publish": "every"},
+        "results": {"groups": ["bird", "animal"], "publish": "every", "smoothing": "none"},
         "sinks": {"stdout": {"enabled": True}, "file": {"enabled": False}},
         "snapshots": {"enabled": True, "path": str(tmp_path / "snap"), **snapshots},
     }

@@ -13,10 +13,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="PATH|URL", help="float .tflite (or its .tgz) path or URL (default: the pinned TensorFlow archive URL)")
     p.add_argument("--calibration", metavar="DIR", help="calibration image folder (default: ../shared/data/imagenet-dev)")
     p.add_argument("--calibration-count", type=positive_int, default=250, metavar="N", help="calibration images (default: %(default)s)")
-    p.add_argument(
+    measure = p.add_mutually_exclusive_group()  # a labelled folder to gate on, or an explicit "none"
+    measure.add_argument(
         "--eval-images",
         metavar="DIR",
         help="labelled folder (labels.csv) for the report and gate (default: the images of the calibration folder it does not calibrate on)",
+    )
+    measure.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="no labelled images at hand: convert without measuring the model (no evaluation, no gate; said in the output, report and manifest)",
     )
     p.add_argument("--out", metavar="PATH", help="output model; its manifest goes to PATH.json (default: models/mobilenet_v1_0.25_128_int8.tflite)")
     p.add_argument("--report", metavar="PATH", help="write the JSON report here")
@@ -64,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else paths.labels_file(),
         allow_unverified=args.allow_unverified,
         bias_correction=not args.no_bias_correction,
-        gate=Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference),
+        gate=None if args.no_gate else Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference),
         latency_rounds=args.latency_rounds,
     )
     report = convert(opts)

@@ -37,7 +37,10 @@ def convert(keras_model: Any, frames: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_output_type = tf.uint8
     # The converter prints pages of MLIR diagnostics on stdout/stderr; keep the user's terminal clean.
-    with quiet():
+    # Calibrated ranges are rounded to a grid first, so the bytes do not depend on the CPU (ranges.py).
+    from edge.convert.ranges import rounded_ranges
+
+    with quiet(), rounded_ranges():
         data: bytes = converter.convert()
     return raw_uint8_input(data)
 

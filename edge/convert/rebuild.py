@@ -100,11 +100,24 @@ def read_layers(data: bytes, where: str) -> list[Layer]:
     return layers
 
 
-def build_keras(layers: list[Layer]) -> Any:
+def build_keras(layers: list[Layer], dtype: str = "float32") -> Any:
     """The equivalent Keras network, but taking raw uint8 RGB: the normalisation is the model's
-    first op, so the device feeds camera bytes with no per-pixel arithmetic."""
+    first op, so the device feeds camera bytes with no per-pixel arithmetic.
+
+    dtype "float64" makes the reference that statistics are measured on: its sums do not depend on
+    the CPU's vector width, the thread count or oneDNN, so values rounded from them (bias
+    corrections in int32 steps) are the same on every machine."""
     import keras
 
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        return _build_keras(keras, layers)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_keras(keras: Any, layers: list[Layer]) -> Any:
     inp = keras.Input(shape=INPUT_SHAPE[1:], batch_size=1, dtype="uint8", name="rgb")
     x = keras.ops.cast(inp, "float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)

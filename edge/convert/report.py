@@ -32,7 +32,7 @@ class ConversionReport:
     source: dict[str, Any]
     calibration: dict[str, Any]
     rebuild_max_abs_diff: float
-    evaluation: Evaluation  # held-out images: float, reference, plain PTQ, ours
+    evaluation: Evaluation | None  # held-out images: float, reference, plain PTQ, ours; None = not measured (--no-gate)
     techniques: dict[str, Any]
     model: dict[str, Any]
     gate: dict[str, Any]
@@ -49,15 +49,22 @@ class ConversionReport:
             f"model     {m['path']}  {m['bytes'] / 1024:.0f} KiB  sha256 {m['sha256'][:16]}…",
             f"contract  input {m['input']}  output {m['output']}; outside XNNPACK: {_ops(m['cpu_ops'])}",
             f"calibrated on {c['count']} images ({c['split']}) of {c['folder']}, {len(c['skipped'])} unreadable skipped",
-            f"evaluated on the held-out {self.evaluation.count} images ({self.evaluation.images}):",
-            self.evaluation.summary(),
-            "targets   " + "  ".join(f"{k}: {'ok' if v['met'] else 'MISSED'} ({v['value']})" for k, v in self.targets.items()),
+            *self._measured(),
             f"cost      {self.cost['total_s']:.0f} s ("
             + ", ".join(f"{k} {v:.0f} s" for k, v in self.cost["stages_s"].items())
             + f"), peak memory {self.cost['peak_rss_mb']:.0f} MB",
         ]
         lines += [f"note      {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def _measured(self) -> list[str]:
+        if self.evaluation is None:
+            return [f"NOT MEASURED: {self.gate.get('skipped', 'no evaluation')}"]
+        return [
+            f"evaluated on the held-out {self.evaluation.count} images ({self.evaluation.images}):",
+            self.evaluation.summary(),
+            "targets   " + "  ".join(f"{k}: {'ok' if v['met'] else 'MISSED'} ({v['value']})" for k, v in self.targets.items()),
+        ]
 
 
 def _ops(counts: dict[str, int]) -> str:

@@ -39,7 +39,8 @@ class Options:
     labels: Path = field(default_factory=paths.labels_file)
     allow_unverified: bool = False
     bias_correction: bool = True
-    gate: Gate = field(default_factory=lambda: Gate(min_agreement=80.0, max_top1_drop=1.5, min_top1_vs_reference=-1.0))
+    # None: no labelled images to measure on, so no evaluation and no gate (`--no-gate`); said loudly.
+    gate: Gate | None = field(default_factory=lambda: Gate(min_agreement=80.0, max_top1_drop=1.5, min_top1_vs_reference=-1.0))
     latency_rounds: int = 300
     min_calibration: int = 100
 
@@ -62,16 +63,31 @@ class ImagePlan:
 
     calibration: list[Path]
     calibration_split: str  # "calibration" (even labels.csv rows of a shared folder) or "all"
-    eval_folder: Path
+    eval_folder: Path | None  # None: not measured (no gate)
     eval_split: str  # "held-out" (odd labels.csv rows of a shared folder) or "all"
+
+
+GATE_SKIPPED = (
+    "accuracy gate skipped (--no-gate): no labelled images measure this model, so nothing checks that quantization "
+    "kept its accuracy; measure it with `mnv1-edge eval --images DIR MODEL` on a folder with labels.csv"
+)
 
 
 def plan_images(opts: Options) -> ImagePlan:
     """Fail fast on missing folders or a bad labels.csv; split a folder that supplies both halves."""
+    if opts.gate is None:  # nothing is measured: only the calibration images are planned
+        folder = Path(opts.calibration)
+        if (folder / "labels.csv").is_file():  # a labelled folder still calibrates on its calibration half only
+            labelled = [p for p, _ in dataset.read_labelled(folder)]
+            return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count, labelled), "calibration", None, "none")
+        return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count), "all", None, "none")
     folder = Path(opts.eval_images or opts.calibration)
     if opts.eval_images is None and not (folder / "labels.csv").is_file():
         if not (paths.dev_images() / "labels.csv").is_file():
-            raise SourceError(f"{folder}: no labels.csv to measure the model on; pass --eval-images DIR (a folder with labels.csv)")
+            raise SourceError(
+                f"{folder}: no labels.csv to measure the model on; pass --eval-images DIR (a folder with labels.csv), "
+                "or --no-gate to convert without measuring it"
+            )
         folder = paths.dev_images()  # calibrate on the user's images, measure on the labelled dev set
     rows = dataset.read_labelled(folder)  # a bad labels.csv fails here, before any heavy work
     if folder.resolve() != Path(opts.calibration).resolve():
@@ -102,15 +118,15 @@ def convert(opts: Options) -> ConversionReport:
 
     layers = rebuild.read_layers(source.data, source.origin)  # architecture check: cheap, no TensorFlow
     plan = plan_images(opts)
+    if opts.gate is None:
+        print(f"mnv1-edge convert: warning: {GATE_SKIPPED}", file=sys.stderr, flush=True)
     from edge.convert.manifest import read_labels
 
     labels = read_labels(opts.labels)
     clock.lap("checks")
 
-    from edge.convert.evaluate import evaluate
-
     cal = dataset.load(plan.calibration, "calibration", minimum=min(opts.min_calibration, opts.calibration_count))
-    _, held_frames, held_labels = dataset.load_labelled(plan.eval_folder, plan.eval_split)
+    held = dataset.load_labelled(plan.eval_folder, plan.eval_split) if plan.eval_folder is not None else None
     clock.lap("load images")
 
     from edge.convert import biascorrect, quantize
@@ -125,31 +141,24 @@ def convert(opts: Options) -> ConversionReport:
     clock.lap("quantize")
     ours, fixes = plain, list[biascorrect.LayerFix]()
     if opts.bias_correction:
-        means = biascorrect.float_channel_means(keras_model, cal.frames)
+        means = biascorrect.float_channel_means(rebuild.build_keras(layers, "float64"), cal.frames)  # machine-independent sums
         ours, fixes = biascorrect.correct(plain, means, cal.frames)
         clock.lap("bias correction")
 
-    candidates: list[tuple[str, Path | bytes]] = [("float (source)", source.data)]
-    if paths.reference_quant_model().is_file():
-        candidates.append(("reference quant (Google)", paths.reference_quant_model()))
-    candidates.append(("ours", ours))
-    if opts.bias_correction:
-        candidates.append(("ours without bias correction", plain))
-    # Latency only for the three deployable models (plain PTQ has the same graph as ours).
-    timed = [name for name, _ in candidates if name != "ours without bias correction"]
-    evaluation, _ = evaluate(
-        candidates, held_frames, held_labels, f"{plan.eval_folder} ({_split_text(plan.eval_split)})", 1, opts.latency_rounds, timed
-    )
-    clock.lap("evaluate")
-
-    acc = {a.name: a for a in evaluation.accuracy}
-    problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)"))
+    evaluation = None
+    if held is not None and opts.gate is not None:
+        evaluation = _measure(opts, plan, source.data, ours, plain, held[1], held[2])
+        clock.lap("evaluate")
     cpu_ops = _check_delegation(ours)
-    if problems:
-        raise GateError(f"{opts.out}: accuracy gate failed: {'; '.join(problems)}; no model written")
+    if evaluation is not None and opts.gate is not None:
+        acc = {a.name: a for a in evaluation.accuracy}
+        problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)"))
+        if problems:
+            raise GateError(f"{opts.out}: accuracy gate failed: {'; '.join(problems)}; no model written")
 
     digest = cal.digest()  # hashes every calibration file: once
-    _write(opts, ours, labels, _source_info(source) | {"calibration_digest": digest} | _converter_info(), cal)
+    gate_note = {"accuracy_gate": "passed" if evaluation is not None else "skipped (--no-gate)"}
+    _write(opts, ours, labels, _source_info(source) | {"calibration_digest": digest} | gate_note | _converter_info(), cal)
     clock.lap("write + self-test")
     report = _report(opts, source, cal, digest, plan.calibration_split, diff, evaluation, fixes, ours, cpu_ops, clock)
     if opts.report:
@@ -158,6 +167,23 @@ def convert(opts: Options) -> ConversionReport:
         with _writing(opts.report):
             write_atomic(opts.report, report.to_json().encode())
     return report
+
+
+def _measure(opts: Options, plan: ImagePlan, float_model: bytes, ours: bytes, plain: bytes, frames: Any, labels: list[int]) -> Evaluation:
+    """Float, Google's quant model when present, ours (and plain PTQ) on the held-out images."""
+    from edge.convert.evaluate import evaluate
+
+    candidates: list[tuple[str, Path | bytes]] = [("float (source)", float_model)]
+    if paths.reference_quant_model().is_file():
+        candidates.append(("reference quant (Google)", paths.reference_quant_model()))
+    candidates.append(("ours", ours))
+    if opts.bias_correction:
+        candidates.append(("ours without bias correction", plain))
+    # Latency only for the three deployable models (plain PTQ has the same graph as ours).
+    timed = [name for name, _ in candidates if name != "ours without bias correction"]
+    where = f"{plan.eval_folder} ({_split_text(plan.eval_split)})"
+    evaluation, _ = evaluate(candidates, frames, labels, where, 1, opts.latency_rounds, timed)
+    return evaluation
 
 
 def _split_text(split: str) -> str:
@@ -234,7 +260,7 @@ def _report(
     digest: str,
     cal_split: str,
     diff: float,
-    evaluation: Evaluation,
+    evaluation: Evaluation | None,
     fixes: list[LayerFix],
     model: bytes,
     cpu_ops: dict[str, int],
@@ -244,23 +270,13 @@ def _report(
     import hashlib
     from dataclasses import asdict
 
-    acc = {a.name: a for a in evaluation.accuracy}
-    lat = {x.name: x for x in evaluation.latency}
-    ours, flt, ref = acc["ours"], acc["float (source)"], acc.get("reference quant (Google)")
-    techniques: dict[str, Any] = {"per_channel_ptq": asdict(acc.get("ours without bias correction", ours))}
-    if opts.bias_correction:
-        techniques["bias_correction_layer_by_layer"] = asdict(ours) | {"layers": [asdict(f) for f in fixes]}
-    targets: dict[str, Any] = {
-        "top1 >= float - 0.5": {"met": ours.top1 >= flt.top1 - 0.5, "value": f"{ours.top1:.1f} vs {flt.top1:.1f}"},
-        "agreement >= 85%": {"met": (ours.agreement or 0) >= 85.0, "value": f"{ours.agreement:.1f}%"},
-    }
-    if ref is not None:
-        targets["top1 >= reference"] = {"met": ours.top1 >= ref.top1, "value": f"{ours.top1:.1f} vs {ref.top1:.1f}"}
-    if "ours" in lat and "reference quant (Google)" in lat:
-        r_ref = lat["ours"].median_ms / lat["reference quant (Google)"].median_ms
-        targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}
-    if "ours" in lat:
-        targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
+    if evaluation is None or opts.gate is None:
+        techniques: dict[str, Any] = {"bias_correction_layer_by_layer": {"layers": [asdict(f) for f in fixes]}} if opts.bias_correction else {}
+        targets: dict[str, Any] = {}
+        gate: dict[str, Any] = {"passed": None, "skipped": GATE_SKIPPED}
+    else:
+        techniques, targets = _measured(opts, evaluation, fixes)
+        gate = {"passed": True, **asdict(opts.gate)}
     return ConversionReport(
         converter=_converter_info(),
         source=_source_info(source),
@@ -282,8 +298,32 @@ def _report(
             "output": f"uint8 1x{NUM_CLASSES} probabilities (scale 1/256)",
             "cpu_ops": cpu_ops,
         },
-        gate={"passed": True, **asdict(opts.gate)},
+        gate=gate,
         targets=targets,
         cost={"stages_s": dict(clock.stages), "total_s": round(time.perf_counter() - clock.start, 1), "peak_rss_mb": round(_peak_rss_mb(), 1)},
-        notes=[f"threads 1; {sys.platform}; latency rounds {opts.latency_rounds}"],
+        notes=[f"threads 1; {sys.platform}" + (f"; latency rounds {opts.latency_rounds}" if evaluation is not None else "")],
     )
+
+
+def _measured(opts: Options, evaluation: Evaluation, fixes: list[LayerFix]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report's techniques (accuracy of each step) and targets (met or missed) from the evaluation."""
+    from dataclasses import asdict
+
+    acc = {a.name: a for a in evaluation.accuracy}
+    lat = {x.name: x for x in evaluation.latency}
+    ours, flt, ref = acc["ours"], acc["float (source)"], acc.get("reference quant (Google)")
+    techniques: dict[str, Any] = {"per_channel_ptq": asdict(acc.get("ours without bias correction", ours))}
+    if opts.bias_correction:
+        techniques["bias_correction_layer_by_layer"] = asdict(ours) | {"layers": [asdict(f) for f in fixes]}
+    targets: dict[str, Any] = {
+        "top1 >= float - 0.5": {"met": ours.top1 >= flt.top1 - 0.5, "value": f"{ours.top1:.1f} vs {flt.top1:.1f}"},
+        "agreement >= 85%": {"met": (ours.agreement or 0) >= 85.0, "value": f"{ours.agreement:.1f}%"},
+    }
+    if ref is not None:
+        targets["top1 >= reference"] = {"met": ours.top1 >= ref.top1, "value": f"{ours.top1:.1f} vs {ref.top1:.1f}"}
+    if "ours" in lat and "reference quant (Google)" in lat:
+        r_ref = lat["ours"].median_ms / lat["reference quant (Google)"].median_ms
+        targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}
+    if "ours" in lat:
+        targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
+    return techniques, targets

@@ -81,11 +81,14 @@ def start(
 
 
 def base_config(tmp_path: Path, model: Path, **source: Any) -> dict[str, Any]:
+    """A synthetic source into a JSON Lines file, with a record for every frame (the defaults
+    publish on a change of the voted label only, and random frames seldom change it)."""
     return {
         "state_dir": str(tmp_path / "state"),
         "stats_interval_s": 1.0,
         "model": {"path": str(model)},
         "source": {"kind": "synthetic", "synthetic": source},
+        "results": {"smoothing": "none", "publish": "every"},
         "sinks": {"file": {"path": str(tmp_path / "results.jsonl"), "fsync": "never"}},
     }
 

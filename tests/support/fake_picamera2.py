@@ -9,15 +9,27 @@ py_color_space.cpp), libpisp (src/libpisp/common/pisp_utils.cpp) and the Pi 4 IS
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 import types
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# fake_camera_package.py rewrites this import to `from libcamera import` when it installs the fake as packages.
 from tests.support.fake_libcamera import ColorSpace, valid_colour_space
+
+# Driving the fake from outside its process (a daemon under systemd in the system tests):
+# $MNV1_EDGE_FAKE_CAMERA names a control file whose content is read at every capture; each new content
+# applies once: "cancel ..." cancels the requests of the current session (as a frontend timeout does),
+# "freeze ..." makes the current session repeat its last frame, "ok ..." clears both. Anything after
+# the word only makes the content new, so the same fault can be injected again.
+CONTROL_ENV = "MNV1_EDGE_FAKE_CAMERA"
+SCENE_ENV = "MNV1_EDGE_FAKE_CAMERA_SCENE"  # an image file: what the sensor sees
 
 PADDING = 0xA5  # garbage in the stride padding: a converter ignoring the stride shows it
 
@@ -72,7 +84,29 @@ class FakeCamera:
         self.flushes = 0
         self.configs: list[dict[str, Any]] = []
         self.started_with: list[dict[str, Any]] = []  # the controls each start() sent to libcamera
+        self.control: Path | None = None  # the control file (CONTROL_ENV), read at every capture
+        self.pace = False  # capture_array blocks until the next frame at the configured rate, as the real one does
+        self._control_seen = ""
         self._rng = np.random.default_rng(0)
+
+    def poll_control(self) -> None:
+        """Apply the control file's content once per new content (see CONTROL_ENV)."""
+        if self.control is None:
+            return
+        try:
+            text = self.control.read_text().strip()
+        except OSError:
+            return
+        if text == self._control_seen:
+            return
+        self._control_seen = text
+        command = text.split(maxsplit=1)[0] if text else ""
+        if command == "cancel":
+            self.cancel_sessions += 1
+        elif command == "freeze":
+            self.frozen_sessions += 1
+        elif command == "ok":
+            self.cancel_sessions = self.frozen_sessions = 0
 
     @property
     def sensor_size(self) -> tuple[int, int]:
@@ -140,6 +174,7 @@ class Picamera2:
         self._cancelled = False  # this session's requests all come back cancelled
         self._frozen = False
         self._last: np.ndarray | None = None
+        self._next_frame = 0.0
 
     def _check_controls(self, controls: dict[str, Any]) -> dict[str, Any]:
         """controls.py Controls.__setattr__: FrameRate is virtual (FrameDurationLimits); unknown -> RuntimeError."""
@@ -287,6 +322,7 @@ class Picamera2:
 
     def capture_array(self, name: str = "main", wait: Any = None) -> np.ndarray:
         cam = type(self).camera
+        cam.poll_control()
         self._cancelled = self._cancelled or bool(cam.cancel_sessions)
         if not self.started or self._cancelled:
             # dispatch_functions queues a Job that only a completed request finishes; cameraTimeout()
@@ -297,11 +333,20 @@ class Picamera2:
                 raise WouldBlockForever("capture_array() without a timeout never returns once requests are cancelled")
             self._jobs[-1].cancelled.wait(float(wait))
             raise TimeoutError()
+        if cam.pace:
+            self._wait_for_frame()
         if cam.frozen_sessions and self._last is not None:
             self._frozen = True
             return self._last.copy()  # request.py make_array: always a copy
         self._last = self._make_array(name)
         return self._last.copy()
+
+    def _wait_for_frame(self) -> None:
+        """picamera2 hands out the next completed request: one per frame duration (FrameDurationLimits, us)."""
+        period = self.controls.get("FrameDurationLimits", (33333, 33333))[0] / 1e6
+        now = time.monotonic()
+        self._next_frame = max(self._next_frame + period, now)
+        time.sleep(self._next_frame - now)
 
     def _make_array(self, name: str) -> np.ndarray:
         """request.py _make_array_shared + make_array: YUV420 as (h*3/2, stride); RGB as (h, w, 3) contiguous."""
@@ -340,6 +385,24 @@ class Picamera2:
             cam.cancel_sessions -= 1
         if self._frozen:
             cam.frozen_sessions -= 1
+
+
+def camera_from_env() -> FakeCamera:
+    """The camera of a fake installed as a package: scene from SCENE_ENV (else a gradient), sensor noise,
+    frames at the configured rate, and faults injected through the CONTROL_ENV file."""
+    if os.environ.get(SCENE_ENV):
+        from PIL import Image
+
+        scene = np.asarray(Image.open(os.environ[SCENE_ENV]).convert("RGB").resize((640, 480), Image.Resampling.BILINEAR))
+    else:
+        x = np.linspace(0, 255, 640, dtype=np.float32)
+        y = np.linspace(0, 255, 480, dtype=np.float32)[:, None]
+        scene = np.stack(np.broadcast_arrays(x + 0 * y, y + 0 * x, (x + y) / 2), axis=-1).astype(np.uint8)
+    camera = FakeCamera(scene)
+    camera.noise = 2.0  # a live sensor: no two frames alike, so only an injected freeze looks frozen
+    camera.pace = True
+    camera.control = Path(os.environ[CONTROL_ENV]) if os.environ.get(CONTROL_ENV) else None
+    return camera
 
 
 def install(monkeypatch: Any, camera: FakeCamera) -> None:

@@ -1,0 +1,107 @@
+"""The custom float network (rebuilt backbone + trained head) and its full-integer conversion."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.train.head import Head
+
+
+def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
+    """The converter's rebuilt network (uint8 RGB in) with the trained head in place of ImageNet's.
+
+    A features head replaces the 1001-way 1x1 convolution by an N-way one under the same name, so
+    the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
+    ImageNet softmax and adds a fully connected layer and a second softmax after it.
+
+    `dtype` "float64" gives the reference the quantized model is measured and corrected against:
+    its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
+    correction (rounded to int32 steps) comes out the same everywhere."""
+    import keras
+
+    from edge.convert import rebuild
+    from edge.convert.quantize import quiet
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)  # the new head layers too
+    try:
+        with quiet():
+            base = rebuild.build_keras(layers, dtype)
+        return _with_head(keras, base, head)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _with_head(keras: Any, base: Any, head: Head) -> Any:
+    n = head.kernel.shape[1]
+    if head.kind == "features":
+        x = base.get_layer("avgpool").output
+        conv = keras.layers.Conv2D(n, 1, name="logits")
+        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(conv(x)))
+        model = keras.Model(base.inputs, x, name="mnv1_custom")
+        conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
+        return model
+    dense = keras.layers.Dense(n, name="head")
+    x = keras.layers.Softmax(name="head_softmax")(dense(base.get_layer("softmax").output))
+    model = keras.Model(base.inputs, x, name="mnv1_custom")
+    dense.set_weights([head.kernel, head.bias])
+    return model
+
+
+@dataclass(frozen=True)
+class Quantized:
+    plain: bytes  # per-channel PTQ
+    corrected: bytes | None  # with the converter's layer-by-layer bias correction
+    cpu_ops: dict[str, int]  # ops of the deployed model outside XNNPACK
+
+
+def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correction: bool) -> Quantized:
+    """The converter's path: per-channel int8, raw uint8 RGB in, uint8 probabilities out; the
+    bias correction measured against the float64 `reference`."""
+    from edge.convert import biascorrect
+    from edge.convert import quantize as q
+
+    plain = q.convert(model, calibration)
+    corrected = None
+    if bias_correction:
+        means = biascorrect.float_channel_means(reference, calibration)
+        corrected, _ = biascorrect.correct(plain, means, calibration)
+    return Quantized(plain, corrected, check_delegation(corrected or plain))
+
+
+def check_delegation(model: bytes) -> dict[str, int]:
+    from edge.model.engine import REQUIRED_DELEGATED
+    from edge.model.runtime import delegated_op_counts, make_interpreter
+
+    _, outside = delegated_op_counts(make_interpreter(model, 1))
+    missing = [op for op in REQUIRED_DELEGATED if outside.get(op)]
+    if missing:
+        raise ModelError(f"trained model runs {missing} outside XNNPACK; refusing to write it")
+    return outside
+
+
+def tflite_probs(model: bytes, frames: np.ndarray) -> np.ndarray:
+    """The uint8 model's dequantized probabilities (XNNPACK, 1 thread), as the device computes them."""
+    from edge.model.contract import dequantize_table
+    from edge.model.runtime import make_interpreter
+
+    interp = make_interpreter(model, 1)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    table = dequantize_table(out["quantization"])
+    rows = []
+    for frame in frames:
+        interp.set_tensor(inp["index"], frame[None])
+        interp.invoke()
+        rows.append(table[interp.get_tensor(out["index"])[0]])
+    return np.stack(rows)
+
+
+def keras_probs(model: Any, frames: np.ndarray, batch: int = 50) -> np.ndarray:
+    out = [np.asarray(model([frames[i : i + batch]], training=False)) for i in range(0, len(frames), batch)]
+    return np.concatenate(out).astype(np.float32)

@@ -1,0 +1,127 @@
+"""A linear softmax head on what the pretrained network computes, fitted in float64 in a fixed order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# The backbone stays as the converter rebuilds it (frozen): its features and its 1001 ImageNet
+# probabilities are computed once, in float64, and a multinomial logistic regression is fitted on
+# them by a fixed number of full-batch accelerated gradient steps. No random initialisation, no
+# mini-batch order, no threads racing: the same inputs give the same weights, and float64 leaves the
+# float32 weights written to the model unaffected by a CPU's vector width (see docs/train.md).
+
+INPUTS = ("features", "probs")  # the 256 pooled features, or the 1001 class probabilities
+
+
+@dataclass(frozen=True)
+class Head:
+    kind: str  # one of INPUTS
+    kernel: np.ndarray  # D x N float32, on the raw (unstandardised) inputs
+    bias: np.ndarray  # N float32
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) @ self.kernel.astype(np.float64) + self.bias.astype(np.float64)
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(x))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """(N x 256 pooled features, N x 1001 probabilities) of the float network, computed in float64."""
+    import keras
+
+    from edge.convert import rebuild
+    from edge.convert.quantize import quiet
+
+    with quiet():
+        model = rebuild.build_keras(layers, "float64")
+    probe = keras.Model(model.inputs, [model.get_layer("avgpool").output, model.get_layer("softmax").output])
+    feats, probs = [], []
+    for start in range(0, len(frames), batch):
+        f, p = probe([frames[start : start + batch]], training=False)
+        feats.append(np.asarray(f, np.float64).reshape(len(f), -1))
+        probs.append(np.asarray(p, np.float64))
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 400) -> Head:
+    """Class-balanced, L2-regularised softmax regression. Features are standardised for the fit
+    (then folded back into the weights); probabilities are not (they already share one scale, and
+    dividing by tiny spreads would make the head lean on probabilities int8 rounds to zero)."""
+    x = np.asarray(x, np.float64)
+    if kind == "features":
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    else:
+        mean, scale = np.zeros(x.shape[1]), np.full(x.shape[1], float(np.sqrt(np.mean(x * x))) + 1e-12)
+    xs = (x - mean) / scale
+    onehot = np.eye(classes)[labels]
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
+    w, b = _accelerated_descent(xs, onehot, weight, l2, steps)
+    kernel = w / scale[:, None]
+    bias = b - mean @ kernel
+    return Head(kind, kernel.astype(np.float32), bias.astype(np.float32))
+
+
+def _accelerated_descent(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, l2: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nesterov's method with the step from a bound on the loss's curvature (power iteration from a
+    fixed start): deterministic, and for a convex loss no tuning beyond the step count."""
+    d, c = x.shape[1], onehot.shape[1]
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    v = np.ones(d + 1) / np.sqrt(d + 1)
+    for _ in range(30):
+        v = xb.T @ (weight[:, 0] * (xb @ v))
+        v /= np.linalg.norm(v)
+    lipschitz = float(v @ (xb.T @ (weight[:, 0] * (xb @ v)))) * 0.5 + l2
+    step = 1.0 / lipschitz
+    theta = np.zeros((d + 1, c))
+    ahead = theta.copy()
+    reg = np.ones((d + 1, 1))
+    reg[-1] = 0.0  # the bias is not shrunk
+    for k in range(steps):
+        grad = xb.T @ (weight * (softmax(xb @ ahead) - onehot)) + l2 * reg * ahead
+        nxt = ahead - step * grad
+        ahead = nxt + (k / (k + 3.0)) * (nxt - theta)
+        theta = nxt
+    return theta[:-1], theta[-1]
+
+
+L2_GRID = (1e-3, 1e-2, 1e-1)  # regularisation strengths tried by cross-validation
+
+
+def choose(
+    features: np.ndarray, probs: np.ndarray, labels: np.ndarray, origin: np.ndarray, classes: int, kinds: tuple[str, ...] = INPUTS, folds: int = 4
+) -> tuple[str, float, dict[str, float]]:
+    """(input, L2 strength, cross-validated accuracy of every pair) on the training images only.
+    Folds go by `origin` (the training image a view was made from), so an image's augmented views
+    never sit on both sides. Ties go to the features (a smaller, int8-friendlier head) and to the
+    stronger regularisation (smoother weights survive int8 rounding better)."""
+    scores: dict[str, float] = {}
+    best: tuple[float, int, float, str] | None = None
+    for kind in kinds:
+        x = features if kind == "features" else probs
+        for l2 in L2_GRID:
+            right = 0
+            for fold in range(folds):
+                test = origin % folds == fold
+                if len(np.unique(labels[~test])) < classes:
+                    continue
+                head = fit(kind, x[~test], labels[~test], classes, l2)
+                right += int(np.sum(np.argmax(head.logits(x[test]), axis=1) == labels[test]))
+            score = round(100.0 * right / len(labels), 2)
+            scores[f"{kind} l2={l2:g}"] = score
+            key = (score, int(kind == "features"), l2, kind)
+            if best is None or key > best:
+                best = key
+    assert best is not None
+    return best[3], best[2], scores

@@ -1,0 +1,138 @@
+"""Measure `mnv1-edge train` on tasks built from real photos: `python -m tests.support.train_bench --work DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge import paths
+from tests.support import tasks
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def train(images: Path, out: Path, *extra: str) -> dict[str, object]:
+    """One `mnv1-edge train` in its own process (its own peak memory), 2 threads; returns its report."""
+    report = out.with_suffix(".json")
+    cmd = [sys.executable, "-m", "edge", "train", "--images", str(images), "--out", str(out), "--report", str(report)]
+    cmd += ["--source", str(paths.float_model()), "--min-accuracy", "0", "--min-agreement", "0", *extra]
+    env = os.environ | {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "2", "OMP_NUM_THREADS": "2"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{images}: train failed: {proc.stderr.strip().splitlines()[-1]}")
+    data: dict[str, object] = json.loads(report.read_text())
+    data["wall_s"] = round(time.perf_counter() - t0, 1)
+    return data
+
+
+def zero_shot(held_out: Path, groups: dict[str, tuple[int, ...] | range]) -> float:
+    """The float ImageNet model's group answer (sum of each group's probabilities), no training."""
+    from edge.convert import rebuild
+    from edge.train import dataset, head
+
+    data = dataset.load(held_out, dataset.Limits(min_per_class=1, allow_imbalance=True), 1.0)
+    _, probs = head.backbone_outputs(rebuild.read_layers(paths.float_model().read_bytes(), "float"), data.frames)
+    names = list(data.classes)
+    sums = np.zeros((len(probs), len(names)))
+    for index in range(1, probs.shape[1]):
+        sums[:, names.index(tasks.group_of(index, groups))] += probs[:, index]
+    return round(100.0 * float(np.mean(np.argmax(sums, axis=1) == data.labels)), 1)
+
+
+def size_breakdown(report: dict[str, object], model: Path, images: Path) -> str:
+    """int8 accuracy on held-out 'present' frames by subject width (the names record it)."""
+    from edge.model.engine import Engine
+    from edge.model.preprocess import load_image
+    from edge.train import dataset
+
+    data = dataset.load(images, dataset.Limits(), 1.0)
+    _, test = dataset.split(data.paths, data.labels, 0.5)
+    engine = Engine(model)
+    rows = {"5-10%": [0, 0], "10-20%": [0, 0]}
+    for i in test:
+        name = data.paths[i].stem
+        width = int(name.rsplit("_w", 1)[1])
+        if width == 0:
+            continue
+        bucket = "5-10%" if width < 0.10 * tasks.FRAME[0] else "10-20%"
+        right = int(np.argmax(engine.classify(load_image(data.paths[i], fraction=1.0)))) == int(data.labels[i])
+        rows[bucket][0] += right
+        rows[bucket][1] += 1
+    return ", ".join(f"{k}: {r}/{n}" for k, (r, n) in rows.items())
+
+
+def row(task: str, report: dict[str, object], extra: str = "") -> str:
+    held = {m["name"]: m for m in report["held_out"]}  # type: ignore[attr-defined]
+    deployed = list(held.values())[-1]
+    img = report["images"]  # type: ignore[index]
+    cost = report["cost"]  # type: ignore[index]
+    return (
+        f"| {task} | {img['train']}/{img['held_out']} | {report['head']['input']} | {held['float']['accuracy']:.1f} | "  # type: ignore[index]
+        f"{held['int8 plain']['accuracy']:.1f} | {deployed['accuracy']:.1f} | {deployed['agreement']:.1f} | {extra} | "
+        f"{cost['total_s']:.0f} s, {cost['peak_rss_mb']:.0f} MB |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder for the tasks and models")
+    parser.add_argument("--only", nargs="*", default=None, help="task names to run")
+    args = parser.parse_args()
+    work: Path = args.work
+    dev, samples = paths.dev_images(), paths.sample_images()
+    lines = [
+        "| task | train/held out | head | float % | int8 plain % | int8 % | agree % | zero-shot % or note | time, peak memory |",
+        "|" + "---|" * 9,
+    ]
+    todo = args.only
+
+    def want(name: str) -> bool:
+        return todo is None or name in todo
+
+    for subject, seed in (("cat.bmp", 1), ("parrot.jpg", 2), ("hot_dog.jpg", 3)):
+        name = f"present/absent {subject.split('.')[0]}"
+        if want("presence"):
+            images = tasks.presence_task(work / f"presence_{seed}", dev, samples / subject, 400, seed)
+            report = train(images, work / f"presence_{seed}.tflite", "--held-out", "0.5")
+            lines.append(row(name, report, "by subject width: " + size_breakdown(report, work / f"presence_{seed}.tflite", images)))
+            print(lines[-1], flush=True)
+    if want("orientation"):
+        tr = tasks.orientation_task(work / "orient_train", dev, 0, 200, 4)
+        te = tasks.orientation_task(work / "orient_test", dev, 250, 200, 5)
+        for head in ("features", "probs"):
+            report = train(tr, work / f"orient_{head}.tflite", "--held-out-images", str(te), "--head", head)
+            lines.append(row(f"upright/upside down ({head})", report, "no ImageNet group"))
+            print(lines[-1], flush=True)
+    groups: dict[str, dict[str, tuple[int, ...] | range]] = {
+        "animal/object": {"animal": tasks.ANIMALS, "object": range(399, 1001)},
+        "dog/bird/other": {"dog": tasks.DOGS, "bird": tasks.BIRDS},
+    }
+    caps = {"animal/object": {"animal": 100, "object": 100}, "dog/bird/other": {"other": 60}}
+    for task, group in groups.items():
+        if not want(task.split("/")[0]):
+            continue
+        slug = task.replace("/", "_")
+        tr = tasks.group_task(work / f"{slug}_train", dev, group, 0, caps[task])
+        te = tasks.group_task(work / f"{slug}_test", dev, group, 1, caps[task])
+        zs = zero_shot(te, group)
+        for head in ("features", "probs"):
+            report = train(tr, work / f"{slug}_{head}.tflite", "--held-out-images", str(te), "--head", head, "--allow-imbalance")
+            lines.append(row(f"{task}, unseen classes ({head})", report, f"zero-shot {zs}"))
+            print(lines[-1], flush=True)
+    if want("timing"):
+        images = tasks.presence_task(work / "presence_500", dev, samples / "owl.jpg", 500, 9)
+        report = train(images, work / "presence_500.tflite", "--held-out", "0.2")
+        lines.append(row("timing: 500 images (owl)", report, f"wall {report['wall_s']} s incl. start-up"))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

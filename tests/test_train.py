@@ -1,0 +1,115 @@
+"""`mnv1-edge train` end to end on a tiny real-photo task: gated model, manifest, report, N-class daemon, byte-reproducibility."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge import paths
+from tests.support.tasks import presence_task
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_task(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 classes x 30 frames: a dev-set scene with or without the parrot pasted small."""
+    return presence_task(tmp_path_factory.mktemp("task") / "frames", paths.dev_images(), paths.sample_images() / "parrot.jpg", 60, seed=3)
+
+
+def train(images: Path, out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "edge", "train", "--images", str(images), "--out", str(out), "--source", str(paths.float_model()), *extra]
+    full_env = os.environ | {"PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"} | (env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_task: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "custom.tflite"
+    proc = train(tiny_task, out, "--report", str(out.with_suffix(".report.json")), "--min-accuracy", "60", "--min-agreement", "60")
+    assert proc.returncode == 0, proc.stderr
+    assert "gate      passed" in proc.stdout
+    return out
+
+
+def test_model_manifest_and_report(trained: Path) -> None:
+    from edge.model.engine import Engine
+
+    engine = Engine(trained, threads=1)  # checks sha256, contract, XNNPACK, and runs the self-test
+    assert engine.labels == ("absent", "present")
+    assert engine.manifest.output_shape == (1, 2) and engine.manifest.crop_fraction == 1.0
+    st = engine.manifest.self_test
+    assert st is not None and st.label in engine.labels
+    assert engine.manifest.provenance["kind"].startswith("custom classes")
+    report = json.loads(trained.with_suffix(".report.json").read_text())
+    names = [m["name"] for m in report["held_out"]]
+    assert names == ["float", "int8 plain"]  # 42 training images: too few for bias correction
+    assert any("no bias correction" in n for n in report["notes"])
+    assert report["images"]["held_out"] == 18 and report["images"]["per_class"]["present"] == {"train": 21, "held_out": 9}
+    assert report["head"]["input"] in ("features", "probs") and report["gate"]["passed"]
+    assert report["model"]["sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
+    assert trained.with_suffix(".report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_daemon_runs_the_two_class_model(trained: Path, tiny_task: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "\n".join(
+            [
+                f'state_dir = "{tmp_path}"',
+                "[model]",
+                f'path = "{trained}"',
+                "[source]",
+                'kind = "images"',
+                "[source.images]",
+                f'path = "{tiny_task / "present"}"',
+                "[results]",
+                "top_k = 2",
+                'publish = "every"',
+                "[sinks.stdout]",
+                "enabled = true",
+            ]
+        )
+        + "\n"
+    )
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge", "run", "--config", str(config), "--max-frames", "3"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(records) == 3
+    assert all({p["label"] for p in r["top_k"]} <= {"absent", "present"} for r in records)
+
+
+def test_gate_failure_writes_no_model_but_a_report(tiny_task: Path, tmp_path: Path) -> None:
+    out = tmp_path / "custom.tflite"
+    report = tmp_path / "r.json"
+    proc = train(tiny_task, out, "--report", str(report), "--min-accuracy", "100.1")
+    assert proc.returncode == 65
+    assert "gate failed: held-out accuracy" in proc.stderr and "no model written" in proc.stderr
+    assert not out.exists() and not Path(str(out) + ".json").exists()
+    assert json.loads(report.read_text())["gate"]["passed"] is False
+
+
+def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_path: Path) -> None:
+    """Training + quantization (bias correction included: >= 100 training images) give the same
+    bytes whatever the thread count or oneDNN setting."""
+    images = presence_task(tmp_path / "frames", paths.dev_images(), paths.sample_images() / "owl.jpg", 150, seed=4)
+    digests = []
+    for threads, onednn in (("1", "0"), ("2", "1")):
+        out = tmp_path / f"m{threads}.tflite"
+        env = {"TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads, "TF_ENABLE_ONEDNN_OPTS": onednn}
+        report = out.with_suffix(".json")
+        proc = train(images, out, "--min-accuracy", "0", "--min-agreement", "0", "--report", str(report), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(report.read_text())["held_out"][-1]["name"] == "int8 bias-corrected"
+        digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
