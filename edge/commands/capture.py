@@ -60,7 +60,9 @@ class service_lock:
     def __init__(self, config: Config) -> None:
         from pathlib import Path
 
-        self.path = Path(config.state_dir) / "lock"
+        from edge.daemon.sequence import STATE_LOCK
+
+        self.path = Path(config.state_dir) / STATE_LOCK
         self.fd = -1
 
     def __enter__(self) -> service_lock:
