@@ -187,7 +187,9 @@ class Daemon:
         stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
         stats.update(self.pipeline.stats())
         # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
-        stats.update(stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s)
+        stats.update(
+            stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s, heartbeat_s=self.config.results.heartbeat_s
+        )
         return stats
 
     def _report(self) -> None:

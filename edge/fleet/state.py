@@ -163,8 +163,11 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
         return "stalled", "the daemon reports its source stalled"
     if frame_age is not None and frame_age > limit:
         return "stalled", f"no frame classified for {frame_age:.0f} s (stale after {limit:g} s)"
-    if answer_age is not None and answer_age > limit:
-        return "stale", f"no result for {answer_age:.0f} s (stale after {limit:g} s)"
+    # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).
+    heartbeat = stats.get("heartbeat_s")
+    result_limit = limit if not isinstance(heartbeat, (int, float)) else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))
+    if answer_age is not None and answer_age > result_limit:
+        return "stale", f"no result for {answer_age:.0f} s (stale after {result_limit:g} s)"
     if device.availability is None:
         return "unknown", "no availability message (not an mnv1-edge daemon, or its retained state was cleared)"
     if device.stats is None:
