@@ -236,6 +236,8 @@ def test_daemon_runs_on_arm64(venv: Venv, arm64: Arm64, out: Path, probes: dict[
         f'device_id = "arm64-{venv.name}"\nstate_dir = "{inside}/state"\n\n[model]\npath = "{IN_OUT}/{MODEL}"\n'
         f"require_xnnpack = {'false' if venv is LEGACY else 'true'}\n\n"
         f'[source]\nkind = "images"\n\n[source.images]\npath = "{IN_SHARED}/data/samples"\nloop = true\n\n'
+        # A record per frame (the defaults vote and publish on change): the test checks every one.
+        '[results]\npublish = "every"\nsmoothing = "none"\n\n'
         f'[sinks.file]\nenabled = true\npath = "{inside}/results.jsonl"\nfsync = "never"\n'
     )
     argv = ["python", "-m", "edge", "run", "--config", f"{inside}/config.toml", "--max-frames", str(DAEMON_FRAMES)]

@@ -148,7 +148,8 @@ def extra_vars(wheelhouse: Path, model: Path) -> dict[str, object]:
         "mnv1_edge_config": {
             "stats_interval_s": 5.0,
             "source": {"max_fps": 4.0, "stall_timeout_s": 3.0, "images": {"path": IMAGES_IN_TARGET, "loop": True}},
-            "results": {"top_k": 3},
+            # A record per frame (the defaults vote and publish on change): the tests count records.
+            "results": {"top_k": 3, "publish": "every", "smoothing": "none"},
             "sinks": {"mqtt": {"stats_interval_s": 5.0}},
         },
     }
