@@ -210,13 +210,16 @@ def test_stalled_camera_is_restarted_by_the_watchdog(deployment: Deployment) -> 
 
 def test_a_device_failing_its_health_gate_stops_the_rollout(deployment: Deployment) -> None:
     d = deployment
+    # A config check-config accepts (the folder has an image file) that fails at run time (the file is
+    # not an image): only the health gate can catch it.
+    d.target.sh("mkdir -p /srv/broken-images && echo 'not a picture' > /srv/broken-images/a.jpg")
     broken = json.loads(json.dumps(d.extra_vars["mnv1_edge_config"]))
-    broken["source"]["images"]["path"] = "/srv/no-such-folder"  # a valid config that fails at run time
+    broken["source"]["images"]["path"] = "/srv/broken-images"
     bad = {"mnv1_edge_source_kind": "images", "mnv1_edge_config": broken, "mnv1_edge_restart_sec": 2, "mnv1_edge_health_timeout": 10}
     run = d.playbook(extra_vars=bad, check=False)
     assert run.returncode != 0
     assert "edge1: mnv1-edge failed its health gate: the service is not active" in run.stdout, run.stdout
-    assert "/srv/no-such-folder is not a folder" in run.stdout  # the journal line says why
+    assert "no readable image in /srv/broken-images" in run.stdout  # the journal line says why
     d.playbook()  # the fixed rollout recovers the device (reset-failed, start, gate passes)
     _wait_active(d)
 
