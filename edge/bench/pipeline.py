@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -135,71 +134,6 @@ def allocation_check(runner: PipelineRunner, frames: int) -> tuple[int, int]:
     return worst, end - start
 
 
-def _spawn(args: list[str], stdout: int) -> int:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        return os.posix_spawn(args[0], args, os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)])
-    finally:
-        os.close(devnull)
-
-
-def _hwm_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            return next((int(line.split()[1]) for line in f if line.startswith("VmHWM:")), 0)
-    except OSError:
-        return 0  # exiting
-
-
-def _wait(pid: int, what: str, peak_kb: int = 0) -> float:
-    """Wait for a spawned run; its peak RSS in MB, read from its own VmHWM while it runs.
-
-    Not ru_maxrss: a child counts the memory it shared with this bench before exec (fork and vfork
-    alike), so that figure would grow with every stage the bench ran before it."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        peak_kb = max(peak_kb, _hwm_kb(pid))
-        time.sleep(0.01)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise EdgeError(f"bench: the {what} run of `mnv1-edge run` failed with status {code}")
-    return peak_kb / 1024
-
-
-def cold_start(config_path: Path) -> tuple[float, float, float]:
-    """(seconds to the first result line, seconds to exit, peak RSS MB) of `mnv1-edge run --once`."""
-    exe = str(Path(sys.executable).with_name("mnv1-edge"))
-    read_end, write_end = os.pipe()
-    t0 = time.perf_counter()
-    try:
-        pid = _spawn([exe, "run", "--config", str(config_path), "--once"], write_end)
-    finally:
-        os.close(write_end)
-    with os.fdopen(read_end) as out:
-        first = out.readline()
-        t_first = time.perf_counter() - t0
-        peak_kb = _hwm_kb(pid)  # the run may end before _wait looks
-        out.read()
-    rss = _wait(pid, "cold-start", peak_kb)
-    t_exit = time.perf_counter() - t0
-    if not first:
-        raise EdgeError("bench: the cold-start run of `mnv1-edge run` printed no result")
-    return t_first, t_exit, rss
-
-
-def steady_rss(config_path: Path, frames: int) -> float:
-    """Peak RSS (MB) of a daemon that classified `frames` frames."""
-    exe = str(Path(sys.executable).with_name("mnv1-edge"))
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        pid = _spawn([exe, "run", "--config", str(config_path), "--max-frames", str(frames)], devnull)
-    finally:
-        os.close(devnull)
-    return _wait(pid, "RSS")
-
-
 def pin_one_core() -> str:
     cpus = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpus[-1]})
@@ -207,11 +141,6 @@ def pin_one_core() -> str:
 
 
 def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True, progress: Callable[[str], None] = lambda s: None) -> BenchReport:
-    from edge.config import ResultsConfig
-    from edge.daemon.results import ResultFilter
-    from edge.model.engine import Engine
-    from edge.model.groups import GroupScorer, configured
-    from edge.model.runtime import make_interpreter
     from edge.sources.synthetic import SyntheticSource
 
     cores = pin_one_core() if one_core else str(len(os.sched_getaffinity(0)))
@@ -222,83 +151,105 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         frame_source = SyntheticSource(parse(bench_config(model, work, {"kind": "synthetic"})).source.synthetic)
         frame_source.open()
         frame = frame_source._pool[0]
-
-        progress("bare invoke")
-        interp = make_interpreter(model, 1)
-        index = interp.get_input_details()[0]["index"]
-        interp.set_tensor(index, frame[None])
-        report.timings["bare_invoke"] = measure(interp.invoke, frames, batches)
-        del interp
-
-        progress("engine")
-        engine = Engine(model, 1, self_test=False)
-        report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
-
-        progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
-        probs, labels = engine.classify(frame).copy(), engine.labels
-        scorer = GroupScorer(configured({}, ("bird", "dog"), len(labels)), len(labels))
-        report.timings["group_sums_bird_dog"] = measure(lambda: scorer.scores(probs), frames, batches)
-        plain, grouped = ResultFilter(ResultsConfig(), labels), ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
-        report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
-        report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
-
+        _model_stages(report, model, frame, frames, batches, progress)
         from edge.sources.costs import camera_steps
 
         for name, step in camera_steps(frame, jpeg).items():  # the camera paths' preprocessing, per frame
             progress(name)
             report.timings[name] = measure(step, frames, batches)
-
-        progress("pipeline from in-memory frames")
-        runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
-        try:
-            for _ in range(50):
-                runner.step()
-            report.timings["pipeline_memory_to_file"] = measure(runner.step, frames, batches)
-            progress("allocation check")
-            report.max_transient_alloc_bytes, report.retained_growth_bytes = allocation_check(runner, 300)
-        finally:
-            runner.close()
-
-        from edge.model.preprocess import load_image
-
-        for draft in (True, False):
-            name = "draft" if draft else "full"
-            progress(f"720p JPEG decode + crop/resize only ({name})")
-            report.timings[f"decode_jpeg720_{name}"] = measure(lambda d=draft: load_image(jpeg, draft=d), max(50, frames // 3), batches)  # type: ignore[misc]
-            progress(f"pipeline from the 720p JPEG ({name} decode)")
-            source = {"kind": "images", "images": {"path": str(jpeg), "loop": True, "draft": draft}}
-            runner = PipelineRunner(parse(bench_config(model, work / name, source)))
-            try:
-                for _ in range(20):
-                    runner.step()
-                report.timings[f"pipeline_jpeg720_{name}"] = measure(runner.step, max(50, frames // 3), batches)
-            finally:
-                runner.close()
-
-        from edge.bench import snapshots
-
-        progress("pipeline from the 720p JPEG with snapshots on, no change of the answer")
-        report.timings["pipeline_jpeg720_draft_snapshots_on"] = snapshots.per_frame(model, work / "snap", jpeg, max(50, frames // 3), batches)
-        progress("one snapshot on a change")
-        report.extra["snapshot_on_change"] = snapshots.one_snapshot(work, jpeg)
-
-        progress("cold start")
-        (work / "cold").mkdir()
-        cold_cfg = work / "cold.toml"
-        cold_cfg.write_text(to_toml(bench_config(model, work / "cold", {"kind": "images", "images": {"path": str(jpeg)}}, stdout=True)))
-        runs = [cold_start(cold_cfg) for _ in range(3)]
-        report.cold_start_s = round(statistics.median(r[0] for r in runs), 3)
-        report.cold_start_exit_s = round(statistics.median(r[1] for r in runs), 3)
-
-        progress("steady-state RSS")
-        rss_cfg = work / "rss.toml"
-        rss_cfg.write_text(to_toml(bench_config(model, work / "rss", {"kind": "synthetic"})))
-        report.rss_mb = round(max(steady_rss(rss_cfg, 2000), *(r[2] for r in runs)), 1)
-
+        _pipeline_stages(report, model, work, jpeg, frames, batches, progress)
+        _process_stages(report, model, work, jpeg, progress)
     for name, fn in EXTRA.items():
         progress(name)
         report.extra[name] = fn()
+    _judge(report)
+    return report
 
+
+def _model_stages(report: BenchReport, model: Path, frame: Any, frames: int, batches: int, progress: Callable[[str], None]) -> None:
+    """Bare invoke, the engine, and the results step with and without groups."""
+    from edge.config import ResultsConfig
+    from edge.daemon.results import ResultFilter
+    from edge.model.engine import Engine
+    from edge.model.groups import GroupScorer, configured
+    from edge.model.runtime import make_interpreter
+
+    progress("bare invoke")
+    interp = make_interpreter(model, 1)
+    index = interp.get_input_details()[0]["index"]
+    interp.set_tensor(index, frame[None])
+    report.timings["bare_invoke"] = measure(interp.invoke, frames, batches)
+    del interp
+
+    progress("engine")
+    engine = Engine(model, 1, self_test=False)
+    report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
+
+    progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
+    probs, labels = engine.classify(frame).copy(), engine.labels
+    scorer = GroupScorer(configured({}, ("bird", "dog"), len(labels)), len(labels))
+    report.timings["group_sums_bird_dog"] = measure(lambda: scorer.scores(probs), frames, batches)
+    plain, grouped = ResultFilter(ResultsConfig(), labels), ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
+    report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
+    report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
+
+
+def _pipeline_stages(report: BenchReport, model: Path, work: Path, jpeg: Path, frames: int, batches: int, progress: Callable[[str], None]) -> None:
+    """The daemon's own pipeline from in-memory frames and from a 720p JPEG (draft, full, snapshots on)."""
+    from edge.bench import snapshots
+    from edge.model.preprocess import load_image
+
+    progress("pipeline from in-memory frames")
+    runner = PipelineRunner(parse(bench_config(model, work / "mem", {"kind": "synthetic"})))
+    try:
+        for _ in range(50):
+            runner.step()
+        report.timings["pipeline_memory_to_file"] = measure(runner.step, frames, batches)
+        progress("allocation check")
+        report.max_transient_alloc_bytes, report.retained_growth_bytes = allocation_check(runner, 300)
+    finally:
+        runner.close()
+
+    for draft in (True, False):
+        name = "draft" if draft else "full"
+        progress(f"720p JPEG decode + crop/resize only ({name})")
+        report.timings[f"decode_jpeg720_{name}"] = measure(lambda d=draft: load_image(jpeg, draft=d), max(50, frames // 3), batches)  # type: ignore[misc]
+        progress(f"pipeline from the 720p JPEG ({name} decode)")
+        source = {"kind": "images", "images": {"path": str(jpeg), "loop": True, "draft": draft}}
+        runner = PipelineRunner(parse(bench_config(model, work / name, source)))
+        try:
+            for _ in range(20):
+                runner.step()
+            report.timings[f"pipeline_jpeg720_{name}"] = measure(runner.step, max(50, frames // 3), batches)
+        finally:
+            runner.close()
+
+    progress("pipeline from the 720p JPEG with snapshots on, no change of the answer")
+    report.timings["pipeline_jpeg720_draft_snapshots_on"] = snapshots.per_frame(model, work / "snap", jpeg, max(50, frames // 3), batches)
+    progress("one snapshot on a change")
+    report.extra["snapshot_on_change"] = snapshots.one_snapshot(work, jpeg)
+
+
+def _process_stages(report: BenchReport, model: Path, work: Path, jpeg: Path, progress: Callable[[str], None]) -> None:
+    """Whole `mnv1-edge run` processes: cold start to the first result, steady-state peak RSS."""
+    from edge.bench.process import cold_start, steady_rss
+
+    progress("cold start")
+    (work / "cold").mkdir()
+    cold_cfg = work / "cold.toml"
+    cold_cfg.write_text(to_toml(bench_config(model, work / "cold", {"kind": "images", "images": {"path": str(jpeg)}}, stdout=True)))
+    runs = [cold_start(cold_cfg) for _ in range(3)]
+    report.cold_start_s = round(statistics.median(r[0] for r in runs), 3)
+    report.cold_start_exit_s = round(statistics.median(r[1] for r in runs), 3)
+
+    progress("steady-state RSS")
+    rss_cfg = work / "rss.toml"
+    rss_cfg.write_text(to_toml(bench_config(model, work / "rss", {"kind": "synthetic"})))
+    report.rss_mb = round(max(steady_rss(rss_cfg, 2000), *(r[2] for r in runs)), 1)
+
+
+def _judge(report: BenchReport) -> None:
+    """The ratios side by side and each target met or missed."""
     t = report.timings
     report.ratios = {
         "engine_over_invoke_cpu": round(t["engine_classify_top5"].cpu_ms / t["bare_invoke"].cpu_ms, 3),
@@ -317,7 +268,6 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         "measured": report.max_transient_alloc_bytes,
         "ok": report.max_transient_alloc_bytes < FRAME_BYTES,
     }
-    return report
 
 
 def render(report: BenchReport) -> str:
