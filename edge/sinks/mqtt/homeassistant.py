@@ -104,7 +104,9 @@ def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool 
 
 
 def _diagnostics(stats: str) -> list[Entity]:
-    """From the retained stats message (edge/daemon/stats.py keys, plus the sink's spool keys, `ts`, `model_sha256`)."""
+    """From the retained stats message (edge/daemon/stats.py keys, plus the sink's spool keys, `ts`, `model_sha256`).
+
+    One table of seven entities, each a handful of lines: longer than 50 lines, but one list to read."""
     measurement = {"state_class": "measurement", "entity_category": "diagnostic"}
     other = {"entity_category": "diagnostic"}
     return [

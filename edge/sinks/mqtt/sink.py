@@ -52,7 +52,10 @@ class MqttSink:
         snapshots: bool = False,
     ) -> None:
         """`answers`: the names the answer can take (one Home Assistant binary sensor each);
-        `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity)."""
+        `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity).
+
+        Long only because it names every piece of state the three threads share (see the top of
+        this module), in one place."""
         self.config = config
         self.device_id = device_id
         self.config_path = config_path
