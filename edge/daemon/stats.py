@@ -133,6 +133,9 @@ def format_line(stats: dict[str, Any]) -> str:
         f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
     )
     sinks = [f"{name}: {format_counters(name, value)}" for name, value in sink_counters(stats).items()]
+    snapshots = {k: v for k, v in stats.items() if k.startswith("snapshots_")}
+    if snapshots:
+        sinks.append(f"snapshots: {format_counters('snapshots', snapshots)}")
     return "; ".join([line, *sinks])
 
 

@@ -154,6 +154,11 @@ def _pipeline(out: _Writer, stats: Mapping[str, Any]) -> None:
     out.one("camera_reopens_total", "counter", "Camera reopens and stream reconnects", _event_count(stats, source, REOPEN_KEYS))
     out.one("fps", "gauge", "Frames classified per second over the last stats interval", stats.get("fps", 0.0))
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started", stats.get("uptime_s", 0.0))
+    if "snapshots_saved" in stats:  # only with [snapshots] enabled
+        out.one("snapshots_saved_total", "counter", "Evidence snapshots saved", stats["snapshots_saved"])
+        out.one("snapshots_bytes", "gauge", "Bytes in the snapshot folder", stats.get("snapshots_bytes", 0))
+        dropped = [(f'reason="{k}"', stats.get(f"snapshots_{k}", 0)) for k in ("dropped", "skipped", "errors")]
+        out.metric("snapshots_lost_total", "counter", "Snapshots deleted for the folder's caps, skipped behind, or failed", dropped)
 
 
 def _device(out: _Writer, stats: Mapping[str, Any]) -> None:
