@@ -53,7 +53,7 @@ def test_model_manifest_and_report(trained: Path) -> None:
     assert names == ["float", "int8 plain"]  # 42 training images: too few for bias correction
     assert any("no bias correction" in n for n in report["notes"])
     assert report["images"]["held_out"] == 18 and report["images"]["per_class"]["present"] == {"train": 21, "held_out": 9}
-    assert report["head"]["input"] in ("features", "probs") and report["gate"]["passed"]
+    assert report["head"]["input"] in ("features", "probs", "positions") and report["gate"]["passed"]
     assert report["model"]["sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
     assert trained.with_suffix(".report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
