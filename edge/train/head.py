@@ -43,9 +43,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> dict[str, np.ndarray]:
-    """Each head input of the float network, computed in float64: N x 256 pooled features, N x 1001
-    probabilities, N x 64 x 128 positions."""
+def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...] = INPUTS, batch: int = 50) -> dict[str, np.ndarray]:
+    """The head inputs `kinds` of the float network, computed in float64: N x 256 pooled features,
+    N x 1001 probabilities, N x 64 x 128 positions."""
     import keras
 
     from edge.convert import rebuild
@@ -53,7 +53,8 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> 
 
     with quiet():
         model = rebuild.build_keras(layers, "float64")
-    taps = {"features": "avgpool", "probs": "softmax", "positions": positions.LAYER}
+    layer = {"features": "avgpool", "probs": "softmax", "positions": positions.LAYER}
+    taps = {kind: layer[kind] for kind in kinds}
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in taps.values()])
     out: dict[str, list[np.ndarray]] = {kind: [] for kind in taps}
     for start in range(0, len(frames), batch):

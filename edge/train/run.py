@@ -77,9 +77,9 @@ def train(opts: Options) -> TrainReport:
 
     from edge.train import build, head
 
-    inputs = head.backbone_outputs(layers, frames)  # training views only: nothing held out is needed to fit
-    n = len(data.classes)
     kinds = head.INPUTS if opts.head == "auto" else (opts.head,)
+    inputs = head.backbone_outputs(layers, frames, kinds)  # training views only: nothing held out is needed to fit
+    n = len(data.classes)
     kind, l2, cv = head.choose(inputs, labels, origin, n, kinds)
     fitted = head.fit(kind, inputs[kind], labels, n, l2)
     del inputs

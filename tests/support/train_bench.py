@@ -39,7 +39,7 @@ def zero_shot(held_out: Path, groups: dict[str, tuple[int, ...] | range]) -> flo
     from edge.train import dataset, head
 
     data = dataset.load(held_out, dataset.Limits(min_per_class=1, allow_imbalance=True), 1.0)
-    probs = head.backbone_outputs(rebuild.read_layers(paths.float_model().read_bytes(), "float"), data.frames)["probs"]
+    probs = head.backbone_outputs(rebuild.read_layers(paths.float_model().read_bytes(), "float"), data.frames, ("probs",))["probs"]
     names = list(data.classes)
     sums = np.zeros((len(probs), len(names)))
     for index in range(1, probs.shape[1]):
