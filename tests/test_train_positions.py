@@ -42,8 +42,8 @@ def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path) -> None:
     layers = rebuild.read_layers(paths.float_model().read_bytes(), "float")
     rng = np.random.default_rng(2)
     frames = rng.integers(0, 256, (12, 128, 128, 3), dtype=np.uint8)
-    inputs = head.backbone_outputs(layers, frames)
-    assert inputs["positions"].shape == (12, 64, 128)
+    inputs = head.backbone_outputs(layers, frames, ("positions",))  # a single output comes back bare from Keras
+    assert list(inputs) == ["positions"] and inputs["positions"].shape == (12, 64, 128)
     h = head.fit("positions", inputs["positions"], np.arange(12) % 2, 2, 1e-2)
     reference = build.keras_model(layers, h, "float64")
     assert reference.get_layer(LAYER) is not None and "layer26_relu6" not in [layer.name for layer in reference.layers]

@@ -58,7 +58,9 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ..
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in taps.values()])
     out: dict[str, list[np.ndarray]] = {kind: [] for kind in taps}
     for start in range(0, len(frames), batch):
-        for kind, value in zip(taps, probe([frames[start : start + batch]], training=False), strict=True):
+        values = probe([frames[start : start + batch]], training=False)
+        values = values if isinstance(values, list | tuple) else [values]  # one output comes back bare
+        for kind, value in zip(taps, values, strict=True):
             v = np.asarray(value, np.float64)
             out[kind].append(v.reshape(len(v), -1, v.shape[-1]) if kind == "positions" else v.reshape(len(v), -1))
     return {kind: np.concatenate(parts) for kind, parts in out.items()}
