@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
+from edge.train import positions
 from edge.train.head import Head
 
 
@@ -17,7 +18,8 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
 
     A features head replaces the 1001-way 1x1 convolution by an N-way one under the same name, so
     the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
-    ImageNet softmax and adds a fully connected layer and a second softmax after it.
+    ImageNet softmax and adds a fully connected layer and a second softmax after it; a positions
+    head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one).
 
     `dtype` "float64" gives the reference the quantized model is measured and corrected against:
     its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
@@ -44,6 +46,15 @@ def _with_head(keras: Any, base: Any, head: Head) -> Any:
         x = base.get_layer("avgpool").output
         conv = keras.layers.Conv2D(n, 1, name="logits")
         x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(conv(x)))
+        model = keras.Model(base.inputs, x, name="mnv1_custom")
+        conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
+        return model
+    if head.kind == "positions":
+        # The same 1x1 convolution at each of layer 22's 8x8 cells, then each class's best cell;
+        # layers 23-26 and the ImageNet head fall out of the graph.
+        conv = keras.layers.Conv2D(n, 1, name="logits")
+        pool = keras.layers.MaxPooling2D(pool_size=8, name="maxpool")
+        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(pool(conv(base.get_layer(positions.LAYER).output))))
         model = keras.Model(base.inputs, x, name="mnv1_custom")
         conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
         return model

@@ -7,13 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from edge.train import positions
+
 # The backbone stays as the converter rebuilds it (frozen): its features and its 1001 ImageNet
 # probabilities are computed once, in float64, and a multinomial logistic regression is fitted on
 # them by a fixed number of full-batch accelerated gradient steps. No random initialisation, no
 # mini-batch order, no threads racing: the same inputs give the same weights, and float64 leaves the
 # float32 weights written to the model unaffected by a CPU's vector width (see docs/train.md).
 
-INPUTS = ("features", "probs")  # the 256 pooled features, or the 1001 class probabilities
+# The 256 average-pooled features, the 1001 class probabilities, or layer 22's 8x8x128 map scored
+# position by position (edge/train/positions.py).
+INPUTS = ("features", "probs", "positions")
+PREFERENCE = {"features": 2, "positions": 1, "probs": 0}  # on a cross-validation tie: smaller, int8-friendlier first
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,9 @@ class Head:
     bias: np.ndarray  # N float32
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, np.float64) @ self.kernel.astype(np.float64) + self.bias.astype(np.float64)
+        x = np.asarray(x, np.float64)
+        kernel, bias = self.kernel.astype(np.float64), self.bias.astype(np.float64)
+        return positions.pooled(x, kernel, bias) if self.kind == "positions" else x @ kernel + bias
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.logits(x))
@@ -36,8 +43,9 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return out
 
 
-def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """(N x 256 pooled features, N x 1001 probabilities) of the float network, computed in float64."""
+def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...] = INPUTS, batch: int = 50) -> dict[str, np.ndarray]:
+    """The head inputs `kinds` of the float network, computed in float64: N x 256 pooled features,
+    N x 1001 probabilities, N x 64 x 128 positions."""
     import keras
 
     from edge.convert import rebuild
@@ -45,29 +53,38 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, batch: int = 50) -> 
 
     with quiet():
         model = rebuild.build_keras(layers, "float64")
-    probe = keras.Model(model.inputs, [model.get_layer("avgpool").output, model.get_layer("softmax").output])
-    feats, probs = [], []
+    layer = {"features": "avgpool", "probs": "softmax", "positions": positions.LAYER}
+    taps = {kind: layer[kind] for kind in kinds}
+    probe = keras.Model(model.inputs, [model.get_layer(name).output for name in taps.values()])
+    out: dict[str, list[np.ndarray]] = {kind: [] for kind in taps}
     for start in range(0, len(frames), batch):
-        f, p = probe([frames[start : start + batch]], training=False)
-        feats.append(np.asarray(f, np.float64).reshape(len(f), -1))
-        probs.append(np.asarray(p, np.float64))
-    return np.concatenate(feats), np.concatenate(probs)
+        values = probe([frames[start : start + batch]], training=False)
+        values = values if isinstance(values, list | tuple) else [values]  # one output comes back bare
+        for kind, value in zip(taps, values, strict=True):
+            v = np.asarray(value, np.float64)
+            out[kind].append(v.reshape(len(v), -1, v.shape[-1]) if kind == "positions" else v.reshape(len(v), -1))
+    return {kind: np.concatenate(parts) for kind, parts in out.items()}
 
 
 def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 400) -> Head:
-    """Class-balanced, L2-regularised softmax regression. Features are standardised for the fit
-    (then folded back into the weights); probabilities are not (they already share one scale, and
-    dividing by tiny spreads would make the head lean on probabilities int8 rounds to zero)."""
+    """Class-balanced, L2-regularised softmax regression. Features and positions are standardised
+    for the fit (then folded back into the weights; positions per channel over all cells);
+    probabilities are not (they already share one scale, and dividing by tiny spreads would make the
+    head lean on probabilities int8 rounds to zero)."""
     x = np.asarray(x, np.float64)
-    if kind == "features":
-        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+    if kind in ("features", "positions"):
+        cells = x.reshape(-1, x.shape[-1])
+        mean, scale = cells.mean(axis=0), cells.std(axis=0) + 1e-6
     else:
         mean, scale = np.zeros(x.shape[1]), np.full(x.shape[1], float(np.sqrt(np.mean(x * x))) + 1e-12)
     xs = (x - mean) / scale
     onehot = np.eye(classes)[labels]
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
-    w, b = _accelerated_descent(xs, onehot, weight, l2, steps)
+    if kind == "positions":
+        w, b = positions.fit(xs, onehot, weight, l2)
+    else:
+        w, b = _accelerated_descent(xs, onehot, weight, l2, steps)
     kernel = w / scale[:, None]
     bias = b - mean @ kernel
     return Head(kind, kernel.astype(np.float32), bias.astype(np.float32))
@@ -100,16 +117,16 @@ L2_GRID = (1e-3, 1e-2, 1e-1)  # regularisation strengths tried by cross-validati
 
 
 def choose(
-    features: np.ndarray, probs: np.ndarray, labels: np.ndarray, origin: np.ndarray, classes: int, kinds: tuple[str, ...] = INPUTS, folds: int = 4
+    inputs: dict[str, np.ndarray], labels: np.ndarray, origin: np.ndarray, classes: int, kinds: tuple[str, ...] = INPUTS, folds: int = 4
 ) -> tuple[str, float, dict[str, float]]:
     """(input, L2 strength, cross-validated accuracy of every pair) on the training images only.
     Folds go by `origin` (the training image a view was made from), so an image's augmented views
-    never sit on both sides. Ties go to the features (a smaller, int8-friendlier head) and to the
-    stronger regularisation (smoother weights survive int8 rounding better)."""
+    never sit on both sides. Ties go by PREFERENCE and to the stronger regularisation (smoother
+    weights survive int8 rounding better)."""
     scores: dict[str, float] = {}
     best: tuple[float, int, float, str] | None = None
     for kind in kinds:
-        x = features if kind == "features" else probs
+        x = inputs[kind]
         for l2 in L2_GRID:
             right = 0
             for fold in range(folds):
@@ -120,7 +137,7 @@ def choose(
                 right += int(np.sum(np.argmax(head.logits(x[test]), axis=1) == labels[test]))
             score = round(100.0 * right / len(labels), 2)
             scores[f"{kind} l2={l2:g}"] = score
-            key = (score, int(kind == "features"), l2, kind)
+            key = (score, PREFERENCE[kind], l2, kind)
             if best is None or key > best:
                 best = key
     assert best is not None

@@ -36,7 +36,7 @@ class Options:
     crop_fraction: float = 1.0  # captured frames are already what the model sees
     held_out: float = 0.3
     held_out_images: Path | None = None  # a second folder-per-class set to measure on, instead of a split
-    head: str = "auto"  # "features", "probs" or "auto" (cross-validated choice)
+    head: str = "auto"  # one of head.INPUTS, or "auto" (cross-validated choice)
     augment: Augment = field(default_factory=Augment)
     limits: dataset.Limits = field(default_factory=dataset.Limits)
     gate: Gate = field(default_factory=Gate)
@@ -77,12 +77,12 @@ def train(opts: Options) -> TrainReport:
 
     from edge.train import build, head
 
-    feats, probs = head.backbone_outputs(layers, np.concatenate([frames, data.frames[test_idx]]))
-    n_train, n = len(frames), len(data.classes)
     kinds = head.INPUTS if opts.head == "auto" else (opts.head,)
-    kind, l2, cv = head.choose(feats[:n_train], probs[:n_train], labels, origin, n, kinds)
-    x = feats if kind == "features" else probs
-    fitted = head.fit(kind, x[:n_train], labels, n, l2)
+    inputs = head.backbone_outputs(layers, frames, kinds)  # training views only: nothing held out is needed to fit
+    n = len(data.classes)
+    kind, l2, cv = head.choose(inputs, labels, origin, n, kinds)
+    fitted = head.fit(kind, inputs[kind], labels, n, l2)
+    del inputs
 
     model, reference = build.keras_model(layers, fitted), build.keras_model(layers, fitted, "float64")
     test_frames, test_labels = data.frames[test_idx], data.labels[test_idx]

@@ -1,0 +1,54 @@
+"""The per-position head: the numpy head, the Keras graph and the int8 model agree; it finds a small subject anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import paths
+from edge.train import head
+from edge.train.positions import LAYER
+
+
+def test_positions_logits_are_each_classes_best_cell() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 6, (5, 64, 8))
+    h = head.Head("positions", rng.standard_normal((8, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32))
+    per_cell = x @ h.kernel.astype(np.float64) + h.bias.astype(np.float64)
+    assert np.array_equal(h.logits(x), per_cell.max(axis=1))
+
+
+def test_fit_finds_a_signal_in_one_cell_and_is_deterministic() -> None:
+    """'present' frames carry a pattern in one random cell among 64 noisy ones: averaging the cells
+    dilutes it 64-fold, scoring each cell does not."""
+    rng = np.random.default_rng(1)
+    n, d = 120, 16
+    x = rng.uniform(0, 1, (n, 64, d))
+    labels = np.arange(n) % 2
+    x[labels == 1, rng.integers(0, 64, n // 2), 3] += 2.0
+    fitted = head.fit("positions", x[:80], labels[:80], 2, 1e-3)
+    again = head.fit("positions", x[:80], labels[:80], 2, 1e-3)
+    assert fitted.kernel.tobytes() == again.kernel.tobytes() and fitted.bias.tobytes() == again.bias.tobytes()
+    assert np.mean(np.argmax(fitted.logits(x[80:]), axis=1) == labels[80:]) >= 0.95
+
+
+@pytest.mark.slow
+def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path) -> None:
+    from edge.convert import rebuild
+    from edge.train import build
+
+    layers = rebuild.read_layers(paths.float_model().read_bytes(), "float")
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (12, 128, 128, 3), dtype=np.uint8)
+    inputs = head.backbone_outputs(layers, frames, ("positions",))  # a single output comes back bare from Keras
+    assert list(inputs) == ["positions"] and inputs["positions"].shape == (12, 64, 128)
+    h = head.fit("positions", inputs["positions"], np.arange(12) % 2, 2, 1e-2)
+    reference = build.keras_model(layers, h, "float64")
+    assert reference.get_layer(LAYER) is not None and "layer26_relu6" not in [layer.name for layer in reference.layers]
+    np.testing.assert_allclose(build.keras_probs(reference, frames), h.probs(inputs["positions"]), atol=1e-5)
+    q = build.quantize(build.keras_model(layers, h), reference, frames, bias_correction=False)
+    assert "MAX_POOL_2D" not in q.cpu_ops and "CONV_2D" not in q.cpu_ops  # all in XNNPACK
+    int8 = build.tflite_probs(q.plain, frames)
+    assert int8.shape == (12, 2) and np.all((int8 >= 0) & (int8 <= 1))
