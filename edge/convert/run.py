@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import resource
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 from edge import __version__, paths
 from edge.convert import calibrate, dataset
 from edge.convert.evaluate import Evaluation
+from edge.convert.output import check_delegation, write_model, writing
 from edge.convert.report import ConversionReport, Gate
 from edge.convert.source import FloatModelSource, resolve
-from edge.errors import GateError, ModelError, SinkError, SourceError
+from edge.errors import GateError, SourceError
 from edge.fsutil import check_writable
 from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
-from edge.model.engine import REQUIRED_DELEGATED
 
 if TYPE_CHECKING:
     from edge.convert.biascorrect import LayerFix
@@ -98,15 +94,6 @@ def plan_images(opts: Options) -> ImagePlan:
     return ImagePlan(calibrate.calibration_paths(folder, opts.calibration_count, labelled), "calibration", folder, "held-out")
 
 
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """A full disk or a vanished folder while writing an output: one clear line, not a traceback."""
-    try:
-        yield
-    except OSError as exc:
-        raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-
-
 def convert(opts: Options) -> ConversionReport:
     # One straight sequence of stages, each timed by `clock`; splitting it would only hide the order.
     clock = _Clock()
@@ -149,7 +136,7 @@ def convert(opts: Options) -> ConversionReport:
     if held is not None and opts.gate is not None:
         evaluation = _measure(opts, plan, source.data, ours, plain, held[1], held[2])
         clock.lap("evaluate")
-    cpu_ops = _check_delegation(ours)
+    cpu_ops = check_delegation(ours)
     if evaluation is not None and opts.gate is not None:
         acc = {a.name: a for a in evaluation.accuracy}
         problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)"))
@@ -164,7 +151,7 @@ def convert(opts: Options) -> ConversionReport:
     if opts.report:
         from edge.fsutil import write_atomic
 
-        with _writing(opts.report):
+        with writing(opts.report):
             write_atomic(opts.report, report.to_json().encode())
     return report
 
@@ -194,49 +181,11 @@ def _split_text(split: str) -> str:
     }[split]
 
 
-def _check_delegation(model: bytes) -> dict[str, int]:
-    from edge.model.runtime import delegated_op_counts, make_interpreter
-
-    _, outside = delegated_op_counts(make_interpreter(model, 1))
-    missing = [op for op in REQUIRED_DELEGATED if outside.get(op)]
-    if missing:
-        raise ModelError(f"converted model runs {missing} outside XNNPACK; refusing to write it")
-    return outside
-
-
 def _write(opts: Options, model: bytes, labels: tuple[str, ...], provenance: dict[str, Any], cal: dataset.ImageSet) -> None:
-    """Manifest first, then the model, each atomically; the Engine must accept the pair."""
-    from edge.convert.manifest import make_manifest, write_manifest
-    from edge.fsutil import write_atomic
-    from edge.model.engine import Engine
-    from edge.model.manifest import manifest_path
     from edge.model.preprocess import list_images
 
-    out = Path(opts.out)
     refs = list_images(paths.sample_images()) if paths.sample_images().is_dir() else list(cal.paths[:8])
-    with _writing(out):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tflite", dir=out.parent)
-    tmp = Path(tmp_name)
-    try:
-        with _writing(out), os.fdopen(fd, "wb") as f:
-            f.write(model)
-        manifest = make_manifest(tmp, labels, refs, provenance, CROP_FRACTION)  # the crop calibration and evaluation used
-        with _writing(manifest_path(out)):
-            write_manifest(out, manifest)
-        try:
-            with _writing(out):
-                write_atomic(out, model)
-        except SinkError:
-            manifest_path(out).unlink(missing_ok=True)  # it names a model that was never written
-            raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        Engine(out, threads=1)
-    except ModelError:
-        out.unlink(missing_ok=True)
-        manifest_path(out).unlink(missing_ok=True)
-        raise
+    write_model(Path(opts.out), model, labels, refs, provenance, CROP_FRACTION)  # the crop calibration and evaluation used
 
 
 def _peak_rss_mb() -> float:

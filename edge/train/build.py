@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.errors import ModelError
+from edge.convert.output import check_delegation
 from edge.train import positions
 from edge.train.head import Head
 
@@ -83,18 +83,7 @@ def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correctio
     if bias_correction:
         means = biascorrect.float_channel_means(reference, calibration)
         corrected, _ = biascorrect.correct(plain, means, calibration)
-    return Quantized(plain, corrected, check_delegation(corrected or plain))
-
-
-def check_delegation(model: bytes) -> dict[str, int]:
-    from edge.model.engine import REQUIRED_DELEGATED
-    from edge.model.runtime import delegated_op_counts, make_interpreter
-
-    _, outside = delegated_op_counts(make_interpreter(model, 1))
-    missing = [op for op in REQUIRED_DELEGATED if outside.get(op)]
-    if missing:
-        raise ModelError(f"trained model runs {missing} outside XNNPACK; refusing to write it")
-    return outside
+    return Quantized(plain, corrected, check_delegation(corrected or plain, "trained model"))
 
 
 def tflite_probs(model: bytes, frames: np.ndarray) -> np.ndarray:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import resource
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from edge import __version__
-from edge.errors import GateError, SinkError
+from edge.convert.output import write_model, writing
+from edge.errors import GateError
 from edge.fsutil import check_writable, write_atomic
 from edge.train import dataset
 from edge.train.augment import Augment
@@ -108,7 +106,7 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
     if not problems:
         provenance = _provenance(opts, source, data, train_idx, kind)
-        _write(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction)
+        write_model(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction)
         report.model = {
             "path": str(opts.out),
             "bytes": len(deployed),
@@ -188,48 +186,9 @@ def _provenance(opts: Options, source: Any, data: dataset.Loaded, train_idx: np.
     return info
 
 
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-
-
-def _write(out: Path, model: bytes, classes: tuple[str, ...], refs: list[Path], provenance: dict[str, Any], fraction: float) -> None:
-    """Manifest (self-test = the held-out image with the widest margin), then the model; the Engine
-    must accept the pair, else neither is left behind."""
-    from edge.convert.manifest import make_manifest, write_manifest
-    from edge.errors import ModelError
-    from edge.model.engine import Engine
-    from edge.model.manifest import manifest_path
-
-    with _writing(out):
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tflite", dir=out.parent)
-    tmp = Path(tmp_name)
-    try:
-        with _writing(out), os.fdopen(fd, "wb") as f:
-            f.write(model)
-        manifest = make_manifest(tmp, classes, refs, provenance, crop_fraction=fraction)
-        with _writing(manifest_path(out)):
-            write_manifest(out, manifest)
-            write_atomic(out, model)
-    except BaseException:
-        manifest_path(out).unlink(missing_ok=True)
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        Engine(out, threads=1)
-    except ModelError:
-        out.unlink(missing_ok=True)
-        manifest_path(out).unlink(missing_ok=True)
-        raise
-
-
 def _write_report(opts: Options, report: TrainReport, held: list[Metrics]) -> None:
     if not opts.report:
         return
-    with _writing(opts.report):
+    with writing(opts.report):
         write_atomic(opts.report, report.to_json().encode())
         write_atomic(confusion_path(opts.report), confusion_png([held[0], held[-1]], report.classes))
