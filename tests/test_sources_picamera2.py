@@ -193,3 +193,73 @@ def test_without_picamera2_the_error_says_how_to_install_it(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "picamera2", None)
     with pytest.raises(SourceError, match=r"apt install python3-picamera2.*--system-site-packages"):
         Picamera2Source(Picamera2SourceConfig()).open()
+
+
+@pytest.mark.parametrize("platform", [fake.Platform.VC4, fake.Platform.PISP])
+def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, scene: np.ndarray, platform: fake.Platform
+) -> None:
+    from PIL import Image
+
+    from edge.config import SnapshotsConfig
+    from edge.daemon.snapshots import SnapshotWriter
+    from edge.record import Record
+
+    camera = fake.FakeCamera(scene, platform=platform)
+    fake.install(monkeypatch, camera)
+    source = make_source(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig(main_size=(640, 480))), 0.875, keep_view=True)
+    source.open()
+    config = camera.configs[0]
+    assert config["main"]["format"] == "YUV420" and config["main"]["size"] == (480, 480)  # the lores aspect: not stretched
+    writer = SnapshotWriter(SnapshotsConfig(enabled=True, path=str(tmp_path / "snap"), max_side=320))
+    writer.open()
+    try:
+        frame = source.read()
+        assert frame is not None and frame.view is not None
+        name = writer.claim(True, 1, frame.ts, 0.0)
+        assert name is not None
+        writer.take(Record(1, frame.ts, frame.ts, "cam", frame.origin, (), 0.0, "", "bird", (), name), frame)
+        for _ in range(5):  # the capture thread goes on overwriting the ring: the taken view was frozen
+            assert source.read() is not None
+        assert writer.flush()
+    finally:
+        writer.close()
+        source.close()
+    assert writer.counters["saved"] == 1 and writer.counters["view_errors"] == 0
+    with Image.open(tmp_path / "snap" / name.replace(".jpg", "-view.jpg")) as image:
+        view = np.asarray(image.convert("RGB"))
+    assert view.shape == (320, 320, 3)  # larger than the 128 px input, bounded by max_side
+    # The same centre crop the ISP made for the model, at the view's size: the scene, not noise or padding.
+    assert np.abs(view.astype(int) - prepare_array(scene, 320, 0.875)).mean() < 6
+    assert camera.made.count("main") == camera.made.count("lores") == 6  # both streams of every request
+    assert source.stats()["read"] == 6
+
+
+def test_a_view_overwritten_before_it_was_taken_is_a_view_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    from edge.sources.mainview import SLOTS
+
+    fake.install(monkeypatch, fake.FakeCamera(scene))
+    source = Picamera2Source(Picamera2SourceConfig(), keep_view=True)
+    source.open()
+    first = source.read()
+    assert first is not None and first.view is not None
+    assert first.view(200).size == (200, 200)  # still in the ring
+    frozen = first.view.freeze()  # type: ignore[attr-defined]
+    for _ in range(SLOTS):
+        assert source.read() is not None
+    with pytest.raises(SourceError, match="overwritten"):  # the writer counts it in snapshots_view_errors
+        first.view(200)
+    assert frozen(200).size == (200, 200)  # a frozen view has its own copy
+    source.close()
+
+
+def test_with_snapshots_off_the_main_stream_is_never_read(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
+    camera = fake.FakeCamera(scene)
+    fake.install(monkeypatch, camera)
+    source = make_source(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig()), 0.875)  # keep_view defaults to False
+    source.open()
+    frames = [source.read() for _ in range(3)]
+    source.close()
+    assert all(f is not None and f.view is None for f in frames)
+    assert camera.made == ["lores"] * 3  # no main array made, no copy
+    assert camera.configs[0]["main"]["format"] == "XBGR8888" and camera.configs[0]["main"]["size"] == (640, 480)  # main as before

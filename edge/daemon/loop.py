@@ -77,7 +77,7 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            source = make_source(self.config.source, self.pipeline.engine.manifest.crop_fraction)
+            source = make_source(self.config.source, self.pipeline.engine.manifest.crop_fraction, self.config.snapshots.enabled)
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -231,9 +231,13 @@ class Daemon:
         self.pipeline, self.config = pipeline, config
         logging.getLogger().setLevel((self.log_level or config.log_level).upper())
         try:
-            if config.source != old.config.source or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction:
+            if (
+                config.source != old.config.source
+                or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
+                or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
+            ):
                 self.capture.stop()
-                source = make_source(config.source, pipeline.engine.manifest.crop_fraction)
+                source = make_source(config.source, pipeline.engine.manifest.crop_fraction, config.snapshots.enabled)
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()

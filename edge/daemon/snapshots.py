@@ -117,8 +117,13 @@ class SnapshotWriter:
         return stem_for(seq, ts) + ".jpg"
 
     def take(self, record: Record, frame: Frame) -> None:
-        """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer)."""
-        self._jobs.put(_Job(record, frame.pixels.copy(), frame.view))  # claim() took a place in the queue
+        """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer),
+        and a view on a reused buffer (the Pi camera's, edge/sources/mainview.py) is frozen now."""
+        view = frame.view
+        freeze = getattr(view, "freeze", None)
+        if freeze is not None:
+            view = freeze()
+        self._jobs.put(_Job(record, frame.pixels.copy(), view))  # claim() took a place in the queue
 
     def stats(self) -> dict[str, int]:
         return {f"snapshots_{k}": v for k, v in self.counters.items()} | {"snapshots_files": self._files, "snapshots_bytes": self._bytes}

@@ -51,11 +51,13 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig, crop_fraction: float) -> Source:
+def make_source(config: SourceConfig, crop_fraction: float, keep_view: bool = False) -> Source:
     """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py).
 
-    `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`."""
-    source = _make(config, crop_fraction)
+    `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`.
+    `keep_view` (snapshots on): a source whose larger view costs something per frame (the Pi
+    camera's main stream) keeps it only then; the others make theirs on demand anyway."""
+    source = _make(config, crop_fraction, keep_view)
     if source.live and config.frozen_threshold >= 0:
         from edge.sources.frozen import FrozenGuard
 
@@ -63,7 +65,7 @@ def make_source(config: SourceConfig, crop_fraction: float) -> Source:
     return source
 
 
-def _make(config: SourceConfig, crop_fraction: float) -> Source:
+def _make(config: SourceConfig, crop_fraction: float, keep_view: bool) -> Source:
     """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
@@ -85,5 +87,5 @@ def _make(config: SourceConfig, crop_fraction: float) -> Source:
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        return Picamera2Source(config.picamera2, crop_fraction, config.stall_timeout_s, config.roi)
+        return Picamera2Source(config.picamera2, crop_fraction, config.stall_timeout_s, config.roi, keep_view)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

@@ -14,6 +14,7 @@ from edge.model.preprocess import INPUT_SIZE, prepare_array
 from edge.model.region import FULL, is_full, scaler_crop
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
+from edge.sources.mainview import MainRing, MainView
 from edge.sources.yuv import Converter, make_converter
 
 if TYPE_CHECKING:
@@ -64,9 +65,18 @@ class Picamera2Source:
     live = True
 
     def __init__(
-        self, config: Picamera2SourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0, roi: Sequence[float] = FULL
+        self,
+        config: Picamera2SourceConfig,
+        crop_fraction: float = 0.875,
+        stall_timeout_s: float = 10.0,
+        roi: Sequence[float] = FULL,
+        keep_view: bool = False,
     ) -> None:
+        """`keep_view` (snapshots on): capture the main stream with each lores frame and keep it for the
+        frame's view (edge/sources/mainview.py); off, the main stream is never read."""
         self.config = config
+        self.keep_view = keep_view
+        self._ring = MainRing() if keep_view else None
         self.crop_fraction = crop_fraction
         self.roi = tuple(roi)
         self.name = f"picamera2:{config.camera}"
@@ -76,6 +86,7 @@ class Picamera2Source:
         self._cam: Any = None
         self._format = ""
         self._convert: Converter | None = None
+        self._main: tuple[tuple[int, int], int] = ((0, 0), 0)  # main stream (size, stride), for the view
         self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
         self._roi_left: tuple[float, ...] = self.roi  # likewise for the region of interest
         self._as_is = False
@@ -123,7 +134,7 @@ class Picamera2Source:
         cam = module.Picamera2(c.camera)
         try:
             config = cam.create_video_configuration(
-                main={"size": tuple(c.main_size)},
+                main=self._main_config(),
                 lores={"size": tuple(c.lores_size), "format": self._format},
                 raw=None,  # the default allocates full-size raw buffers nobody reads
                 colour_space=ColorSpace.Sycc(),  # full-range BT.601: what the converters assume
@@ -136,8 +147,9 @@ class Picamera2Source:
                 cam.configure(config)
             except RuntimeError as exc:
                 raise self._explain(exc) from exc
-            lores = cam.camera_config["lores"]
-            if self._format == "YUV420":
+            lores, main = cam.camera_config["lores"], cam.camera_config["main"]
+            self._main = (tuple(main["size"]), int(main["stride"]))
+            if self._format == "YUV420" or self.keep_view:
                 check_colour_space(cam.camera_config)
             self._set_crop(cam)
             cam.start()
@@ -148,6 +160,18 @@ class Picamera2Source:
             self._close(cam)
             raise
         self._cam = cam
+
+    def _main_config(self) -> dict[str, Any]:
+        """Unread without keep_view. With it, YUV420 (the smallest buffer to copy per frame: 1.5 bytes a
+        pixel, the default XBGR8888 is 4) at the lores aspect ratio inside main_size: both streams are
+        scaled from the same ISP crop (ScalerCrop; on a Pi 5 we set both ScalerCrops alike), so any
+        other shape would be the crop stretched."""
+        c = self.config
+        if not self.keep_view:
+            return {"size": tuple(c.main_size)}
+        (mw, mh), (lw, lh) = c.main_size, c.lores_size
+        scale = min(mw / lw, mh / lh)
+        return {"size": (max(2, int(lw * scale) // 2 * 2), max(2, int(lh * scale) // 2 * 2)), "format": "YUV420"}
 
     def _explain(self, exc: RuntimeError) -> Exception:
         for control, key in CONTROL_KEYS.items():
@@ -202,7 +226,7 @@ class Picamera2Source:
             try:
                 # With a timeout: on a frontend timeout libcamera cancels the requests and a capture
                 # without one would block forever (picamera2 only hands out completed requests).
-                array = self._cam.capture_array("lores", wait=self.capture_wait_s)
+                array, view = self._capture()
             except Exception as exc:  # TimeoutError, ISP errors
                 self._errors += 1
                 why = f"no frame within {self.capture_wait_s:g} s" if isinstance(exc, TimeoutError) else str(exc)
@@ -211,8 +235,26 @@ class Picamera2Source:
                 continue
             self.backoff.reset()
             self._read += 1
-            return Frame(self._prepare(array), time.time(), self.name)
+            return Frame(self._prepare(array), time.time(), self.name, view)
         return None
+
+    def _capture(self) -> tuple[np.ndarray, MainView | None]:
+        """The lores array and, with keep_view, a view of the main stream of the same request."""
+        if self._ring is None:
+            return self._cam.capture_array("lores", wait=self.capture_wait_s), None
+        # Both streams from one request (picamera2.py capture_arrays does the same, but copies main
+        # into a new array each frame). MappedArray is the request's buffer itself (request.py
+        # _make_array_shared): it is copied into the ring, and the request goes back to the camera.
+        from picamera2 import MappedArray
+
+        request = self._cam.capture_request(wait=self.capture_wait_s)
+        try:
+            lores = request.make_array("lores")
+            with MappedArray(request, "main", write=False) as mapped:
+                generation = self._ring.put(mapped.array)
+        finally:
+            request.release()
+        return lores, MainView(self._ring, generation, *self._main)
 
     def _prepare(self, array: np.ndarray) -> np.ndarray:
         if self._convert is not None:

@@ -13,6 +13,8 @@ INIT = '''"""FAKE picamera2 from mnv1-edge's tests (tests/support/fake_picamera2
 from picamera2 import _fake, platform  # noqa: F401 - picamera2.platform is a submodule of the real package too
 
 Picamera2 = type("Picamera2", (_fake.Picamera2,), {"camera": _fake.camera_from_env()})
+MappedArray = _fake.MappedArray
+CompletedRequest = _fake.CompletedRequest
 '''
 PLATFORM = '''"""FAKE picamera2.platform: a Pi 4 (VC4)."""
 

@@ -1,7 +1,7 @@
 """A stand-in for the `picamera2` and `libcamera` packages (the only fake in the suite: no Pi camera here).
 
 Each behaviour mirrors the real code, named in its comment: picamera2 at 3e6dff0 (picamera2/picamera2.py,
-controls.py, job.py, request.py, utils.py), libcamera v0.7 (src/libcamera/pipeline/rpi/{common/
+controls.py, job.py, request.py, utils.py, __init__.py), libcamera v0.7 (src/libcamera/pipeline/rpi/{common/
 pipeline_base.cpp,vc4/vc4.cpp,pisp/pisp.cpp}, src/libcamera/camera.cpp, src/py/libcamera/
 py_color_space.cpp), libpisp (src/libpisp/common/pisp_utils.cpp) and the Pi 4 ISP driver
 (drivers/staging/vc04_services/bcm2835-isp/bcm2835-isp-fmts.h and bcm2835-v4l2-isp.c).
@@ -84,6 +84,7 @@ class FakeCamera:
         self.flushes = 0
         self.configs: list[dict[str, Any]] = []
         self.started_with: list[dict[str, Any]] = []  # the controls each start() sent to libcamera
+        self.made: list[str] = []  # the stream of every array the ISP output was read from, in order
         self.control: Path | None = None  # the control file (CONTROL_ENV), read at every capture
         self.pace = False  # capture_array blocks until the next frame at the configured rate, as the real one does
         self._control_seen = ""
@@ -173,7 +174,8 @@ class Picamera2:
         self._jobs: list[_Job] = []
         self._cancelled = False  # this session's requests all come back cancelled
         self._frozen = False
-        self._last: np.ndarray | None = None
+        self._last: dict[str, np.ndarray] = {}  # per stream: the frame a frozen session repeats
+        self._held = 0  # requests from capture_request not yet released
         self._next_frame = 0.0
 
     def _check_controls(self, controls: dict[str, Any]) -> dict[str, Any]:
@@ -320,26 +322,54 @@ class Picamera2:
             return tuple(crops[1 if name == "lores" else 0])  # type: ignore[return-value]
         return tuple(self.controls.get("ScalerCrop", self.camera_controls["ScalerCrop"][2]))  # type: ignore[return-value]
 
-    def capture_array(self, name: str = "main", wait: Any = None) -> np.ndarray:
+    def _next_request(self, wait: Any) -> None:
+        """picamera2.py dispatch_functions: wait for the next completed request, as capture_array_,
+        capture_arrays_and_metadata_ and capture_request_ all do."""
         cam = type(self).camera
         cam.poll_control()
         self._cancelled = self._cancelled or bool(cam.cancel_sessions)
-        if not self.started or self._cancelled:
+        # Requests the caller still holds are not requeued (request.py release): with all of them held no
+        # request completes, like a cancelled session.
+        starved = self._held >= self.camera_config.get("buffer_count", 6)
+        if not self.started or self._cancelled or starved:
             # dispatch_functions queues a Job that only a completed request finishes; cameraTimeout()
             # cancels every request, so none comes. wait=None/True blocks forever; a number raises
             # TimeoutError (Future.result(timeout)).
             self._jobs.append(_Job())
             if wait is None or wait is True:
-                raise WouldBlockForever("capture_array() without a timeout never returns once requests are cancelled")
+                raise WouldBlockForever("a capture without a timeout never returns once requests are cancelled")
             self._jobs[-1].cancelled.wait(float(wait))
             raise TimeoutError()
         if cam.pace:
             self._wait_for_frame()
-        if cam.frozen_sessions and self._last is not None:
+
+    def capture_array(self, name: str = "main", wait: Any = None) -> np.ndarray:
+        """picamera2.py capture_array_: make_array of one stream (a copy), then release the request."""
+        self._next_request(wait)
+        return self._array(name).copy()  # request.py make_array: always a copy
+
+    def capture_arrays(self, names: list[str] | None = None, wait: Any = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+        """picamera2.py capture_arrays_and_metadata_: ([make_array(name) for name in names], metadata) of ONE request."""
+        self._next_request(wait)
+        return [self._array(name).copy() for name in names or ["main"]], {"SensorTimestamp": time.monotonic_ns()}
+
+    def capture_request(self, wait: Any = None, signal_function: Any = None, flush: Any = None) -> CompletedRequest:
+        """picamera2.py capture_request_: the caller holds the request (all its streams) until release()."""
+        self._next_request(wait)
+        self._held += 1
+        return CompletedRequest(self)
+
+    def _array(self, name: str) -> np.ndarray:
+        """The named stream of the current request, as the camera buffer (not a copy); recorded in `made`."""
+        cam = type(self).camera
+        if name not in self.camera_config or self.camera_config[name] is None:
+            raise RuntimeError(f"Stream {name!r} is not defined")  # request.py make_array
+        if cam.frozen_sessions and name in self._last:
             self._frozen = True
-            return self._last.copy()  # request.py make_array: always a copy
-        self._last = self._make_array(name)
-        return self._last.copy()
+            return self._last[name]
+        cam.made.append(name)
+        self._last[name] = self._make_array(name)
+        return self._last[name]
 
     def _wait_for_frame(self) -> None:
         """picamera2 hands out the next completed request: one per frame duration (FrameDurationLimits, us)."""
@@ -387,6 +417,60 @@ class Picamera2:
             cam.frozen_sessions -= 1
 
 
+class CompletedRequest:
+    """request.py CompletedRequest: holds one request's buffers until release(); a reference count of 1."""
+
+    def __init__(self, picam2: Picamera2) -> None:
+        self.picam2 = picam2
+        self.ref_count = 1
+        self.config = picam2.camera_config.copy()
+        self._arrays: dict[str, np.ndarray] = {}  # each stream's buffer, made when first read
+
+    def buffer(self, name: str) -> np.ndarray:
+        """The stream's camera buffer shaped as _make_array_shared does (no copy)."""
+        if self.ref_count == 0:
+            raise AssertionError("request already released")  # request.py _MappedBuffer: assert request.request is not None
+        if name not in self._arrays:
+            self._arrays[name] = self.picam2._array(name)
+        return self._arrays[name]
+
+    def make_array(self, name: str) -> np.ndarray:
+        """request.py make_array: a copy; after release config is {} -> "Stream ... is not defined"."""
+        if self.config.get(name) is None:
+            raise RuntimeError(f"Stream {name!r} is not defined")
+        return self.buffer(name).copy()
+
+    def release(self) -> None:
+        """request.py release: at ref_count 0 the buffers go back to the camera and config is emptied."""
+        self.ref_count -= 1
+        if self.ref_count < 0:
+            raise RuntimeError("CompletedRequest: lock now has negative ref_count")
+        if self.ref_count == 0:
+            self.picam2._held -= 1
+            self.config = {}
+            self._arrays = {}
+
+
+class MappedArray:
+    """request.py MappedArray: `with MappedArray(request, name) as m:` m.array IS the camera buffer (no copy),
+    valid only inside the block (__exit__ deletes it)."""
+
+    def __init__(self, request: CompletedRequest, stream: str, reshape: bool = True, write: bool = True) -> None:
+        self._request, self._stream = request, stream
+        self._array: np.ndarray | None = None
+
+    def __enter__(self) -> MappedArray:
+        self._array = self._request.buffer(self._stream)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._array = None
+
+    @property
+    def array(self) -> np.ndarray | None:
+        return self._array
+
+
 def camera_from_env() -> FakeCamera:
     """The camera of a fake installed as a package: scene from SCENE_ENV (else a gradient), sensor noise,
     frames at the configured rate, and faults injected through the CONTROL_ENV file."""
@@ -410,6 +494,8 @@ def install(monkeypatch: Any, camera: FakeCamera) -> None:
     module = types.ModuleType("picamera2")
     cls = type("Picamera2", (Picamera2,), {"camera": camera})
     module.Picamera2 = cls  # type: ignore[attr-defined]
+    module.MappedArray = MappedArray  # type: ignore[attr-defined]
+    module.CompletedRequest = CompletedRequest  # type: ignore[attr-defined]
     platform = types.ModuleType("picamera2.platform")
     platform.Platform = Platform  # type: ignore[attr-defined]
     platform.get_platform = lambda: camera.platform  # type: ignore[attr-defined]
