@@ -2,8 +2,9 @@
 
 # The pipeline thread only decides (`claim`, which names the files so the published record can say
 # which) and hands over the frame (`take`: a 48 KiB copy of the model's input and the source's view
-# closure). Encoding, the larger view's decode and the fsync'ed writes happen in this module's own
-# thread, so an SD card's slow fsync delays a snapshot, never a frame. A snapshot is 2 or 3 files
+# closure, frozen first when it reads a reused buffer: the Pi camera's main stream). Encoding, the
+# larger view's decode and the fsync'ed writes happen in this module's own thread, so an SD card's
+# slow fsync delays a snapshot, never a frame. A snapshot is 2 or 3 files
 # sharing a stem, written with write_atomic (no reader sees a torn file):
 #   <stem>.jpg        the model's input (128x128, after the region of interest): what the record names
 #   <stem>-view.jpg   the source's whole frame, longest side <= max_side (when the source has one)
