@@ -87,6 +87,7 @@ class Picamera2Source:
         self._format = ""
         self._convert: Converter | None = None
         self._main: tuple[tuple[int, int], int] = ((0, 0), 0)  # main stream (size, stride), for the view
+        self._mapped_array: Any = None  # picamera2.MappedArray
         self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
         self._roi_left: tuple[float, ...] = self.roi  # likewise for the region of interest
         self._as_is = False
@@ -132,6 +133,7 @@ class Picamera2Source:
             raise SourceError(INSTALL_HINT) from exc
         c = self.config
         cam = module.Picamera2(c.camera)
+        self._mapped_array = module.MappedArray  # looked up once, not per frame
         try:
             config = cam.create_video_configuration(
                 main=self._main_config(),
@@ -245,12 +247,10 @@ class Picamera2Source:
         # Both streams from one request (picamera2.py capture_arrays does the same, but copies main
         # into a new array each frame). MappedArray is the request's buffer itself (request.py
         # _make_array_shared): it is copied into the ring, and the request goes back to the camera.
-        from picamera2 import MappedArray
-
         request = self._cam.capture_request(wait=self.capture_wait_s)
         try:
             lores = request.make_array("lores")
-            with MappedArray(request, "main", write=False) as mapped:
+            with self._mapped_array(request, "main", write=False) as mapped:
                 generation = self._ring.put(mapped.array)
         finally:
             request.release()
