@@ -19,6 +19,7 @@ from edge.sinks.mqtt import homeassistant
 from edge.sinks.mqtt.sink import MqttSink
 from tests.support import ha_schema
 from tests.support.broker import Mosquitto
+from tests.support.mqtt_clients import wait_until
 
 PREFIX = "mnv1-edge/cam/"
 RECORDS, STATS = PREFIX + "classification", PREFIX + "stats"
@@ -156,14 +157,6 @@ class Subscriber:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def retained(port: int, topic: str = "#", settle: str = "") -> dict[str, bytes]:
