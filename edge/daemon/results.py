@@ -2,8 +2,8 @@
 
 # `top_k[0]` of a published result is the stable label: with smoothing and hysteresis it changes
 # only when a new label has won (by the EMA margin or the N-of-M vote); the other entries are the
-# next best classes of the (smoothed) scores. With the defaults (no smoothing, no hysteresis) the
-# result is exactly the engine's top-k, ties going to the lower class index.
+# next best classes of the (smoothed) scores. With smoothing = "none" and no hysteresis the result
+# is exactly the engine's top-k, ties going to the lower class index.
 #
 # The answer: with results.groups configured, the group scores (configured groups + `other`) go
 # through the same smoothing and hysteresis as a vector of their own, and the answer is the stable
@@ -118,7 +118,7 @@ class ResultFilter:
             stable = self.group_tracker.stable(group_scores)
             answer = key = self.groups.names[stable] if group_scores[stable] >= self.config.threshold else NONE
         changed = key != self._published or self._last_publish < -1e17
-        if not self._due(key, now):
+        if not self._due(key, changed, now):
             return None
         return Result(preds, answer, self._ranked(group_scores) if group_scores is not None else (), changed)
 
@@ -127,14 +127,14 @@ class ResultFilter:
         pairs = zip(self.groups.names, group_scores.tolist(), strict=True)
         return tuple(GroupScore(n, s) for n, s in sorted(pairs, key=lambda p: -p[1]))  # ties: configured order, `other` last
 
-    def _due(self, key: int | str | None, now: float) -> bool:
+    def _due(self, key: int | str | None, changed: bool, now: float) -> bool:
         """The publish policy; records the publication when it says yes."""
         cfg = self.config
         due = now - self._last_publish
         if cfg.publish == "every":
             publish = True
         elif cfg.publish == "change":
-            publish = key != self._published or self._last_publish < -1e17
+            publish = changed
         else:
             publish = due >= cfg.interval_s
         if not publish and cfg.heartbeat_s > 0 and due >= cfg.heartbeat_s:
