@@ -14,8 +14,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edge import __version__
 from edge.daemon.stats import sink_counters
 from edge.errors import SinkError
-from edge.fsutil import check_writable
+from edge.fsutil import check_writable, write_atomic
 
 if TYPE_CHECKING:
     from edge.config import PrometheusSinkConfig
@@ -101,7 +99,7 @@ class PrometheusSink:
         self.inference.observe(record.inference_ms / 1e3)
         self.latency.observe(max(0.0, record.ts - record.frame_ts))
         self.model_sha = record.model_sha256
-        answer = _answer(record)
+        answer = record.the_answer
         if self._answer is not None and answer != self._answer:
             self.answer_changes += 1
         self._answer = answer
@@ -109,7 +107,8 @@ class PrometheusSink:
     def report(self, stats: Mapping[str, Any]) -> None:
         text = self.render(stats)
         try:
-            replace_file(self.path, text.encode())
+            # No fsync: the file is rewritten every interval, and an fsync per report would wear the SD card.
+            write_atomic(self.path, text.encode(), durable=False)
         except OSError as exc:  # a full or read-only disk must not stop the daemon: count, say once
             self._errors += 1
             if not self._failing:
@@ -209,27 +208,6 @@ class _Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write a temp file beside `path` (mode 0644 for node_exporter) and rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _answer(record: Record) -> str:
-    """Record v2's `answer`; before it, the top-1 label (or "none")."""
-    answer = getattr(record, "answer", None)
-    if isinstance(answer, str):
-        return answer
-    return record.top_k[0].label if record.top_k else "none"
 
 
 def _event_count(stats: Mapping[str, Any], source: Mapping[str, Any], keys: tuple[str, ...]) -> int:
