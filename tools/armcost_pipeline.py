@@ -92,15 +92,15 @@ def main() -> None:
     if args.no_av:
         sys.modules["av"] = None  # type: ignore[assignment]
 
-    from edge.daemon.loop import Pipeline
-    from edge.daemon.sequence import Sequence
+    from edge.daemon.pipeline import FramePipeline
+    from edge.daemon.sequence import RecordSequence
     from edge.daemon.stats import Stats
     from edge.sources import make_source
 
     tmp = Path(tempfile.gettempdir()) / "armcost-pipeline"
     config = make_config(args.scenario, args.model, tmp, args.threads)
-    seq = Sequence(Path(config.state_dir))
-    pipeline = Pipeline(config, seq)
+    seq = RecordSequence(Path(config.state_dir))
+    pipeline = FramePipeline(config, seq)
     pipeline.open_sinks(None)
     stats = Stats()
     synthetic = make_source(make_config("process", args.model, tmp, 1).source, 0.875)

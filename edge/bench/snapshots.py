@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge.bench.pipeline import PipelineRunner, Timing, bench_config, measure
+from edge.bench.runner import PipelineRunner, Timing, bench_config, measure
 from edge.config import ImagesSourceConfig, SnapshotsConfig, parse
 from edge.daemon.snapshots import SnapshotWriter
 from edge.record import Record

@@ -60,7 +60,7 @@ class service_lock:
     def __init__(self, config: Config) -> None:
         from pathlib import Path
 
-        from edge.daemon.sequence import STATE_LOCK
+        from edge.config import STATE_LOCK
 
         self.path = Path(config.state_dir) / STATE_LOCK
         self.fd = -1

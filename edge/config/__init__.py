@@ -74,6 +74,10 @@ __all__ = [
 ]
 
 DEFAULT_PATH = Path("/etc/mnv1-edge/config.toml")
+# <state_dir>/lock: flock'ed (exclusive) by the process that owns the state directory, for its
+# whole life. Two daemons on one state_dir would hand out the same numbers, and consumers dedupe
+# by seq, so the second is refused. The kernel drops the lock when the process dies (no stale lock).
+STATE_LOCK = "lock"
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def _state_lock(state_dir: Path, result: Preflight) -> None:
     """A daemon running on this state_dir is no fault of the config, but a second `run` would be refused."""
     import fcntl
 
-    from edge.daemon.sequence import STATE_LOCK
+    from edge.config import STATE_LOCK
 
     try:
         fd = os.open(state_dir / STATE_LOCK, os.O_RDONLY | os.O_CLOEXEC)

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge.config import STATE_LOCK
 from edge.errors import BusyError, ConfigError
 from edge.fsutil import explain_mkdir, write_atomic
 
@@ -21,10 +22,6 @@ log = logging.getLogger("edge.seq")
 
 BLOCK = 1000
 FILE_NAME = "seq"
-# <state_dir>/lock: flock'ed (exclusive) by the process that owns the state directory, for its
-# whole life. Two daemons on one state_dir would hand out the same numbers, and consumers dedupe
-# by seq, so the second is refused. The kernel drops the lock when the process dies (no stale lock).
-STATE_LOCK = "lock"
 
 
 def lock_state_dir(state_dir: Path) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge.record import rfc3339
+from edge.sinks import sink_counters
 
 THERMAL = Path("/sys/class/thermal")
 
@@ -96,15 +97,6 @@ class Stats:
         self._in_window = 0
         self._window_start = now
         return out
-
-
-# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its name).
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
-
-
-def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Each sink's counters by sink name, as `Daemon.snapshot` files them into the stats."""
-    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}
 
 
 # The MQTT sink loses a record only when its spool drops it (size, age, full disk), cannot store it

@@ -57,3 +57,12 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
 
         sinks.append(PrometheusSink(config.sinks.prometheus, device_id=config.device))
     return sinks
+
+
+# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its name).
+_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
+
+
+def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Each sink's counters by sink name, as the daemon files them into the stats it reports."""
+    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}

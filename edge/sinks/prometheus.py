@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
-from edge.daemon.stats import sink_counters
 from edge.errors import SinkError
 from edge.fsutil import check_writable, write_atomic
+from edge.sinks import sink_counters
 
 if TYPE_CHECKING:
     from edge.config import PrometheusSinkConfig

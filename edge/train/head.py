@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from edge.train import positions
+from edge.train.numeric import softmax
 
 # The backbone stays as the converter rebuilds it (frozen): its features and its 1001 ImageNet
 # probabilities are computed once, in float64, and a multinomial logistic regression is fitted on
@@ -34,13 +35,6 @@ class Head:
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.logits(x))
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
-    return out
 
 
 def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...] = INPUTS, batch: int = 50) -> dict[str, np.ndarray]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.train.numeric import softmax
+
 # A subject 5-10 % of the frame's width is 6-13 px of the model's 128: a fraction of one cell of the
 # final 4x4 map, so its trace in the 256 average-pooled features is diluted 16-fold by the scene
 # around it. Scoring every cell of layer 22's 8x8x128 map (16 px cells, before the last stride) with
@@ -30,8 +32,6 @@ def fit(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, l2: float) -> tup
     maximum over positions, (1/r) log mean exp(r z): smooth, so every position gets a gradient from
     the start (the hard maximum's argmax at all-zero weights is an arbitrary cell). Zero start, a
     fixed step count and order: the same inputs give the same weights."""
-    from edge.train.head import softmax
-
     n, p, d = x.shape
     flat = x.reshape(n * p, d)
     params = [np.zeros((d, onehot.shape[1])), np.zeros(onehot.shape[1])]
