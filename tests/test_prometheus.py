@@ -221,3 +221,12 @@ def test_snapshot_counters_reach_the_metrics_and_the_stats_line(sink: Prometheus
     lost = {s.labels["reason"]: s.value for s in fams["mnv1_edge_snapshots_lost"].samples}
     assert lost == {"dropped": 2, "skipped": 1, "errors": 0}
     assert "; snapshots: saved 4, dropped 2, skipped 1, errors 0, bytes 9000" in format_line(stats(**snap))
+
+
+def test_calls_a_sink_raised_on_count_as_its_errors_and_are_no_sink_of_their_own(sink: PrometheusSink, tmp_path: Path) -> None:
+    sink.write(record(0, "cat", 1.5, latency_s=0.04))
+    sink.report(stats(sink_errors={"file": 2}))
+    fams = families(tmp_path / "mnv1-edge.prom")
+    errors = {s.labels["sink"]: s.value for s in fams["mnv1_edge_sink_write_errors"].samples}
+    assert errors == {"file": 3, "mqtt": 3}  # file: its own write error + two raised calls
+    assert "sink_errors:" not in format_line(stats(sink_errors={"file": 2}))

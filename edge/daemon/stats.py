@@ -110,8 +110,7 @@ def records_lost(stats: Mapping[str, Any]) -> dict[str, int]:
     raised: Mapping[str, int] = stats.get("sink_errors", {})
     lost: dict[str, int] = {}
     for name, own in sink_counters(stats).items():
-        if name != "sink_errors":
-            lost[name] = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",))) + int(raised.get(name, 0))
+        lost[name] = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",))) + int(raised.get(name, 0))
     return lost
 
 

@@ -59,8 +59,9 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
     return sinks
 
 
-# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its name).
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled"})
+# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its
+# name); `sink_errors` is the daemon's count of calls each sink raised on.
+_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled", "sink_errors"})
 
 
 def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

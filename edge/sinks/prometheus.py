@@ -170,7 +170,8 @@ def _device(out: _Writer, stats: Mapping[str, Any]) -> None:
 
 def _sinks(out: _Writer, stats: Mapping[str, Any]) -> None:
     sinks = sink_counters(stats)
-    errors = [(f'sink="{_escape(k)}"', _sink_errors(v)) for k, v in sinks.items()]
+    raised: Mapping[str, int] = stats.get("sink_errors", {})  # calls the daemon saw a sink raise on
+    errors = [(f'sink="{_escape(k)}"', _sink_errors(v) + int(raised.get(k, 0))) for k, v in sinks.items()]
     out.metric("sink_write_errors_total", "counter", "Records or reports a sink failed to write", errors)
     spool = sinks.get("mqtt")
     if spool is not None and "spool_depth" in spool:
