@@ -35,20 +35,21 @@ def test_fit_finds_a_signal_in_one_cell_and_is_deterministic() -> None:
 
 
 @pytest.mark.slow
-def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path) -> None:
+@pytest.mark.parametrize(("kind", "cells"), [("positions", 64), ("positions-2x", 256)])
+def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path, kind: str, cells: int) -> None:
     from edge.convert import rebuild
     from edge.train import build
 
     layers = rebuild.read_layers(paths.float_model().read_bytes(), "float")
     rng = np.random.default_rng(2)
     frames = rng.integers(0, 256, (12, 128, 128, 3), dtype=np.uint8)
-    inputs = head.backbone_outputs(layers, frames, ("positions",))  # a single output comes back bare from Keras
-    assert list(inputs) == ["positions"] and inputs["positions"].shape == (12, 64, 128)
-    h = head.fit("positions", inputs["positions"], np.arange(12) % 2, 2, 1e-2)
+    inputs = head.backbone_outputs(layers, frames, (kind,))  # a single output comes back bare from Keras
+    assert list(inputs) == [kind] and inputs[kind].shape == (12, cells, 128)
+    h = head.fit(kind, inputs[kind], np.arange(12) % 2, 2, 1e-2)
     reference = build.keras_model(layers, h, "float64")
     assert reference.get_layer(LAYER) is not None and "layer26_relu6" not in [layer.name for layer in reference.layers]
-    np.testing.assert_allclose(build.keras_probs(reference, frames), h.probs(inputs["positions"]), atol=1e-5)
+    np.testing.assert_allclose(build.keras_probs(reference, frames), h.probs(inputs[kind]), atol=1e-5)
     q = build.quantize(build.keras_model(layers, h), reference, frames, bias_correction=False)
-    assert "MAX_POOL_2D" not in q.cpu_ops and "CONV_2D" not in q.cpu_ops  # all in XNNPACK
+    assert not {"MAX_POOL_2D", "CONV_2D", "RESIZE_BILINEAR"} & set(q.cpu_ops)  # all in XNNPACK
     int8 = build.tflite_probs(q.plain, frames)
     assert int8.shape == (12, 2) and np.all((int8 >= 0) & (int8 <= 1))

@@ -38,7 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="measure on this second folder-per-class set (same class names) and train on all of --images, instead of a split",
     )
-    p.add_argument("--head", choices=("auto", "features", "probs", "positions"), default="auto", help="head input (default: cross-validated choice)")
+    p.add_argument(
+        "--head",
+        choices=("auto", "features", "probs", "positions", "positions-2x"),
+        default="auto",
+        help="head input (default: cross-validated choice; positions-2x, for subjects under 10%% of the width, costs ~4x per frame)",
+    )
     p.add_argument("--augment-copies", type=non_negative_int, default=3, metavar="N", help="augmented views per image (default: %(default)s)")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
     g = p.add_argument_group("gate (failing writes no model; exit 65)")

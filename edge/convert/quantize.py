@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
-from edge.convert.flatbuf import ADD, CAST, CONV_2D, MUL, QUANTIZE
+from edge.convert.flatbuf import ADD, CAST, CONV_2D, MUL, QUANTIZE, RESIZE_BILINEAR
 from edge.errors import ModelError
 
 # TFLiteConverter turns the Keras network's `cast → x/127.5 - 1` prologue into CAST (outside XNNPACK),
@@ -63,14 +63,16 @@ def quiet() -> Iterator[None]:
 
 
 def raw_uint8_input(data: bytes) -> bytes:
-    """Replace CAST, QUANTIZE, MUL, ADD before the first convolution by one QUANTIZE uint8 → int8."""
+    """Replace CAST, QUANTIZE, MUL, ADD before the first convolution (or before the RESIZE_BILINEAR
+    that enlarges the input for it) by one QUANTIZE uint8 → int8."""
     model = flatbuf.read(data, "converter output")
     sg = model.subgraphs[0]
     ops = list(sg.operators)
-    codes = [flatbuf.opcode(model, op) for op in ops[:5]]
-    if codes != [CAST, QUANTIZE, MUL, ADD, CONV_2D]:
+    codes = [flatbuf.opcode(model, op) for op in ops[:6]]
+    resize = codes[4:6] == [RESIZE_BILINEAR, CONV_2D]
+    if codes[:4] != [CAST, QUANTIZE, MUL, ADD] or not (resize or codes[4] == CONV_2D):
         raise ModelError(f"converter produced an unexpected prologue (op codes {codes}); this TensorFlow version is not supported")
-    quantize, conv = ops[1], ops[4]
+    quantize, conv = ops[1], ops[5 if resize else 4]
     conv_in = sg.tensors[int(conv.inputs[0])]
     scale = float(conv_in.quantization.scale[0])
     if abs(scale - INPUT_SCALE) > 1e-6 * INPUT_SCALE:
@@ -79,7 +81,10 @@ def raw_uint8_input(data: bytes) -> bytes:
     model_in.quantization = flatbuf.quantization(INPUT_SCALE, 128)
     conv_in.quantization = flatbuf.quantization(INPUT_SCALE, 0)
     quantize.inputs = np.array([sg.inputs[0]], np.int32)
-    quantize.outputs = np.array([conv.inputs[0]], np.int32)
+    first = ops[4]  # the resize or the convolution
+    if resize:  # bilinear weights sum to 1: the resize passes the input shift below through unchanged
+        sg.tensors[int(first.inputs[0])].quantization = flatbuf.quantization(INPUT_SCALE, 0)
+    quantize.outputs = np.array([first.inputs[0]], np.int32)
     _fold_input_shift(model, sg, conv)
     sg.operators = [quantize, *ops[4:]]
     _prune(model, sg)

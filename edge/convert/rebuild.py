@@ -100,9 +100,13 @@ def read_layers(data: bytes, where: str) -> list[Layer]:
     return layers
 
 
-def build_keras(layers: list[Layer], dtype: str = "float32") -> Any:
+def build_keras(layers: list[Layer], dtype: str = "float32", upscale: int = 1) -> Any:
     """The equivalent Keras network, but taking raw uint8 RGB: the normalisation is the model's
     first op, so the device feeds camera bytes with no per-pixel arithmetic.
+
+    `upscale` 2 enlarges the 128x128 input bilinearly to 256x256 inside the network before the
+    backbone (for `train`'s small-subject head, edge/train/positions.py); the ImageNet head, which
+    pools a 4x4 map, is then left out.
 
     dtype "float64" makes the reference that statistics are measured on: its sums do not depend on
     the CPU's vector width, the thread count or oneDNN, so values rounded from them (bias
@@ -112,15 +116,19 @@ def build_keras(layers: list[Layer], dtype: str = "float32") -> Any:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype)
     try:
-        return _build_keras(keras, layers)
+        return _build_keras(keras, layers, upscale)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _build_keras(keras: Any, layers: list[Layer]) -> Any:
+def _build_keras(keras: Any, layers: list[Layer], upscale: int) -> Any:
     inp = keras.Input(shape=INPUT_SHAPE[1:], batch_size=1, dtype="uint8", name="rgb")
     x = keras.ops.cast(inp, "float32")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
+    if upscale > 1:  # after the normalisation, so the converter's prologue stays CAST, QUANTIZE, MUL, ADD
+        side = INPUT_SHAPE[1] * upscale
+        x = keras.layers.Resizing(side, side, interpolation="bilinear", name="upscale")(x)
+        layers = [layer for layer in layers if layer.kind != "logits"]
     for i, layer in enumerate(layers):
         if layer.kind == "logits":
             x = keras.layers.AveragePooling2D(pool_size=4, strides=2, padding="valid", name="avgpool")(x)

@@ -10,7 +10,7 @@ import numpy as np
 
 from edge.convert.output import check_delegation
 from edge.train import positions
-from edge.train.head import Head
+from edge.train.head import POSITIONS, Head
 
 
 def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
@@ -19,7 +19,8 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     A features head replaces the 1001-way 1x1 convolution by an N-way one under the same name, so
     the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
     ImageNet softmax and adds a fully connected layer and a second softmax after it; a positions
-    head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one).
+    head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one), after a 2x
+    bilinear enlargement of the input for positions-2x.
 
     `dtype` "float64" gives the reference the quantized model is measured and corrected against:
     its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
@@ -34,7 +35,7 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     keras.config.set_dtype_policy(dtype)  # the new head layers too
     try:
         with quiet():
-            base = rebuild.build_keras(layers, dtype)
+            base = rebuild.build_keras(layers, dtype, head.upscale)
         return _with_head(keras, base, head)
     finally:
         keras.config.set_dtype_policy(previous)
@@ -49,12 +50,13 @@ def _with_head(keras: Any, base: Any, head: Head) -> Any:
         model = keras.Model(base.inputs, x, name="mnv1_custom")
         conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
         return model
-    if head.kind == "positions":
-        # The same 1x1 convolution at each of layer 22's 8x8 cells, then each class's best cell;
-        # layers 23-26 and the ImageNet head fall out of the graph.
+    if head.kind in POSITIONS:
+        # The same 1x1 convolution at each cell of layer 22's map (8x8, or 16x16 after the 2x
+        # enlargement), then each class's best cell; layers 23-26 and the ImageNet head fall out.
+        cells = base.get_layer(positions.LAYER).output
         conv = keras.layers.Conv2D(n, 1, name="logits")
-        pool = keras.layers.MaxPooling2D(pool_size=8, name="maxpool")
-        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(pool(conv(base.get_layer(positions.LAYER).output))))
+        pool = keras.layers.MaxPooling2D(pool_size=int(cells.shape[1]), name="maxpool")
+        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(pool(conv(cells))))
         model = keras.Model(base.inputs, x, name="mnv1_custom")
         conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
         return model

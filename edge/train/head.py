@@ -16,10 +16,16 @@ from edge.train.numeric import softmax
 # mini-batch order, no threads racing: the same inputs give the same weights, and float64 leaves the
 # float32 weights written to the model unaffected by a CPU's vector width (see docs/train.md).
 
-# The 256 average-pooled features, the 1001 class probabilities, or layer 22's 8x8x128 map scored
-# position by position (edge/train/positions.py).
-INPUTS = ("features", "probs", "positions")
-PREFERENCE = {"features": 2, "positions": 1, "probs": 0}  # on a cross-validation tie: smaller, int8-friendlier first
+# The 256 average-pooled features, the 1001 class probabilities, layer 22's 8x8x128 map scored
+# position by position (edge/train/positions.py), or the same on the frame enlarged 2x inside the
+# model (16x16 cells of 8 px: subjects of 5-10 % of the width; about 4x the compute per frame).
+INPUTS = ("features", "probs", "positions", "positions-2x")
+POSITIONS = ("positions", "positions-2x")
+UPSCALE = {"positions-2x": 2}  # input enlargement inside the model; 1 for the others
+PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0}  # on a cross-validation tie: cheaper, int8-friendlier first
+# A head that costs about 4x the compute on every frame of the device must earn it: it is chosen only
+# when its cross-validated accuracy beats the best other input's by more than this many points.
+COST_MARGIN = {"positions-2x": 1.0}
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,14 @@ class Head:
     kernel: np.ndarray  # D x N float32, on the raw (unstandardised) inputs
     bias: np.ndarray  # N float32
 
+    @property
+    def upscale(self) -> int:
+        return UPSCALE.get(self.kind, 1)
+
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float64)
         kernel, bias = self.kernel.astype(np.float64), self.bias.astype(np.float64)
-        return positions.pooled(x, kernel, bias) if self.kind == "positions" else x @ kernel + bias
+        return positions.pooled(x, kernel, bias) if self.kind in POSITIONS else x @ kernel + bias
 
     def probs(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.logits(x))
@@ -39,16 +49,23 @@ class Head:
 
 def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...] = INPUTS, batch: int = 50) -> dict[str, np.ndarray]:
     """The head inputs `kinds` of the float network, computed in float64: N x 256 pooled features,
-    N x 1001 probabilities, N x 64 x 128 positions."""
+    N x 1001 probabilities, N x 64 x 128 positions, N x 256 x 128 positions-2x."""
+    out: dict[str, np.ndarray] = {}
+    for upscale in sorted({UPSCALE.get(kind, 1) for kind in kinds}):
+        out |= _outputs(layers, frames, tuple(k for k in kinds if UPSCALE.get(k, 1) == upscale), upscale, batch)
+    return {kind: out[kind] for kind in kinds}
+
+
+def _outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...], upscale: int, batch: int) -> dict[str, np.ndarray]:
     import keras
 
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
 
     with quiet():
-        model = rebuild.build_keras(layers, "float64")
-    layer = {"features": "avgpool", "probs": "softmax", "positions": positions.LAYER}
-    taps = {kind: layer[kind] for kind in kinds}
+        model = rebuild.build_keras(layers, "float64", upscale)
+    layer = {"features": "avgpool", "probs": "softmax"}
+    taps = {kind: layer.get(kind, positions.LAYER) for kind in kinds}
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in taps.values()])
     out: dict[str, list[np.ndarray]] = {kind: [] for kind in taps}
     for start in range(0, len(frames), batch):
@@ -56,7 +73,7 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ..
         values = values if isinstance(values, list | tuple) else [values]  # one output comes back bare
         for kind, value in zip(taps, values, strict=True):
             v = np.asarray(value, np.float64)
-            out[kind].append(v.reshape(len(v), -1, v.shape[-1]) if kind == "positions" else v.reshape(len(v), -1))
+            out[kind].append(v.reshape(len(v), -1, v.shape[-1]) if kind in POSITIONS else v.reshape(len(v), -1))
     return {kind: np.concatenate(parts) for kind, parts in out.items()}
 
 
@@ -66,7 +83,7 @@ def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 
     probabilities are not (they already share one scale, and dividing by tiny spreads would make the
     head lean on probabilities int8 rounds to zero)."""
     x = np.asarray(x, np.float64)
-    if kind in ("features", "positions"):
+    if kind != "probs":
         cells = x.reshape(-1, x.shape[-1])
         mean, scale = cells.mean(axis=0), cells.std(axis=0) + 1e-6
     else:
@@ -75,7 +92,7 @@ def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 
     onehot = np.eye(classes)[labels]
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
-    if kind == "positions":
+    if kind in POSITIONS:
         w, b = positions.fit(xs, onehot, weight, l2)
     else:
         w, b = _accelerated_descent(xs, onehot, weight, l2, steps)
@@ -108,6 +125,9 @@ def _accelerated_descent(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, 
 
 
 L2_GRID = (1e-3, 1e-2, 1e-1)  # regularisation strengths tried by cross-validation
+# The 2x head's fits are 4x the work of the others' (16x16 cells): one strength, the one that did
+# best on the 2x head in docs/train.md's measurements, keeps `train` of 500 images within minutes.
+L2_GRIDS = {"positions-2x": (1e-2,)}
 
 
 def choose(
@@ -116,12 +136,12 @@ def choose(
     """(input, L2 strength, cross-validated accuracy of every pair) on the training images only.
     Folds go by `origin` (the training image a view was made from), so an image's augmented views
     never sit on both sides. Ties go by PREFERENCE and to the stronger regularisation (smoother
-    weights survive int8 rounding better)."""
+    weights survive int8 rounding better). A costly input (COST_MARGIN) must win by its margin."""
     scores: dict[str, float] = {}
     best: tuple[float, int, float, str] | None = None
     for kind in kinds:
         x = inputs[kind]
-        for l2 in L2_GRID:
+        for l2 in L2_GRIDS.get(kind, L2_GRID):
             right = 0
             for fold in range(folds):
                 test = origin % folds == fold
@@ -131,7 +151,7 @@ def choose(
                 right += int(np.sum(np.argmax(head.logits(x[test]), axis=1) == labels[test]))
             score = round(100.0 * right / len(labels), 2)
             scores[f"{kind} l2={l2:g}"] = score
-            key = (score, PREFERENCE[kind], l2, kind)
+            key = (score - COST_MARGIN.get(kind, 0.0), PREFERENCE[kind], l2, kind)
             if best is None or key > best:
                 best = key
     assert best is not None

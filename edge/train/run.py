@@ -100,6 +100,11 @@ def train(opts: Options) -> TrainReport:
     report.head["l2"] = l2
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
+    if kind in head.UPSCALE:
+        report.notes.append(
+            f"{kind}: the 128x128 input is enlarged {head.UPSCALE[kind]}x inside the model, for small subjects: about 4x the stock "
+            "model's compute per frame (docs/train.md); --head positions keeps the cost of the stock model"
+        )
     if opts.bias_correction and not correct:
         report.notes.append(f"no bias correction: {len(train_idx)} training images < {opts.min_bias_correction_images} (it overfits small sets)")
     if data.skipped:
@@ -150,7 +155,7 @@ def _report(
         "crop_fraction": opts.crop_fraction,
         "skipped": list(data.skipped),
     }
-    chosen = "auto: best cross-validated" if opts.head == "auto" else "--head"
+    chosen = "auto: best cross-validated (positions-2x only if more than 1 point better)" if opts.head == "auto" else "--head"
     head_info = {
         "input": kind,
         "chosen_by": chosen,
