@@ -52,7 +52,8 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ..
     N x 1001 probabilities, N x 64 x 128 positions, N x 256 x 128 positions-2x."""
     out: dict[str, np.ndarray] = {}
     for upscale in sorted({UPSCALE.get(kind, 1) for kind in kinds}):
-        out |= _outputs(layers, frames, tuple(k for k in kinds if UPSCALE.get(k, 1) == upscale), upscale, batch)
+        # Activations grow with the square of the enlargement: smaller batches keep TensorFlow's peak memory where 1x has it.
+        out |= _outputs(layers, frames, tuple(k for k in kinds if UPSCALE.get(k, 1) == upscale), upscale, max(1, batch // upscale**2))
     return {kind: out[kind] for kind in kinds}
 
 

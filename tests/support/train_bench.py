@@ -82,7 +82,7 @@ def row(task: str, report: dict[str, object], extra: str = "") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the tasks and models")
-    parser.add_argument("--only", nargs="*", default=None, help="task names to run")
+    parser.add_argument("--only", nargs="*", default=None, help="tasks to run: presence (or presence-cat, ...), orientation, animal, dog, timing")
     args = parser.parse_args()
     work: Path = args.work
     dev, samples = paths.dev_images(), paths.sample_images()
@@ -95,12 +95,13 @@ def main() -> None:
     def want(name: str) -> bool:
         return todo is None or name in todo
 
-    for subject, seed in (("cat.bmp", 1), ("parrot.jpg", 2), ("hot_dog.jpg", 3)):
+    for subject, seed in (("cat.bmp", 1), ("parrot.jpg", 2), ("hot_dog.jpg", 3), ("bird.bmp", 5), ("dragonfly.bmp", 6)):
         name = f"present/absent {subject.split('.')[0]}"
-        if want("presence"):
+        if want("presence") or want(f"presence-{subject.split('.')[0]}"):
             images = tasks.presence_task(work / f"presence_{seed}", dev, samples / subject, 400, seed)
-            # The average-pooled features head (what `train` chose before the per-position head), then auto.
-            for label, extra in (("features", ("--head", "features")), ("auto", ())):
+            # The average-pooled features, the per-position head at the stock model's cost, then auto
+            # (which may take the 2x per-position head, about 4x the compute per frame).
+            for label, extra in (("features", ("--head", "features")), ("positions", ("--head", "positions")), ("auto", ())):
                 out = work / f"presence_{seed}_{label}.tflite"
                 report = train(images, out, "--held-out", "0.5", *extra)
                 lines.append(row(f"{name} ({label})", report, "by subject width: " + size_breakdown(out, images)))
