@@ -1,4 +1,4 @@
-"""A per-position head: one linear layer applied at every cell of an 8x8 feature map, then the max over cells."""
+"""A per-position head: one linear layer applied at every cell of an 8x8 feature map (16x16 when the input is enlarged 2x), then the max over cells."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from edge.train.numeric import softmax
 # around it. Scoring every cell of layer 22's 8x8x128 map (16 px cells, before the last stride) with
 # the same linear layer and taking each class's best cell ("some place says present") keeps it
 # undiluted; measured in docs/train.md. In the model this is CONV_2D 1x1 + MAX_POOL_2D 8x8, both
-# XNNPACK ops in int8.
+# XNNPACK ops in int8. The positions-2x head (edge/train/head.py) does the same on the frame enlarged
+# 2x inside the model: a 16x16 map of 8 px cells, for subjects smaller than one 16 px cell.
 
 LAYER = "layer22_relu6"  # the last 8x8 map; layers 23-26 and the ImageNet head are dropped
 SHARPNESS = 4.0  # of the soft maximum the fit uses (logit units); the model takes the hard maximum
