@@ -34,6 +34,24 @@ def test_fit_finds_a_signal_in_one_cell_and_is_deterministic() -> None:
     assert np.mean(np.argmax(fitted.logits(x[80:]), axis=1) == labels[80:]) >= 0.95
 
 
+def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_better(monkeypatch: pytest.MonkeyPatch) -> None:
+    """positions-2x costs ~4x per frame on the device: a clear win takes it, a win by no more than the margin does not."""
+    rng = np.random.default_rng(3)
+    n, d = 80, 8
+    labels = np.arange(n) % 2
+    weak = rng.uniform(0, 1, (n, 64, d))
+    weak[labels == 1, rng.integers(0, 64, n // 2), 3] += rng.uniform(0.0, 1.5, n // 2)  # some subjects too faint to find
+    strong = rng.uniform(0, 1, (n, 256, d))
+    strong[labels == 1, rng.integers(0, 256, n // 2), 3] += 2.0
+    kinds = ("positions", "positions-2x")
+    kind, _, cv = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n), 2, kinds)
+    assert kind == "positions-2x" and cv["positions-2x l2=0.01"] > max(v for k, v in cv.items() if k.startswith("positions ")) + 1.0
+    gain = cv["positions-2x l2=0.01"] - max(v for k, v in cv.items() if k.startswith("positions "))
+    monkeypatch.setitem(head.COST_MARGIN, "positions-2x", gain)  # a win by exactly the margin is not enough
+    kind, _, _ = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n), 2, kinds)
+    assert kind == "positions"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "cells"), [("positions", 64), ("positions-2x", 256)])
 def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path, kind: str, cells: int) -> None:
