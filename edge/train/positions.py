@@ -1,4 +1,4 @@
-"""A per-position head: one linear layer applied at every cell of an 8x8 feature map (16x16 when the input is enlarged 2x), then the max over cells."""
+"""A per-position head: one linear layer at every cell of an 8x8 feature map (16x16 with the input enlarged 2x), then the max over cells."""
 
 from __future__ import annotations
 
