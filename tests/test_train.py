@@ -90,6 +90,16 @@ def test_daemon_runs_the_two_class_model(trained: Path, tiny_task: Path, tmp_pat
     assert all({p["label"] for p in r["top_k"]} <= {"absent", "present"} for r in records)
 
 
+def test_bench_measures_the_two_class_model(trained: Path) -> None:
+    """`mnv1-edge bench --model` of your own model: every stage but the ImageNet groups, which it says it skips."""
+    cmd = [sys.executable, "-m", "edge", "bench", "--model", str(trained), "--frames", "20", "--batches", "1", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "built-in groups skipped: the model has 2 classes" in proc.stderr
+    timings = json.loads(proc.stdout)["timings"]
+    assert "results_label" in timings and "pipeline_memory_to_file" in timings and "group_sums_bird_dog" not in timings
+
+
 def test_gate_failure_writes_no_model_but_a_report(tiny_task: Path, tmp_path: Path) -> None:
     out = tmp_path / "custom.tflite"
     report = tmp_path / "r.json"

@@ -85,6 +85,7 @@ def _model_stages(report: BenchReport, model: Path, frame: Any, frames: int, bat
     """Bare invoke, the engine, and the results step with and without groups."""
     from edge.config import ResultsConfig
     from edge.daemon.results import ResultFilter
+    from edge.model.contract import NUM_CLASSES
     from edge.model.engine import Engine
     from edge.model.groups import GroupScorer, configured
     from edge.model.runtime import make_interpreter
@@ -100,11 +101,16 @@ def _model_stages(report: BenchReport, model: Path, frame: Any, frames: int, bat
     engine = Engine(model, 1, self_test=False)
     report.timings["engine_classify_top5"] = measure(lambda: engine.top_k(engine.classify(frame), 5), frames, batches)
 
-    progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
     probs, labels = engine.classify(frame).copy(), engine.labels
+    plain = ResultFilter(ResultsConfig(), labels)
+    if len(labels) != NUM_CLASSES:  # a model of your own classes (`train`): the built-in groups are ImageNet's
+        progress(f"results: label only (built-in groups skipped: the model has {len(labels)} classes, not ImageNet's {NUM_CLASSES})")
+        report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
+        return
+    progress("results: label only, and with groups bird/dog (the group sums alone: a 3 x 1001 product)")
     scorer = GroupScorer(configured({}, ("bird", "dog"), len(labels)), len(labels))
     report.timings["group_sums_bird_dog"] = measure(lambda: scorer.scores(probs), frames, batches)
-    plain, grouped = ResultFilter(ResultsConfig(), labels), ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
+    grouped = ResultFilter(ResultsConfig(groups=("bird", "dog")), labels, scorer)
     report.timings["results_label"] = measure(lambda: plain.update(probs, 0.0), frames, batches)
     report.timings["results_groups_bird_dog"] = measure(lambda: grouped.update(probs, 0.0), frames, batches)
 
