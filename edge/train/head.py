@@ -28,6 +28,11 @@ PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0}  # o
 COST_MARGIN = {"positions-2x": 1.0}
 
 
+def upscale_of(kind: str) -> int:
+    """How much the head input `kind` enlarges the 128x128 frame inside the model."""
+    return UPSCALE.get(kind, 1)
+
+
 @dataclass(frozen=True)
 class Head:
     kind: str  # one of INPUTS
@@ -36,7 +41,7 @@ class Head:
 
     @property
     def upscale(self) -> int:
-        return UPSCALE.get(self.kind, 1)
+        return upscale_of(self.kind)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float64)
@@ -51,9 +56,9 @@ def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ..
     """The head inputs `kinds` of the float network, computed in float64: N x 256 pooled features,
     N x 1001 probabilities, N x 64 x 128 positions, N x 256 x 128 positions-2x."""
     out: dict[str, np.ndarray] = {}
-    for upscale in sorted({UPSCALE.get(kind, 1) for kind in kinds}):
+    for upscale in sorted({upscale_of(kind) for kind in kinds}):
         # Activations grow with the square of the enlargement: smaller batches keep TensorFlow's peak memory where 1x has it.
-        out |= _outputs(layers, frames, tuple(k for k in kinds if UPSCALE.get(k, 1) == upscale), upscale, max(1, batch // upscale**2))
+        out |= _outputs(layers, frames, tuple(k for k in kinds if upscale_of(k) == upscale), upscale, max(1, batch // upscale**2))
     return {kind: out[kind] for kind in kinds}
 
 

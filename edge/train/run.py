@@ -100,9 +100,9 @@ def train(opts: Options) -> TrainReport:
     report.head["l2"] = l2
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
-    if kind in head.UPSCALE:
+    if (upscale := head.upscale_of(kind)) > 1:
         report.notes.append(
-            f"{kind}: the 128x128 input is enlarged {head.UPSCALE[kind]}x inside the model, for small subjects: about 4x the stock "
+            f"{kind}: the 128x128 input is enlarged {upscale}x inside the model, for small subjects: about 4x the stock "
             "model's compute per frame (docs/train.md); --head positions keeps the cost of the stock model"
         )
     if opts.bias_correction and not correct:
