@@ -112,17 +112,17 @@ def test_gate_failure_writes_no_model_but_a_report(tiny_task: Path, tmp_path: Pa
 
 def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_path: Path) -> None:
     """Training + quantization (bias correction included: >= 100 training images) give the same
-    bytes whatever the thread count or oneDNN setting; with the 2x per-position head (Adam on a soft
-    maximum over 256 cells after an in-model resize: the least linear fit and the longest float
-    path there is, so the one most likely to drift). `train` writes the model only after the Engine
-    accepted it with its manifest's self-test, so this also runs the 2x model on the device path."""
+    bytes whatever the thread count or oneDNN setting; with the scene head (k-means of the empty
+    scene, then Adam on a soft maximum over 256 cells after an in-model resize: the least linear fit
+    and the longest float path there is, so the one most likely to drift). `train` writes the model
+    only after the Engine accepted it with its manifest's self-test, so this also runs it on the device path."""
     images = presence_task(tmp_path / "frames", paths.dev_images(), paths.sample_images() / "owl.jpg", 150, seed=4)
     digests = []
     for threads, onednn in (("1", "0"), ("2", "1")):
         out = tmp_path / f"m{threads}.tflite"
         env = {"TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads, "TF_ENABLE_ONEDNN_OPTS": onednn}
         report = out.with_suffix(".json")
-        proc = train(images, out, "--head", "positions-2x", "--min-accuracy", "0", "--min-agreement", "0", "--report", str(report), env=env)
+        proc = train(images, out, "--head", "scene-2x", "--min-accuracy", "0", "--min-agreement", "0", "--report", str(report), env=env)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(report.read_text())["held_out"][-1]["name"] == "int8 bias-corrected"
         digests.append(hashlib.sha256(out.read_bytes()).hexdigest())

@@ -1,4 +1,4 @@
-"""The per-position head: the numpy head, the Keras graph and the int8 model agree; it finds a small subject anywhere."""
+"""The per-position heads: the numpy head, the Keras graph and the int8 model agree; it finds a small subject anywhere."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edge import paths
-from edge.train import head
+from edge.train import head, scene
 from edge.train.positions import LAYER
 
 
@@ -53,7 +53,7 @@ def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_b
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "cells"), [("positions", 64), ("positions-2x", 256)])
+@pytest.mark.parametrize(("kind", "cells"), [("positions", 64), ("positions-2x", 256), ("scene-2x", 256)])
 def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path, kind: str, cells: int) -> None:
     from edge.convert import rebuild
     from edge.train import build
@@ -63,9 +63,11 @@ def test_keras_graph_and_int8_model_match_the_numpy_head(shared: Path, kind: str
     frames = rng.integers(0, 256, (12, 128, 128, 3), dtype=np.uint8)
     inputs = head.backbone_outputs(layers, frames, (kind,))  # a single output comes back bare from Keras
     assert list(inputs) == [kind] and inputs[kind].shape == (12, cells, 128)
-    h = head.fit(kind, inputs[kind], np.arange(12) % 2, 2, 1e-2)
+    labels = np.arange(12) % 2
+    h = head.fit(kind, inputs[kind], labels, 2, 1e-2, empty=labels == 0)  # the empty frames are scene-2x's prototypes
     reference = build.keras_model(layers, h, "float64")
-    assert reference.get_layer(LAYER) is not None and "layer26_relu6" not in [layer.name for layer in reference.layers]
+    last = scene.LAYER if kind == "scene-2x" else LAYER  # the network ends at the head's map
+    assert [layer.name for layer in reference.layers if layer.name.endswith("_relu6")][-1] == last
     np.testing.assert_allclose(build.keras_probs(reference, frames), h.probs(inputs[kind]), atol=1e-5)
     q = build.quantize(build.keras_model(layers, h), reference, frames, bias_correction=False)
     assert not {"MAX_POOL_2D", "CONV_2D", "RESIZE_BILINEAR"} & set(q.cpu_ops)  # all in XNNPACK

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.convert.output import check_delegation
-from edge.train import positions
+from edge.train import positions, scene
 from edge.train.head import POSITIONS, Head
 
 
@@ -20,7 +20,7 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
     ImageNet softmax and adds a fully connected layer and a second softmax after it; a positions
     head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one), after a 2x
-    bilinear enlargement of the input for positions-2x.
+    bilinear enlargement of the input for positions-2x; scene-2x ends at layer 16 of the 2x frame.
 
     `dtype` "float64" gives the reference the quantized model is measured and corrected against:
     its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
@@ -49,6 +49,19 @@ def _with_head(keras: Any, base: Any, head: Head) -> Any:
         x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(conv(x)))
         model = keras.Model(base.inputs, x, name="mnv1_custom")
         conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
+        return model
+    if head.offsets is not None:
+        # scene-2x (edge/train/scene.py): the 1x1 convolution once per scene prototype, each copy
+        # minus that prototype's offsets w.P_k at every cell, the best cell, then the lowest scene.
+        cells = base.get_layer(scene.LAYER).output
+        side, k = int(cells.shape[1]), len(head.offsets)
+        conv = keras.layers.Conv2D(k * n, 1, name="logits")
+        offsets = head.offsets.reshape(k, side, side, n).transpose(1, 2, 0, 3).reshape(1, side, side, k * n)
+        x = conv(cells) - keras.ops.convert_to_tensor(offsets, keras.config.dtype_policy().compute_dtype)
+        x = keras.layers.Reshape((k, n), name="per_scene")(keras.layers.MaxPooling2D(pool_size=side, name="maxpool")(x))
+        x = keras.layers.Softmax(name="softmax")(keras.ops.min(x, axis=1))
+        model = keras.Model(base.inputs, x, name="mnv1_custom")
+        conv.set_weights([np.tile(head.kernel, (1, k)).reshape(1, 1, -1, k * n), np.tile(head.bias, k)])
         return model
     if head.kind in POSITIONS:
         # The same 1x1 convolution at each cell of layer 22's map (8x8, or 16x16 after the 2x

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.train import positions
+from edge.train import positions, scene
 from edge.train.numeric import softmax
 
 # The backbone stays as the converter rebuilds it (frozen): its features and its 1001 ImageNet
@@ -18,14 +18,19 @@ from edge.train.numeric import softmax
 
 # The 256 average-pooled features, the 1001 class probabilities, layer 22's 8x8x128 map scored
 # position by position (edge/train/positions.py), or the same on the frame enlarged 2x inside the
-# model (16x16 cells of 8 px: subjects of 5-10 % of the width; about 4x the compute per frame).
-INPUTS = ("features", "probs", "positions", "positions-2x")
-POSITIONS = ("positions", "positions-2x")
-UPSCALE = {"positions-2x": 2}  # input enlargement inside the model; 1 for the others
-PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0}  # on a cross-validation tie: cheaper, int8-friendlier first
-# A head that costs about 4x the compute on every frame of the device must earn it: it is chosen only
+# model (16x16 cells of 8 px: subjects of 5-10 % of the width; about 4x the compute per frame), or
+# layer 16's 2x map scored against the fixed camera's empty scene (edge/train/scene.py; needs an
+# empty class; it ends the network sooner, so about 3.5x).
+INPUTS = ("features", "probs", "positions", "positions-2x", "scene-2x")
+POSITIONS = ("positions", "positions-2x", "scene-2x")
+UPSCALE = {"positions-2x": 2, "scene-2x": 2}  # input enlargement inside the model; 1 for the others
+ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x"}  # instructions per frame vs the stock model, A53-A76 (docs/train.md)
+# On a cross-validation tie: cheaper, int8-friendlier first; the scene head last (it also depends on
+# the empty scene staying as it was trained).
+PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0, "scene-2x": -1}
+# A head that costs 3-5x the compute on every frame of the device must earn it: it is chosen only
 # when its cross-validated accuracy beats the best other input's by more than this many points.
-COST_MARGIN = {"positions-2x": 1.0}
+COST_MARGIN = {"positions-2x": 1.0, "scene-2x": 1.0}
 
 
 def upscale_of(kind: str) -> int:
@@ -38,6 +43,7 @@ class Head:
     kind: str  # one of INPUTS
     kernel: np.ndarray  # D x N float32, on the raw (unstandardised) inputs
     bias: np.ndarray  # N float32
+    offsets: np.ndarray | None = None  # scene-2x: K x cells x N float32, w.P_k per scene prototype
 
     @property
     def upscale(self) -> int:
@@ -46,6 +52,8 @@ class Head:
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float64)
         kernel, bias = self.kernel.astype(np.float64), self.bias.astype(np.float64)
+        if self.offsets is not None:
+            return scene.pooled(x, kernel, bias, self.offsets.astype(np.float64))
         return positions.pooled(x, kernel, bias) if self.kind in POSITIONS else x @ kernel + bias
 
     def probs(self, x: np.ndarray) -> np.ndarray:
@@ -54,7 +62,7 @@ class Head:
 
 def backbone_outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...] = INPUTS, batch: int = 50) -> dict[str, np.ndarray]:
     """The head inputs `kinds` of the float network, computed in float64: N x 256 pooled features,
-    N x 1001 probabilities, N x 64 x 128 positions, N x 256 x 128 positions-2x."""
+    N x 1001 probabilities, N x 64 x 128 positions, N x 256 x 128 positions-2x and scene-2x."""
     out: dict[str, np.ndarray] = {}
     for upscale in sorted({upscale_of(kind) for kind in kinds}):
         # Activations grow with the square of the enlargement: smaller batches keep TensorFlow's peak memory where 1x has it.
@@ -70,7 +78,7 @@ def _outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...], upsc
 
     with quiet():
         model = rebuild.build_keras(layers, "float64", upscale)
-    layer = {"features": "avgpool", "probs": "softmax"}
+    layer = {"features": "avgpool", "probs": "softmax", "scene-2x": scene.LAYER}
     taps = {kind: layer.get(kind, positions.LAYER) for kind in kinds}
     probe = keras.Model(model.inputs, [model.get_layer(name).output for name in taps.values()])
     out: dict[str, list[np.ndarray]] = {kind: [] for kind in taps}
@@ -83,21 +91,27 @@ def _outputs(layers: list[Any], frames: np.ndarray, kinds: tuple[str, ...], upsc
     return {kind: np.concatenate(parts) for kind, parts in out.items()}
 
 
-def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 400) -> Head:
+def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 1e-3, steps: int = 400, empty: np.ndarray | None = None) -> Head:
     """Class-balanced, L2-regularised softmax regression. Features and positions are standardised
     for the fit (then folded back into the weights; positions per channel over all cells);
     probabilities are not (they already share one scale, and dividing by tiny spreads would make the
-    head lean on probabilities int8 rounds to zero)."""
+    head lean on probabilities int8 rounds to zero). scene-2x needs `empty`: which rows of `x` are
+    unaugmented frames of the empty class (its prototypes)."""
     x = np.asarray(x, np.float64)
+    onehot = np.eye(classes)[labels]
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
+    if kind == "scene-2x":
+        if empty is None or not np.any(empty):
+            raise ValueError("scene-2x needs frames of an empty-scene class")
+        w, b, offsets = scene.fit(x, onehot, weight, l2, x[empty])
+        return Head(kind, w.astype(np.float32), b.astype(np.float32), offsets.astype(np.float32))
     if kind != "probs":
         cells = x.reshape(-1, x.shape[-1])
         mean, scale = cells.mean(axis=0), cells.std(axis=0) + 1e-6
     else:
         mean, scale = np.zeros(x.shape[1]), np.full(x.shape[1], float(np.sqrt(np.mean(x * x))) + 1e-12)
     xs = (x - mean) / scale
-    onehot = np.eye(classes)[labels]
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
     if kind in POSITIONS:
         w, b = positions.fit(xs, onehot, weight, l2)
     else:
@@ -133,16 +147,23 @@ def _accelerated_descent(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, 
 L2_GRID = (1e-3, 1e-2, 1e-1)  # regularisation strengths tried by cross-validation
 # The 2x head's fits are 4x the work of the others' (16x16 cells): one strength, the one that did
 # best on the 2x head in docs/train.md's measurements, keeps `train` of 500 images within minutes.
-L2_GRIDS = {"positions-2x": (1e-2,)}
+L2_GRIDS = {"positions-2x": (1e-2,), "scene-2x": (1e-2,)}
 
 
 def choose(
-    inputs: dict[str, np.ndarray], labels: np.ndarray, origin: np.ndarray, classes: int, kinds: tuple[str, ...] = INPUTS, folds: int = 4
+    inputs: dict[str, np.ndarray],
+    labels: np.ndarray,
+    origin: np.ndarray,
+    classes: int,
+    kinds: tuple[str, ...] = INPUTS,
+    folds: int = 4,
+    empty: np.ndarray | None = None,
 ) -> tuple[str, float, dict[str, float]]:
     """(input, L2 strength, cross-validated accuracy of every pair) on the training images only.
     Folds go by `origin` (the training image a view was made from), so an image's augmented views
     never sit on both sides. Ties go by PREFERENCE and to the stronger regularisation (smoother
-    weights survive int8 rounding better). A costly input (COST_MARGIN) must win by its margin."""
+    weights survive int8 rounding better). A costly input (COST_MARGIN) must win by its margin.
+    `empty` marks the unaugmented views of the empty class (scene-2x's prototypes)."""
     scores: dict[str, float] = {}
     best: tuple[float, int, float, str] | None = None
     for kind in kinds:
@@ -153,7 +174,7 @@ def choose(
                 test = origin % folds == fold
                 if len(np.unique(labels[~test])) < classes:
                     continue
-                head = fit(kind, x[~test], labels[~test], classes, l2)
+                head = fit(kind, x[~test], labels[~test], classes, l2, empty=None if empty is None else empty[~test])
                 right += int(np.sum(np.argmax(head.logits(x[test]), axis=1) == labels[test]))
             score = round(100.0 * right / len(labels), 2)
             scores[f"{kind} l2={l2:g}"] = score

@@ -17,7 +17,7 @@ from edge import __version__
 from edge.convert.output import write_model, writing
 from edge.errors import GateError
 from edge.fsutil import check_writable, write_atomic
-from edge.train import dataset
+from edge.train import dataset, scene
 from edge.train.augment import Augment
 from edge.train.report import Gate, Metrics, TrainReport, confusion_png, measure
 
@@ -57,6 +57,10 @@ def train(opts: Options) -> TrainReport:
     if opts.report:
         check_writable(opts.report, "the report")
     data = dataset.load(opts.images, opts.limits, opts.crop_fraction)  # bad input fails here, before TensorFlow
+    empty = scene.empty_class(data.classes)
+    if opts.head == "scene-2x" and empty is None:
+        names = "/".join(scene.EMPTY_NAMES)
+        raise dataset.DatasetError(f"{opts.images}: --head scene-2x needs one class folder named {names} (frames of the scene alone)")
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
     from edge.convert.source import resolve
@@ -75,11 +79,13 @@ def train(opts: Options) -> TrainReport:
 
     from edge.train import build, head
 
-    kinds = head.INPUTS if opts.head == "auto" else (opts.head,)
+    kinds = tuple(k for k in head.INPUTS if k != "scene-2x" or empty is not None) if opts.head == "auto" else (opts.head,)
     inputs = head.backbone_outputs(layers, frames, kinds)  # training views only: nothing held out is needed to fit
     n = len(data.classes)
-    kind, l2, cv = head.choose(inputs, labels, origin, n, kinds)
-    fitted = head.fit(kind, inputs[kind], labels, n, l2)
+    originals = np.arange(len(frames)) < len(train_idx)  # expand() puts the unaugmented frames first
+    empty_views = None if empty is None else originals & (labels == empty)
+    kind, l2, cv = head.choose(inputs, labels, origin, n, kinds, empty=empty_views)
+    fitted = head.fit(kind, inputs[kind], labels, n, l2, empty=empty_views)
     del inputs
 
     model, reference = build.keras_model(layers, fitted), build.keras_model(layers, fitted, "float64")
@@ -102,8 +108,13 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
     if (upscale := head.upscale_of(kind)) > 1:
         report.notes.append(
-            f"{kind}: the 128x128 input is enlarged {upscale}x inside the model, for small subjects: about 4x the stock "
-            "model's compute per frame (docs/train.md); --head positions keeps the cost of the stock model"
+            f"{kind}: the 128x128 input is enlarged {upscale}x inside the model, for small subjects: {head.ARM_COST[kind]} the stock "
+            "model's instructions per frame on a Pi's cores (docs/train.md); --head positions keeps the cost of the stock model"
+        )
+    if fitted.offsets is not None:
+        report.notes.append(
+            f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty or 0]!r} "
+            "(the empty scene); if the camera is moved or the scene changes for good, capture and train again"
         )
     if opts.bias_correction and not correct:
         report.notes.append(f"no bias correction: {len(train_idx)} training images < {opts.min_bias_correction_images} (it overfits small sets)")
@@ -155,7 +166,7 @@ def _report(
         "crop_fraction": opts.crop_fraction,
         "skipped": list(data.skipped),
     }
-    chosen = "auto: best cross-validated (positions-2x only if more than 1 point better)" if opts.head == "auto" else "--head"
+    chosen = "auto: best cross-validated (the 2x heads only if more than 1 point better)" if opts.head == "auto" else "--head"
     head_info = {
         "input": kind,
         "chosen_by": chosen,
