@@ -111,9 +111,9 @@ def train(opts: Options) -> TrainReport:
             f"{kind}: the 128x128 input is enlarged {upscale}x inside the model, for small subjects: {head.ARM_COST[kind]} the stock "
             "model's instructions per frame on a Pi's cores (docs/train.md); --head positions keeps the cost of the stock model"
         )
-    if fitted.offsets is not None:
+    if fitted.offsets is not None and empty is not None:
         report.notes.append(
-            f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty or 0]!r} "
+            f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty]!r} "
             "(the empty scene); if the camera is moved or the scene changes for good, capture and train again"
         )
     if opts.bias_correction and not correct:

@@ -6,20 +6,21 @@ import numpy as np
 
 from edge.train import positions
 
-# A fixed camera sees the same few scenes (day, dusk, lamps on) again and again. A small subject that
-# blends in (a brown dragonfly on bark) barely moves the features at its cell towards the subject's
-# look, but it moves them away from what that cell shows when the scene is empty. So the empty class's own training
-# frames give K prototype maps (k-means, fixed start), and the per-position linear head is fitted on
-# each frame's map minus its nearest prototype. On the device the nearest prototype is not looked
-# up: the head's score at a cell is w.f + b - w.P_k, so each class keeps K maps of offsets w.P_k and
-# takes min over k of (max over cells of w.f + b - w.P_k). For the right scene the residual is
-# small except at the subject; a wrong scene's large differences raise its max, so the min picks
-# the right one (same held-out accuracy as the argmin, measured in docs/train.md). The map is
-# layer 16's (16x16x128 on the frame enlarged 2x): it did better than layer 22's here, and the
-# model ends there, six layers sooner. In the model: the 1x1 convolution repeated K times, a SUB of
-# the constant offsets, the 16x16 max pool, then the minimum over K.
+# A fixed camera sees the same few scenes (day, dusk, lamps on) again and again. A small subject
+# that blends in (a brown dragonfly on bark) barely moves the features at its cell towards the
+# subject's look, but it moves them away from what that cell shows when the scene is empty. So the
+# empty class's own training frames give K prototype maps (k-means, fixed start), and the
+# per-position linear head is fitted on each frame's map minus its nearest prototype. On the device
+# the nearest prototype is not looked up: the head's score at a cell is w.f + b - w.P_k, so each
+# class keeps K maps of offsets w.P_k and takes min over k of (max over cells of w.f + b - w.P_k).
+# For the right scene the residual is small except at the subject; a wrong scene's large
+# differences raise its max, so the min picks the right one (the same held-out answers as the
+# look-up, measured in docs/train.md). The map is layer 16's (16x16x128 on the frame enlarged 2x):
+# measured better than layer 22's, and the network ends six layers sooner. In the model: the 1x1
+# convolution repeated K times, a SUB of the constant offsets, the 16x16 max pool, then the
+# minimum over K.
 
-LAYER = "layer16_relu6"  # 16x16x128 at 2x: finer than layer 22's textures, so the change stands out (docs/train.md)
+LAYER = "layer16_relu6"  # 16x16x128 at 2x
 EMPTY_NAMES = ("absent", "background", "empty", "none", "nothing")  # the class that shows the scene alone
 PROTOTYPES = 8  # scene maps; more than a camera's usual light states, so k-means splits by brightness too
 KMEANS_STEPS = 20
