@@ -3,6 +3,7 @@ every line parses, seq strictly increasing across the rotated files and the rest
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import signal
@@ -23,6 +24,16 @@ def all_seqs(tmp_path: Path) -> list[int]:
     return seqs
 
 
+def written(folder: Path) -> int:
+    """Bytes in results.jsonl and its rotated files. The daemon renames them while it rotates, so a
+    file listed may be gone by its stat: it counts 0 in this poll and is seen under its new name in the next."""
+    total = 0
+    for p in folder.glob("results.jsonl*"):
+        with contextlib.suppress(FileNotFoundError):
+            total += p.stat().st_size
+    return total
+
+
 def test_kill_9_during_heavy_writing_leaves_valid_jsonl(tmp_path: Path, reference_model: Path) -> None:
     data = base_config(tmp_path, reference_model)
     data["sinks"]["file"].update(max_bytes=100_000, keep=100)
@@ -30,8 +41,8 @@ def test_kill_9_during_heavy_writing_leaves_valid_jsonl(tmp_path: Path, referenc
     for _ in range(2):  # killed twice: the second run starts after a crash too
         proc = start(config)
         deadline = time.monotonic() + 30
-        start_size = sum(p.stat().st_size for p in tmp_path.glob("results.jsonl*"))
-        while sum(p.stat().st_size for p in tmp_path.glob("results.jsonl*")) < start_size + 400_000:
+        start_size = written(tmp_path)
+        while written(tmp_path) < start_size + 400_000:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
