@@ -20,11 +20,16 @@ STEPS = 300
 RATE = 0.02
 
 
+def cell_scores(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """N x positions x C: the linear layer at every position of `x` (N x positions x D)."""
+    n, p, d = x.shape
+    z: np.ndarray = (x.reshape(n * p, d) @ kernel).reshape(n, p, -1) + bias
+    return z
+
+
 def pooled(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """N x C logits: each class's best position; `x` is N x positions x D."""
-    n, p, d = x.shape
-    z = (x.reshape(n * p, d) @ kernel).reshape(n, p, -1) + bias
-    out: np.ndarray = z.max(axis=1)
+    out: np.ndarray = cell_scores(x, kernel, bias).max(axis=1)
     return out
 
 

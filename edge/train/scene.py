@@ -76,7 +76,6 @@ def fit(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, l2: float, empty_
 
 def pooled(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """N x C logits: min over scenes of each class's best cell after that scene's offsets."""
-    n, p, d = x.shape
-    z = (x.reshape(n * p, d) @ kernel).reshape(n, p, -1) + bias
+    z = positions.cell_scores(x, kernel, bias)
     out: np.ndarray = np.stack([(z - o).max(axis=1) for o in offsets]).min(axis=0)
     return out

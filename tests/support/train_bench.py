@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,14 +48,21 @@ def zero_shot(held_out: Path, groups: dict[str, tuple[int, ...] | range]) -> flo
     return round(100.0 * float(np.mean(np.argmax(sums, axis=1) == data.labels)), 1)
 
 
-def size_breakdown(model: Path, images: Path) -> str:
-    """int8 accuracy on held-out 'present' frames by subject width (the names record it)."""
-    from edge.model.engine import Engine
-    from edge.model.preprocess import load_image
+def held_out(images: Path) -> tuple[Any, np.ndarray]:
+    """The task's frames and the indices `train --held-out 0.5` held out."""
     from edge.train import dataset
 
     data = dataset.load(images, dataset.Limits(), 1.0)
     _, test = dataset.split(data.paths, data.labels, 0.5)
+    return data, test
+
+
+def size_breakdown(model: Path, images: Path) -> str:
+    """int8 accuracy on held-out 'present' frames by subject width (the names record it)."""
+    from edge.model.engine import Engine
+    from edge.model.preprocess import load_image
+
+    data, test = held_out(images)
     engine = Engine(model)
     rows = {"5-10%": [0, 0], "10-20%": [0, 0], "absent": [0, 0]}
     for i in test:
@@ -67,25 +75,26 @@ def size_breakdown(model: Path, images: Path) -> str:
     return ", ".join(f"{k}: {r}/{n}" for k, (r, n) in rows.items())
 
 
-def shifted(model: Path, images: Path, shift: int) -> str:
-    """int8 accuracy on the held-out frames with the view moved by `shift` px of the 128 (cropped
-    at the top left and scaled back: a nudged mount, a little zoom), absent and present apart."""
+def shifted(model: Path, images: Path, shifts: tuple[int, ...]) -> str:
+    """int8 accuracy on the held-out frames with the view moved by each of `shifts` px of the 128
+    (cropped at the top left and scaled back: a nudged mount, a little zoom), absent and present apart."""
     from PIL import Image
 
     from edge.model.engine import Engine
-    from edge.train import dataset
 
-    data = dataset.load(images, dataset.Limits(), 1.0)
-    _, test = dataset.split(data.paths, data.labels, 0.5)
+    data, test = held_out(images)
     engine = Engine(model)
-    right = np.zeros((2, 2), np.int64)  # [class][right, all]
-    for i in test:
-        frame = data.frames[i]
-        if shift:
-            frame = np.asarray(Image.fromarray(frame).resize(frame.shape[:2], Image.Resampling.BILINEAR, box=(shift, shift, 128, 128)))
-        label = int(data.labels[i])
-        right[label] += (int(np.argmax(engine.classify(frame))) == label, 1)
-    return " ".join(f"{data.classes[c]} {right[c, 0]}/{right[c, 1]}" for c in range(2))
+    parts = []
+    for shift in shifts:
+        right = np.zeros((2, 2), np.int64)  # [class][right, all]
+        for i in test:
+            frame = data.frames[i]
+            if shift:
+                frame = np.asarray(Image.fromarray(frame).resize(frame.shape[:2], Image.Resampling.BILINEAR, box=(shift, shift, 128, 128)))
+            label = int(data.labels[i])
+            right[label] += (int(np.argmax(engine.classify(frame))) == label, 1)
+        parts.append(f"{shift} px: " + " ".join(f"{data.classes[c]} {right[c, 0]}/{right[c, 1]}" for c in range(2)))
+    return "; ".join(parts)
 
 
 def row(task: str, report: dict[str, object], extra: str = "") -> str:
@@ -135,8 +144,7 @@ def main() -> None:
         for head in ("positions-2x", "scene-2x"):
             out = work / f"nudge_{head}.tflite"
             train(images, out, "--held-out", "0.5", "--head", head)
-            by_shift = "; ".join(f"{s} px: {shifted(out, images, s)}" for s in (0, 2, 4, 8))
-            lines.append(f"| nudged camera, bird ({head}) | {by_shift} |")
+            lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 2, 4, 8))} |")
             print(lines[-1], flush=True)
     if want("orientation"):
         tr = tasks.orientation_task(work / "orient_train", dev, 0, 200, 4)
