@@ -21,9 +21,15 @@ class JournalFormatter(logging.Formatter):
         return f"<{prio}>{text}"
 
 
+# `extra=PACED` marks a warning logged once per reconnect attempt: the back-off (1, 2, 4 … s) already
+# paces it, and each line says when the next attempt comes, so the repeat filter lets every one through.
+PACED = {"paced": True}
+
+
 class RepeatFilter(logging.Filter):
     """Lets the first occurrence of a warning/error through, then at most one per `window` seconds
-    with a count of those suppressed, so a failing broker or camera cannot flood the journal."""
+    with a count of those suppressed, so a failing broker or camera cannot flood the journal.
+    Records logged with `extra=PACED` are already paced by a back-off and always pass."""
 
     def __init__(self, window: float = 60.0) -> None:
         super().__init__()
@@ -31,7 +37,7 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[tuple[str, str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, "paced", False):
             return True
         # The first argument (e.g. which sink) is part of the key, so one failing sink
         # cannot hide another's errors.

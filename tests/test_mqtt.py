@@ -16,6 +16,7 @@ import pytest
 
 from edge.config import MqttSinkConfig, parse
 from edge.errors import ConfigError, SinkError
+from edge.log import RepeatFilter
 from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.mqtt.credentials import mqtt_credentials
@@ -135,8 +136,11 @@ def test_wrong_password_logs_one_line_per_backoff_step(
         time.sleep(0.6)  # attempts at ~0, 1 and 3 s
     finally:
         sink.close()
-    refused = [r.getMessage() for r in caplog.records if "refused the connection" in r.getMessage()]
+    steps = [r for r in caplog.records if "refused the connection" in r.getMessage()]
+    refused = [r.getMessage() for r in steps]
     assert len(refused) == 3, refused
+    journal = RepeatFilter()  # what the daemon's handler applies: each back-off step reaches the journal
+    assert all(journal.filter(r) for r in steps)
     assert [m.split("retrying in ")[1] for m in refused] == ["1 s", "2 s", "4 s"]
     assert all("check the username and password" in m for m in refused)
     assert any("readable by every user" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import SourceError
+from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, prepare_array
 from edge.model.region import FULL, is_full, scaler_crop
 from edge.sources import Frame
@@ -223,7 +224,7 @@ class Picamera2Source:
                     self._start(module)
                     log.info("%s: camera reopened", self.name)
                 except Exception as exc:
-                    log.warning("%s: reopen failed (%s)", self.name, exc)
+                    log.warning("%s: reopen failed (%s)", self.name, exc, extra=PACED)
                 continue
             try:
                 # With a timeout: on a frontend timeout libcamera cancels the requests and a capture

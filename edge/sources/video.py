@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge.errors import SourceError
+from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, prepare
 from edge.model.region import FULL
 from edge.sources import Frame
@@ -168,7 +169,7 @@ class AvSource:
         try:
             self._connect()
         except Exception as exc:
-            log.warning("%s: reconnect failed (%s)", self.name, exc)
+            log.warning("%s: reconnect failed (%s)", self.name, exc, extra=PACED)
             self._disconnect()
             return False
         return True

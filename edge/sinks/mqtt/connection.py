@@ -8,6 +8,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import SinkError
+from edge.log import PACED
 from edge.sinks.mqtt.diagnose import HandshakeWatch, tls_refused_hint
 
 if TYPE_CHECKING:
@@ -143,20 +144,20 @@ def publish_checked(client: Any, topic: str, payload: str | bytes, qos: int, ret
 
 def log_refused(where: str, reason_code: Any, delay: int) -> None:
     hint = " (check the username and password)" if reason_code.value in (0x86, 0x87, 4, 5) else ""
-    log.error("MQTT broker %s refused the connection: %s%s; retrying in %d s", where, reason_code, hint, delay)
+    log.error("MQTT broker %s refused the connection: %s%s; retrying in %d s", where, reason_code, hint, delay, extra=PACED)
 
 
 def log_unreachable(where: str, exc: Exception | None, delay: int, tls: bool = False) -> None:
     hint = tls_refused_hint(exc) if tls and exc is not None else ""
     if isinstance(exc, ssl.SSLError) and not hint:
-        log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay)
+        log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay, extra=PACED)
     else:
         reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else "unknown error"
         if isinstance(exc, TimeoutError):
             reason = "no answer to the TCP connect: a host that is down, a wrong address, or a firewall dropping packets"
-        log.warning("MQTT broker %s unreachable (%s)%s; records are spooled; retrying in %d s", where, reason, hint, delay)
+        log.warning("MQTT broker %s unreachable (%s)%s; records are spooled; retrying in %d s", where, reason, hint, delay, extra=PACED)
 
 
 def log_no_session(where: str, hint: str, delay: int) -> None:
     """TCP connected but the MQTT handshake did not complete: one line per back-off step, with the likely cause."""
-    log.warning("MQTT broker %s: no MQTT session: %s; records are spooled; retrying in %d s", where, hint, delay)
+    log.warning("MQTT broker %s: no MQTT session: %s; records are spooled; retrying in %d s", where, hint, delay, extra=PACED)
