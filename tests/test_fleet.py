@@ -298,6 +298,14 @@ def test_tls_as_the_sink_checks_it(tmp_path: Path) -> None:
         assert wrong_name.returncode == 69 and wrong_name.stdout == ""
         assert "TLS handshake failed" in wrong_name.stderr and wrong_name.stderr.count("\n") == 1
         assert run("127.0.0.1", "--insecure").stdout.startswith("{")
+        # Plain MQTT to the TLS port: mosquitto closes the connection at once; say why, in this command's options.
+        start = time.monotonic()
+        status, _, err = fleet(b.port)
+        assert status == 69 and err.count("\n") == 1 and "the port speaks TLS; add --tls" in err, err
+        assert time.monotonic() - start < 8.0  # not the 10 s CONNACK timeout
+    with Mosquitto(tmp_path / "plain") as plain:
+        status, _, err = fleet(plain.port, "--tls", "--insecure")
+        assert status == 69 and err.count("\n") == 1 and "the port does not seem to speak TLS" in err, err
 
 
 def test_no_broker_is_one_line_and_exit_69() -> None:

@@ -13,6 +13,7 @@ from edge.config import MqttSinkConfig
 from edge.errors import EX_UNAVAILABLE, EdgeError
 from edge.fleet.state import Fleet, Row
 from edge.sinks.mqtt.credentials import mqtt_credentials
+from edge.sinks.mqtt.diagnose import plain_port_answered, speaks_tls
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self._refused: str | None = None
+        self._closed = False  # the connection ended before the subscriptions were acknowledged
         self._client: Any = None
 
     def start(self, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -56,22 +58,32 @@ class Subscriber:
             if self.config.tls.insecure:
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
         try:
             client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
-        except ssl.SSLError as exc:
-            raise BrokerError(f"{self.where}: TLS handshake failed ({exc.reason or exc}); check --ca-file, --cert-file, --key-file") from exc
-        except OSError as exc:
+        except OSError as exc:  # ssl.SSLError is one
+            if self.config.tls.enabled and plain_port_answered(exc):
+                why = "the port does not seem to speak TLS; check --broker's port or leave out --tls"
+                raise BrokerError(f"{self.where}: TLS handshake failed: {why}") from exc
+            if isinstance(exc, ssl.SSLError):
+                raise BrokerError(f"{self.where}: TLS handshake failed ({exc.reason or exc}); check --ca-file, --cert-file, --key-file") from exc
             raise BrokerError(f"{self.where}: cannot connect to the broker ({exc.strerror or exc}); check --broker") from exc
         client.loop_start()
         deadline = time.monotonic() + timeout
         while not self._subscribed.wait(0.05):
-            if self._refused is not None or time.monotonic() > deadline:
+            if self._refused is not None or self._closed or time.monotonic() > deadline:
                 self.stop()
-                why = self._refused or f"did not answer within {timeout:g} s"
+                why = self._refused or (self._closed_why() if self._closed else f"did not answer within {timeout:g} s")
                 raise BrokerError(f"{self.where}: the broker {why}")
+
+    def _closed_why(self) -> str:
+        """A connection closed before the broker's CONNACK: most often plain MQTT spoken to a TLS port."""
+        if not self.config.tls.enabled and speaks_tls(self.config.host, self.config.port):
+            return "closed the connection without an MQTT answer: the port speaks TLS; add --tls (and --ca-file)"
+        return "closed the connection without an MQTT answer: not an MQTT port, or the broker rejected the connection (its log says why)"
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -79,6 +91,10 @@ class Subscriber:
             self._refused = f"refused the connection: {reason_code}{hint}"
             return
         client.subscribe([(topic, 1) for topic in self.fleet.topics])
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if not self._subscribed.is_set():
+            self._closed = True
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]

@@ -33,12 +33,16 @@ def speaks_tls(host: str, port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def tls_refused_hint(exc: BaseException) -> str:
-    """For a TLS handshake (tls.enabled) that a plain port answered by closing or with garbage."""
-    plain = isinstance(exc, (ConnectionResetError, ssl.SSLEOFError, BrokenPipeError)) or (
+def plain_port_answered(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed the way a port that does not speak TLS makes it fail: closed, or garbage."""
+    return isinstance(exc, (ConnectionResetError, ssl.SSLEOFError, BrokenPipeError)) or (
         isinstance(exc, ssl.SSLError) and (exc.reason or "").upper() in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "HTTP_REQUEST")
     )
-    if plain:
+
+
+def tls_refused_hint(exc: BaseException) -> str:
+    """For a TLS handshake (tls.enabled) that a plain port answered by closing or with garbage."""
+    if plain_port_answered(exc):
         return "; the port does not seem to speak TLS: check sinks.mqtt.port (8883 is usual for TLS) or set sinks.mqtt.tls.enabled = false"
     return ""
 
