@@ -112,7 +112,8 @@ def row(task: str, report: dict[str, object], extra: str = "") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the tasks and models")
-    parser.add_argument("--only", nargs="*", default=None, help="tasks: presence (or presence-cat, ...), nudge, orientation, animal, dog, timing")
+    tasks_help = "tasks: presence (or presence-cat, ...), nudge, finetune, orientation, animal, dog, timing"
+    parser.add_argument("--only", nargs="*", default=None, help=tasks_help)
     args = parser.parse_args()
     work: Path = args.work
     dev, samples = paths.dev_images(), paths.sample_images()
@@ -145,6 +146,14 @@ def main() -> None:
             out = work / f"nudge_{head}.tflite"
             train(images, out, "--held-out", "0.5", "--head", head)
             lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 2, 4, 8))} |")
+            print(lines[-1], flush=True)
+    if want("finetune"):
+        # Would fine-tuning the layers under the scene head help? Float, held out; the product keeps them frozen.
+        from tests.support import finetune_probe
+
+        for subject, seed in subjects:
+            images = tasks.presence_task(work / f"presence_{seed}", dev, samples / subject, 400, seed)
+            lines.append(f"| fine-tuned, {subject.split('.')[0]} | {finetune_probe.probe(images)} |")
             print(lines[-1], flush=True)
     if want("orientation"):
         tr = tasks.orientation_task(work / "orient_train", dev, 0, 200, 4)
