@@ -74,6 +74,8 @@ def test_status_rules() -> None:
     feed(fleet, "frozen", now, st=stats(now - 1, last_frame_age_s=50.0), rec=result(now - 51))
     feed(fleet, "quiet", now, st=stats(now - 1), rec=result(now - 100))
     feed(fleet, "flagged", now, st=stats(now - 1, stalled=True))
+    feed(fleet, "nudged", now, st=stats(now - 1, source={"name": "cam", "view_off": 1, "view_shift_px": 5}), rec=result(now - 0.5))
+    feed(fleet, "steady", now, st=stats(now - 1, source={"name": "cam", "view_off": 0, "view_shift_px": 0}), rec=result(now - 0.5))
     feed(fleet, "orphan", now, None, st=stats(now - 1))
     feed(fleet, "new", now)
     rows = by_id(fleet.rows(now, stale_after=None))
@@ -87,10 +89,13 @@ def test_status_rules() -> None:
         "frozen": "stalled",
         "quiet": "stale",
         "flagged": "stalled",
+        "nudged": "moved",
+        "steady": "online",
         "orphan": "unknown",
         "new": "online",
     }
-    assert [d for d, r in rows.items() if r.ok] == ["good", "new"]
+    assert [d for d, r in rows.items() if r.ok] == ["good", "new", "steady"]
+    assert "not as the model was trained (shift 5 px of 128)" in rows["nudged"].reason
     assert rows["frozen"].last_frame_age_s == 51.0  # the stats' figure plus the stats' own age
     assert "no result for 100 s" in rows["quiet"].reason and rows["new"].reason == "no stats yet"
     good = rows["good"]

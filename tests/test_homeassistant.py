@@ -42,8 +42,9 @@ def rendered(verdict: ha_schema.Verdict, key: str = "value_template") -> list[An
 
 def test_every_discovery_payload_is_accepted_by_home_assistant() -> None:
     answers = ("bird", "dog", 'say "cheese"', "say _cheese_")
-    messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=answers, snapshots=True)
-    samples = {RECORDS: [json.dumps(r) for r in (V2, V2_NONE, V1)], STATS: [json.dumps(SAMPLE_STATS), json.dumps({"fps": 1.0})]}
+    messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=answers, snapshots=True, view_check=True)
+    moved = {**SAMPLE_STATS, "source": {"name": "cam", "view_off": 1, "view_shift_px": 5}}
+    samples = {RECORDS: [json.dumps(r) for r in (V2, V2_NONE, V1)], STATS: [json.dumps(SAMPLE_STATS), json.dumps({"fps": 1.0}), json.dumps(moved)]}
     report = ha_schema.check(messages, samples=samples)
 
     assert report.ha_version == "2024.3.3"
@@ -52,13 +53,13 @@ def test_every_discovery_payload_is_accepted_by_home_assistant() -> None:
     got = report.by_topic()
     keys = {(v.component, v.topic.split("/")[3]) for v in report.verdicts}
     expected = {("sensor", "answer"), ("sensor", "score"), ("image", "snapshot"), *(("sensor", k) for k in DIAGNOSTICS)}
-    expected |= {("binary_sensor", k) for k in ("answer_bird", "answer_dog", "answer_say__cheese_")}
+    expected |= {("binary_sensor", k) for k in ("answer_bird", "answer_dog", "answer_say__cheese_", "view_moved")}
     assert expected < keys and len(keys) == len(messages) == len(expected) + 1  # the two "cheese" names kept apart
     for v in report.verdicts:
         config = v.config or {}
         assert config["availability_topic"] == PREFIX + "availability" and config["payload_not_available"] == "offline"
         assert config["device"]["identifiers"] == ["mnv1_edge_cam"]
-        assert (config.get("entity_category") == "diagnostic") == (v.topic.split("/")[3] in DIAGNOSTICS)
+        assert (config.get("entity_category") == "diagnostic") == (v.topic.split("/")[3] in {*DIAGNOSTICS, "view_moved"})
     assert len({json.loads(p)["unique_id"] for _, p in messages}) == len(messages)
 
     # The templates as Home Assistant renders them: the answer falls back to the top-1 label for v1.
@@ -70,14 +71,15 @@ def test_every_discovery_payload_is_accepted_by_home_assistant() -> None:
     assert attributes[0]["groups"][0] == {"name": "bird", "score": 0.81} and attributes[2]["top_k"][0]["label"] == "tiger cat"
     stats = {k: rendered(got[NODE.format("sensor", k)]) for k in DIAGNOSTICS}
     assert stats == {
-        "fps": ["9.5", "1.0"],
-        "inference_ms": ["3.1", "None"],
-        "dropped": ["2", "None"],
-        "spool_depth": ["0", "None"],
-        "cpu_temp": ["None", "None"],
-        "model_sha": ["abababababab", "unknown"],
-        "last_seen": ["2026-11-29T08:00:00.000Z", "None"],
+        "fps": ["9.5", "1.0", "9.5"],
+        "inference_ms": ["3.1", "None", "3.1"],
+        "dropped": ["2", "None", "2"],
+        "spool_depth": ["0", "None", "0"],
+        "cpu_temp": ["None", "None", "None"],
+        "model_sha": ["abababababab", "unknown", "abababababab"],
+        "last_seen": ["2026-11-29T08:00:00.000Z", "None", "2026-11-29T08:00:00.000Z"],
     }
+    assert rendered(got[NODE.format("binary_sensor", "view_moved")]) == ["OFF", "OFF", "ON"]
     image = got[NODE.format("image", "snapshot")].config or {}
     assert image["image_topic"] == PREFIX + "snapshot" and image["content_type"] == "image/jpeg"
 

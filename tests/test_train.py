@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from edge import paths
 from edge.train.head import INPUTS
@@ -127,3 +129,25 @@ def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_pat
         assert json.loads(report.read_text())["held_out"][-1]["name"] == "int8 bias-corrected"
         digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+    # The manifest carries the empty scene for the daemon's moved-camera check (edge/sources/moved.py).
+    from edge.model.engine import Engine
+    from edge.model.preprocess import load_image
+    from edge.sources.moved import ShiftEstimator
+
+    refs = Engine(out, threads=1).manifest.view_references()
+    assert refs is not None and refs.shape[1:] == (64, 64) and 1 <= len(refs) <= 8
+    frame = load_image(sorted((images / "absent").iterdir())[-1], fraction=1.0)
+    assert ShiftEstimator(refs).estimate(frame)[0] < 1.0
+    assert abs(ShiftEstimator(refs).estimate(np.roll(frame, 4, axis=1))[0] - 4) < 1.0
+    # ... and the daemon, given frames of a camera panned by 6 px, says so once.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for i, path in enumerate(sorted((images / "absent").iterdir())[:6]):
+        Image.fromarray(np.roll(load_image(path, fraction=1.0), 6, axis=1)).save(moved / f"{i}.png")
+    config = tmp_path / "config.toml"
+    lines = [f'state_dir = "{tmp_path}"', "[model]", f'path = "{out}"', "[source]", 'kind = "images"', "view_check_s = 0"]
+    config.write_text("\n".join([*lines, "[source.images]", f'path = "{moved}"', "[sinks.stdout]", "enabled = true"]) + "\n")
+    cmd = [sys.executable, "-m", "edge", "run", "--config", str(config)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("the view is moved by about 6 px of 128 since the model was trained") == 1, run.stderr

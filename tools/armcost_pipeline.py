@@ -10,6 +10,8 @@ mounted at /mnt/repo. One unit = one frame:
                    lores buffer (stride as libcamera sets it) converted by swscale when PyAV is
                    importable (--no-av: the NumPy fallback), the frozen-frame guard included
   picamera2-bgr888 the same with Pi 5's BGR888 lores (R,G,B bytes, handed to the model as they are)
+  view-check       one moved-camera check of a scene model (edge/sources/moved.py): a frame's shift
+                   against 8 grey references, as the guard does every source.view_check_s (one unit = one check)
 
 The camera is tests/support/fake_picamera2.py: it opens the source and makes 8 lores buffers; per
 frame its capture_array is a stub cycling through them, so libcamera's own capture cost is excluded.
@@ -29,7 +31,7 @@ from typing import Any
 import armcost_guest
 
 REPO = Path("/mnt/repo")
-SCENARIOS = ("invoke", "process", "picamera2-yuv420", "picamera2-bgr888")
+SCENARIOS = ("invoke", "process", "picamera2-yuv420", "picamera2-bgr888", "view-check")
 
 
 class _SetItem:
@@ -113,6 +115,17 @@ def main() -> None:
         def step(i: int) -> None:
             engine.invoke(pool[i % 8])
 
+    elif args.scenario == "view-check":
+        import numpy as np
+
+        from edge.model.viewref import grey
+        from edge.sources.moved import ShiftEstimator
+
+        estimator = ShiftEstimator(np.stack([grey(p) for p in pool]))
+
+        def step(i: int) -> None:
+            estimator.estimate(pool[i % 8])
+
     else:
         source = synthetic
         if args.scenario.startswith("picamera2"):
@@ -130,7 +143,8 @@ def main() -> None:
             step(i)
             i += 1
         armcost_guest.mark(mark)
-    armcost_guest.report(args.frames, units_first=args.first, unit="frame", frames_processed=stats.frames, **info)
+    unit = "check" if args.scenario == "view-check" else "frame"
+    armcost_guest.report(args.frames, units_first=args.first, unit=unit, frames_processed=stats.frames, **info)
     pipeline.flush()
     pipeline.close()
     seq.close()

@@ -78,6 +78,12 @@ class SourceConfig:
         "(H.264 streams of a still scene repeat frames exactly); negative = off",
         le=255,
     )
+    view_check_s: float = setting(
+        30.0,
+        "scene models (their manifest carries the empty scene): seconds between checks that the view has not moved since training; "
+        "a move or a different view, seen by most of the last 5 checks, is logged once and counted (view_moved); 0 = every frame; negative = off",
+        le=86400,
+    )
     # At least 1 s: below a camera's own frame gap every pause would read as a stall and stop the
     # watchdog, and systemd would restart a working daemon.
     stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", ge=1)

@@ -19,6 +19,7 @@ def make_manifest(
     reference_images: list[Path],
     provenance: dict[str, Any] | None = None,
     crop_fraction: float = CROP_FRACTION,
+    view_references: str | None = None,
 ) -> Manifest:
     """Bind a uint8-in/uint8-out model to its labels and a self-test frame.
 
@@ -47,6 +48,7 @@ def make_manifest(
         crop_fraction=crop_fraction,
         provenance=provenance or {},
         self_test=best[1],
+        view_references_png_base64=view_references,
     )
 
 

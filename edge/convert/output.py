@@ -33,9 +33,18 @@ def check_delegation(model: bytes, what: str = "converted model") -> dict[str, i
     return outside
 
 
-def write_model(out: Path, model: bytes, labels: tuple[str, ...], refs: list[Path], provenance: dict[str, Any], crop_fraction: float) -> None:
+def write_model(
+    out: Path,
+    model: bytes,
+    labels: tuple[str, ...],
+    refs: list[Path],
+    provenance: dict[str, Any],
+    crop_fraction: float,
+    view_references: str | None = None,
+) -> None:
     """Manifest first (its self-test frame: the reference image with the widest margin), then the
-    model, each atomically; the Engine must accept the pair, else neither is left behind."""
+    model, each atomically; the Engine must accept the pair, else neither is left behind.
+    `view_references`: a scene model's empty-scene references for the manifest."""
     from edge.convert.manifest import make_manifest, write_manifest
     from edge.fsutil import write_atomic
     from edge.model.engine import Engine
@@ -47,7 +56,7 @@ def write_model(out: Path, model: bytes, labels: tuple[str, ...], refs: list[Pat
     try:
         with writing(out), os.fdopen(fd, "wb") as f:
             f.write(model)
-        manifest = make_manifest(tmp, labels, refs, provenance, crop_fraction=crop_fraction)
+        manifest = make_manifest(tmp, labels, refs, provenance, crop_fraction=crop_fraction, view_references=view_references)
         with writing(manifest_path(out)):
             write_manifest(out, manifest)
         with writing(out):

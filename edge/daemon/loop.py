@@ -77,7 +77,8 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            source = make_source(self.config.source, self.pipeline.engine.manifest.crop_fraction, self.config.snapshots.enabled)
+            manifest = self.pipeline.engine.manifest
+            source = make_source(self.config.source, manifest.crop_fraction, self.config.snapshots.enabled, manifest.view_references())
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -234,10 +235,12 @@ class Daemon:
             if (
                 config.source != old.config.source
                 or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
+                or pipeline.engine.manifest.view_references_png_base64 != old.engine.manifest.view_references_png_base64
                 or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
             ):
                 self.capture.stop()
-                source = make_source(config.source, pipeline.engine.manifest.crop_fraction, config.snapshots.enabled)
+                manifest = pipeline.engine.manifest
+                source = make_source(config.source, manifest.crop_fraction, config.snapshots.enabled, manifest.view_references())
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()

@@ -38,6 +38,8 @@ class FramePipeline:
         # The answers a consumer can expect (one Home Assistant binary_sensor each): the configured
         # groups, or a custom model's own classes; not ImageNet's 1001 labels.
         self.answers: tuple[str, ...] = tuple(g.name for g in groups) if groups else (labels if len(labels) < NUM_CLASSES else ())
+        # A scene model's view is watched (edge/sources/moved.py): Home Assistant gets a "view moved" sensor.
+        self.view_check = self.engine.manifest.view_references_png_base64 is not None and config.source.view_check_s >= 0
         same_results = previous is not None and (previous.config.results, previous.config.groups, previous.engine.labels) == (
             config.results,
             config.groups,
@@ -59,15 +61,16 @@ class FramePipeline:
         try:
             if self.snapshots is not None:
                 self.snapshots.open()
-            for sink in make_sinks(self.config, config_path, self.answers):
+            for sink in make_sinks(self.config, config_path, self.answers, self.view_check):
                 before = old.get(sink.name)
                 if before is not None and previous is not None:
-                    same = (getattr(previous.config.sinks, sink.name), previous.device, previous.answers, previous.config.snapshots.published) == (
-                        getattr(self.config.sinks, sink.name),
-                        self.device,
-                        self.answers,
-                        self.config.snapshots.published,
-                    )
+                    same = (
+                        getattr(previous.config.sinks, sink.name),
+                        previous.device,
+                        previous.answers,
+                        previous.config.snapshots.published,
+                        previous.view_check,
+                    ) == (getattr(self.config.sinks, sink.name), self.device, self.answers, self.config.snapshots.published, self.view_check)
                     if same:
                         self.sinks.sinks.append(before)
                         self.reused.add(sink.name)

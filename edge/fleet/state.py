@@ -1,4 +1,4 @@
-"""What the fleet's MQTT messages say about each device, and the status rules (online, stalled, stale, offline)."""
+"""What the fleet's MQTT messages say about each device, and the status rules (online, stalled, moved, stale, offline)."""
 
 # Each daemon publishes under <prefix>/<device_id>/: `availability` (retained, "online", and
 # "offline" from a clean stop or the broker's last will), `stats` (every stats interval; retained
@@ -17,7 +17,7 @@ from typing import Any
 DEFAULT_STALE_AFTER_S = 180.0
 STALE_INTERVALS = 3  # stats intervals without news before a device is stale
 KINDS = ("availability", "stats", "classification")
-BAD = ("offline", "stale", "stalled", "unknown")  # statuses that make the command exit non-zero
+BAD = ("offline", "stale", "stalled", "moved", "unknown")  # statuses that make the command exit non-zero
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Row:
     """One device's line: what the table and --json show."""
 
     device_id: str
-    status: str  # online, stalled, stale, offline or unknown
+    status: str  # online, stalled, moved, stale, offline or unknown
     reason: str
     availability: str | None
     answer: str | None
@@ -163,6 +163,10 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
         return "stalled", "the daemon reports its source stalled"
     if frame_age is not None and frame_age > limit:
         return "stalled", f"no frame classified for {frame_age:.0f} s (stale after {limit:g} s)"
+    source = stats.get("source")
+    if isinstance(source, dict) and source.get("view_off") == 1:  # edge/sources/moved.py: a scene model's view is not as trained
+        shift = source.get("view_shift_px")
+        return "moved", f"the view is not as the model was trained (shift {shift} px of 128): capture the empty scene, train again"
     # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).
     heartbeat = stats.get("heartbeat_s")
     result_limit = limit if not isinstance(heartbeat, (int, float)) else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file
+from edge.model import viewref
 from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 
 FORMAT = "mnv1-edge-manifest/1"
@@ -67,12 +68,25 @@ class Manifest:
     crop_fraction: float = CROP_FRACTION  # the crop the model was calibrated and evaluated with
     provenance: dict[str, Any] = field(default_factory=dict)
     self_test: SelfTest | None = None
+    # A scene model's empty-scene references (edge/sources/moved.py): K grey 64x64 tiles in one PNG strip.
+    view_references_png_base64: str | None = None
     format: str = FORMAT
 
     def to_json(self) -> str:
         data = asdict(self)
         data["labels"] = list(self.labels)
+        if self.view_references_png_base64 is None:
+            del data["view_references_png_base64"]
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
+
+    def view_references(self, where: str = "manifest") -> np.ndarray | None:
+        """K x 64 x 64 float32 grey references, or None; a damaged strip is the manifest's fault."""
+        if self.view_references_png_base64 is None:
+            return None
+        try:
+            return viewref.decode(self.view_references_png_base64)
+        except ValueError as exc:
+            raise ModelError(f"{where}: view_references_png_base64 is {exc}; re-run `mnv1-edge train`") from exc
 
     @staticmethod
     def from_dict(data: Any, where: str) -> Manifest:
@@ -93,6 +107,7 @@ class Manifest:
                 crop_fraction=float(data["crop_fraction"]),
                 provenance=dict(data.get("provenance", {})),
                 self_test=SelfTest(**st) if st else None,
+                view_references_png_base64=None if data.get("view_references_png_base64") is None else str(data["view_references_png_base64"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: malformed manifest ({exc!r}); re-run `mnv1-edge convert`") from exc
@@ -120,4 +135,5 @@ def load_manifest(model: Path, model_sha256: str | None = None) -> Manifest:
         )
     if len(manifest.labels) != manifest.output_shape[-1]:
         raise ModelError(f"{path}: {len(manifest.labels)} labels for {manifest.output_shape[-1]} outputs")
+    manifest.view_references(str(path))  # a damaged strip fails here, at start, not in the capture thread
     return manifest

@@ -31,13 +31,13 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[str, ...] = ()) -> list[Sink]:
+def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[str, ...] = (), view_check: bool = False) -> list[Sink]:
     """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled.
 
     `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable.
     `answers` are the names a record's `answer` can take besides "none" (the configured groups, or
     a custom model's labels; empty for ImageNet's 1001): Home Assistant discovery announces one
-    binary_sensor per answer."""
+    binary_sensor per answer; `view_check` (a scene model's view is watched) one more for a moved camera."""
     sinks: list[Sink] = []
     if config.sinks.stdout.enabled:
         from edge.sinks.stdout import StdoutSink
@@ -51,7 +51,8 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
         from edge.sinks.mqtt.sink import MqttSink
 
         snapshots = config.snapshots.published  # the newest snapshot JPEG, retained on <prefix>snapshot
-        sinks.append(MqttSink(config.sinks.mqtt, device_id=config.device, config_path=config_path, answers=answers, snapshots=snapshots))
+        mqtt = config.sinks.mqtt
+        sinks.append(MqttSink(mqtt, device_id=config.device, config_path=config_path, answers=answers, snapshots=snapshots, view_check=view_check))
     if config.sinks.prometheus.enabled:
         from edge.sinks.prometheus import PrometheusSink
 

@@ -51,17 +51,22 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig, crop_fraction: float, keep_view: bool = False) -> Source:
+def make_source(config: SourceConfig, crop_fraction: float, keep_view: bool = False, view_references: np.ndarray | None = None) -> Source:
     """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py).
 
     `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`.
     `keep_view` (snapshots on): a source whose larger view costs something per frame (the Pi
-    camera's main stream) keeps it only then; the others make theirs on demand anyway."""
+    camera's main stream) keeps it only then; the others make theirs on demand anyway.
+    `view_references` (a scene model's manifest): the view is watched for a moved camera (edge/sources/moved.py)."""
     source = _make(config, crop_fraction, keep_view)
     if source.live and config.frozen_threshold >= 0:
         from edge.sources.frozen import FrozenGuard
 
-        return FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
+        source = FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
+    if view_references is not None and config.view_check_s >= 0:
+        from edge.sources.moved import MovedGuard
+
+        source = MovedGuard(source, view_references, config.view_check_s)  # outside the frozen guard: it sees only frames that are handed on
     return source
 
 

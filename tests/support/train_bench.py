@@ -81,19 +81,31 @@ def shifted(model: Path, images: Path, shifts: tuple[int, ...]) -> str:
     from PIL import Image
 
     from edge.model.engine import Engine
+    from edge.sources.moved import MIN_PEAK, MOVED_PX, ShiftEstimator
 
     data, test = held_out(images)
     engine = Engine(model)
+    refs = engine.manifest.view_references()
+    check = None if refs is None else ShiftEstimator(refs)  # what the daemon's moved-camera check would say
     parts = []
     for shift in shifts:
         right = np.zeros((2, 2), np.int64)  # [class][right, all]
+        views = []
         for i in test:
             frame = data.frames[i]
             if shift:
                 frame = np.asarray(Image.fromarray(frame).resize(frame.shape[:2], Image.Resampling.BILINEAR, box=(shift, shift, 128, 128)))
             label = int(data.labels[i])
             right[label] += (int(np.argmax(engine.classify(frame))) == label, 1)
-        parts.append(f"{shift} px: " + " ".join(f"{data.classes[c]} {right[c, 0]}/{right[c, 1]}" for c in range(2)))
+            if check is not None:
+                views.append(check.estimate(frame))
+        part = f"{shift} px: " + " ".join(f"{data.classes[c]} {right[c, 0]}/{right[c, 1]}" for c in range(2))
+        if views:
+            v = np.array(views)
+            off = np.mean((v[:, 0] >= MOVED_PX) | (v[:, 1] < MIN_PEAK))
+            match = f"match {np.median(v[:, 1]):.2f} (lowest {v[:, 1].min():.2f})"
+            part += f" (view check: shift {np.median(v[:, 0]):.1f} px, {match}, {100 * off:.0f} % off)"
+        parts.append(part)
     return "; ".join(parts)
 
 

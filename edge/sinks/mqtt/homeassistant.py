@@ -80,8 +80,9 @@ def _sensor(key: str, name: str, topic: str, value: str, **extra: Any) -> Entity
     return Entity("sensor", key, {"name": name, "state_topic": topic, "value_template": value, **extra})
 
 
-def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False) -> list[Entity]:
-    """What this daemon announces: records on `classification`, stats on `stats`, JPEGs on `snapshot`."""
+def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False) -> list[Entity]:
+    """What this daemon announces: records on `classification`, stats on `stats`, JPEGs on `snapshot`;
+    with `view_check`, a problem sensor that is on while a scene model's view is not as trained."""
     records = topic_prefix + "classification"
     out = [
         _sensor(
@@ -100,6 +101,10 @@ def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool 
         out.append(Entity("binary_sensor", key, {"name": f"{name} present", "state_topic": records, "value_template": on}))
     if snapshots:
         out.append(Entity("image", "snapshot", {"name": "Snapshot", "image_topic": topic_prefix + "snapshot", "content_type": "image/jpeg"}))
+    if view_check:
+        moved = "{{ 'ON' if (value_json.source | default({})).view_off | default(0) == 1 else 'OFF' }}"
+        config = {"name": "Camera view moved", "state_topic": topic_prefix + "stats", "value_template": moved, "device_class": "problem"}
+        out.append(Entity("binary_sensor", "view_moved", {**config, "entity_category": "diagnostic"}))
     return out + _diagnostics(topic_prefix + "stats")
 
 
@@ -170,7 +175,7 @@ def _diagnostics(stats: str) -> list[Entity]:
 
 
 def discovery_messages(
-    discovery_prefix: str, device_id: str, topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False
+    discovery_prefix: str, device_id: str, topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False
 ) -> list[tuple[str, str]]:
     """(config topic, retained JSON payload) for every entity; availability on each one."""
     node = node_id(device_id)
@@ -188,7 +193,7 @@ def discovery_messages(
         "origin": {"name": "mnv1-edge", "sw_version": __version__},
     }
     messages = []
-    for entity in entities(topic_prefix, answers=answers, snapshots=snapshots):
+    for entity in entities(topic_prefix, answers=answers, snapshots=snapshots, view_check=view_check):
         ids = {"unique_id": f"{node}_{entity.key}", "object_id": f"{node}_{entity.key}"}
         payload = json.dumps({**entity.config, **common, **ids}, separators=(",", ":"), ensure_ascii=False)
         messages.append((config_topic(discovery_prefix, device_id, entity), payload))

@@ -50,9 +50,11 @@ class MqttSink:
         config_path: Path | None = None,
         answers: Sequence[str] = (),
         snapshots: bool = False,
+        view_check: bool = False,
     ) -> None:
         """`answers`: the names the answer can take (one Home Assistant binary sensor each);
-        `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity).
+        `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity);
+        `view_check`: the stats carry the moved-camera check (announced as a problem sensor).
 
         Long only because it names every piece of state the three threads share (see the top of
         this module), in one place."""
@@ -92,7 +94,9 @@ class MqttSink:
         self._ha_due = False
         ha = config.homeassistant
         self._ha_messages = (
-            homeassistant.discovery_messages(ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots) if ha.enabled else []
+            homeassistant.discovery_messages(ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots, view_check=view_check)
+            if ha.enabled
+            else []
         )
         self._ha_topics = frozenset(topic for topic, _ in self._ha_messages)
         self._ha_filter = homeassistant.own_configs_filter(ha.discovery_prefix, device_id)
