@@ -3,10 +3,10 @@
 # A scene-2x model (edge/train/scene.py) scores what differs from the empty scene as trained: a
 # camera nudged by a few pixels makes every edge differ, and its answers degrade (docs/train.md:
 # 3-8.5 points on the bird task at 2-8 px) with nothing in the results to show it. So its manifest
-# carries small grey references of the empty scene, and every source.view_check_s the guard estimates the
-# current frame's translation against the nearest one by phase correlation (the peak of the
-# inverse FFT of the normalised cross-power spectrum: brightness and contrast drop out, so daylight
-# does not look like a move). A subject in the view, a passing shadow or one odd frame must not
+# carries small grey references of the empty scene (edge/model/viewref.py), and every
+# source.view_check_s the guard estimates the current frame's translation against the nearest one
+# by phase correlation (the peak of the inverse FFT of the normalised cross-power spectrum:
+# brightness and contrast drop out, so daylight does not look like a move). A subject in the view, a passing shadow or one odd frame must not
 # raise an alarm: the state changes only when most of the last CHECKS estimates agree, and each
 # change is logged once.
 
