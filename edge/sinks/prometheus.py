@@ -151,6 +151,10 @@ def _pipeline(out: _Writer, stats: Mapping[str, Any]) -> None:
     out.one("stalled_events_total", "counter", "Times the source stopped delivering frames", _event_count(stats, source, STALL_KEYS))
     out.one("frozen_events_total", "counter", "Times the camera kept delivering the same frame", _event_count(stats, source, FROZEN_KEYS))
     out.one("camera_reopens_total", "counter", "Camera reopens and stream reconnects", _event_count(stats, source, REOPEN_KEYS))
+    if "view_moved" in source:  # a scene model's moved-camera check (edge/sources/moved.py)
+        out.one("view_moved_total", "counter", "Times the view was found moved or unlike the scene model's training frames", source["view_moved"])
+        out.one("view_off", "gauge", "1 while the view is not as the scene model was trained", source.get("view_off", 0))
+        out.one("view_shift_pixels", "gauge", "The view's last estimated shift from training, px of the 128 px input", source.get("view_shift_px", 0))
     out.one("fps", "gauge", "Frames classified per second over the last stats interval", stats.get("fps", 0.0))
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started", stats.get("uptime_s", 0.0))
     if "snapshots_saved" in stats:  # only with [snapshots] enabled
