@@ -111,7 +111,8 @@ def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 
         mean, scale = cells.mean(axis=0), cells.std(axis=0) + 1e-6
     else:
         mean, scale = np.zeros(x.shape[1]), np.full(x.shape[1], float(np.sqrt(np.mean(x * x))) + 1e-12)
-    xs = (x - mean) / scale
+    xs = x - mean
+    xs /= scale  # in place: at 2x, one copy of the maps fewer (0.3 GB for 500 images); the same values
     if kind in POSITIONS:
         w, b = positions.fit(xs, onehot, weight, l2)
     else:

@@ -56,7 +56,8 @@ def _nearest(flat: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
 def residual(maps: np.ndarray, protos: np.ndarray) -> np.ndarray:
     """Each map minus its nearest prototype (by the whole map)."""
-    out: np.ndarray = maps - protos[_nearest(maps.reshape(len(maps), -1), protos.reshape(len(protos), -1))]
+    out: np.ndarray = protos[_nearest(maps.reshape(len(maps), -1), protos.reshape(len(protos), -1))]
+    np.subtract(maps, out, out=out)  # into the gathered prototypes: one copy of the maps, not two
     return out
 
 
