@@ -16,8 +16,8 @@ from edge.config import parse
 from edge.errors import ModelError
 from edge.model import viewref
 from edge.model.manifest import load_manifest, manifest_path
+from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
 from edge.sources import make_source
-from edge.sources.moved import MIN_PEAK, MOVED_PX, ShiftEstimator
 from tests.support.tasks import dev_rows
 
 
@@ -56,6 +56,19 @@ def test_shifts_are_measured_and_other_views_do_not_match(scenes: list[np.ndarra
     for row in (100, 300, 480):
         _, peak = estimator.estimate(photo(row))
         assert peak < MIN_PEAK, (row, peak)
+
+
+def test_train_keeps_references_only_for_frames_of_one_view(scenes: list[np.ndarray]) -> None:
+    """A fixed camera's frames (three light states, as `capture` over a day) get references; photos of
+    different places (an orientation or ImageNet-group task) do not: the daemon would call every frame moved."""
+    from edge.train import view
+
+    rng = np.random.default_rng(2)
+    fixed = [jittered(scenes[i % 3], rng, gain) for i, gain in enumerate(np.linspace(0.7, 1.3, 30))]
+    text = view.references(np.stack(fixed[::2]), np.stack(fixed[1::2]))
+    assert text is not None and 1 <= len(viewref.decode(text)) <= 8
+    diverse = np.stack([photo(row) for row in range(0, 480, 16)])
+    assert view.references(diverse[::2], diverse[1::2]) is None
 
 
 def frames_folder(folder: Path, frames: list[np.ndarray]) -> Path:
@@ -98,7 +111,7 @@ def test_a_damaged_reference_strip_fails_at_load_naming_the_key(tmp_path: Path, 
     model = tmp_path / "m.tflite"
     shutil.copy(paths.default_model(), model)
     data = json.loads(manifest_path(paths.default_model()).read_text())
-    assert "view_references_png_base64" not in data  # the stock model is no scene model
+    assert "view_references_png_base64" not in data  # the stock model was not trained on one camera's view
     data["view_references_png_base64"] = "bm90IGEgcG5n"  # base64 of "not a png"
     manifest_path(model).write_text(json.dumps(data))
     with pytest.raises(ModelError, match=r"m\.tflite\.json: view_references_png_base64 is not a readable PNG .*re-run `mnv1-edge train`"):

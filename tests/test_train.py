@@ -51,6 +51,8 @@ def test_model_manifest_and_report(trained: Path) -> None:
     st = engine.manifest.self_test
     assert st is not None and st.label in engine.labels
     assert engine.manifest.provenance["kind"].startswith("custom classes")
+    refs = engine.manifest.view_references()  # one camera's view: the daemon's moved-camera check gets it
+    assert refs is not None and refs.shape[1:] == (64, 64)
     report = json.loads(trained.with_suffix(".report.json").read_text())
     names = [m["name"] for m in report["held_out"]]
     assert names == ["float", "int8 plain"]  # 42 training images: too few for bias correction
@@ -132,7 +134,7 @@ def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_pat
     # The manifest carries the empty scene for the daemon's moved-camera check (edge/sources/moved.py).
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
-    from edge.sources.moved import ShiftEstimator
+    from edge.model.viewref import ShiftEstimator
 
     refs = Engine(out, threads=1).manifest.view_references()
     assert refs is not None and refs.shape[1:] == (64, 64) and 1 <= len(refs) <= 8

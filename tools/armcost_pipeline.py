@@ -10,7 +10,7 @@ mounted at /mnt/repo. One unit = one frame:
                    lores buffer (stride as libcamera sets it) converted by swscale when PyAV is
                    importable (--no-av: the NumPy fallback), the frozen-frame guard included
   picamera2-bgr888 the same with Pi 5's BGR888 lores (R,G,B bytes, handed to the model as they are)
-  view-check       one moved-camera check of a scene model (edge/sources/moved.py): a frame's shift
+  view-check       one moved-camera check of a fixed-camera model (edge/sources/moved.py): a frame's shift
                    against 8 grey references, as the guard does every source.view_check_s (one unit = one check)
 
 The camera is tests/support/fake_picamera2.py: it opens the source and makes 8 lores buffers; per
@@ -118,8 +118,7 @@ def main() -> None:
     elif args.scenario == "view-check":
         import numpy as np
 
-        from edge.model.viewref import grey
-        from edge.sources.moved import ShiftEstimator
+        from edge.model.viewref import ShiftEstimator, grey
 
         estimator = ShiftEstimator(np.stack([grey(p) for p in pool]))
 

@@ -80,7 +80,7 @@ class SourceConfig:
     )
     view_check_s: float = setting(
         30.0,
-        "scene models (their manifest carries the empty scene): seconds between checks that the view has not moved since training; "
+        "models trained on one camera's view (their manifest carries it): seconds between checks that the view has not moved since training; "
         "a move or a different view, seen by most of the last 5 checks, is logged once and counted (view_moved); 0 = every frame; negative = off",
         le=86400,
     )

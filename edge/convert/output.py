@@ -44,7 +44,7 @@ def write_model(
 ) -> None:
     """Manifest first (its self-test frame: the reference image with the widest margin), then the
     model, each atomically; the Engine must accept the pair, else neither is left behind.
-    `view_references`: a scene model's empty-scene references for the manifest."""
+    `view_references`: a fixed-camera model's view, for the manifest (edge/train/view.py)."""
     from edge.convert.manifest import make_manifest, write_manifest
     from edge.fsutil import write_atomic
     from edge.model.engine import Engine

@@ -38,7 +38,7 @@ class FramePipeline:
         # The answers a consumer can expect (one Home Assistant binary_sensor each): the configured
         # groups, or a custom model's own classes; not ImageNet's 1001 labels.
         self.answers: tuple[str, ...] = tuple(g.name for g in groups) if groups else (labels if len(labels) < NUM_CLASSES else ())
-        # A scene model's view is watched (edge/sources/moved.py): Home Assistant gets a "view moved" sensor.
+        # A fixed-camera model's view is watched (edge/sources/moved.py): Home Assistant gets a "view moved" sensor.
         self.view_check = self.engine.manifest.view_references_png_base64 is not None and config.source.view_check_s >= 0
         same_results = previous is not None and (previous.config.results, previous.config.groups, previous.engine.labels) == (
             config.results,

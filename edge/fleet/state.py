@@ -164,7 +164,7 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
     if frame_age is not None and frame_age > limit:
         return "stalled", f"no frame classified for {frame_age:.0f} s (stale after {limit:g} s)"
     source = stats.get("source")
-    if isinstance(source, dict) and source.get("view_off") == 1:  # edge/sources/moved.py: a scene model's view is not as trained
+    if isinstance(source, dict) and source.get("view_off") == 1:  # edge/sources/moved.py: a fixed-camera model's view is not as trained
         shift = source.get("view_shift_px")
         return "moved", f"the view is not as the model was trained (shift {shift} px of 128): capture the empty scene, train again"
     # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).

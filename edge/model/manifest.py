@@ -68,7 +68,7 @@ class Manifest:
     crop_fraction: float = CROP_FRACTION  # the crop the model was calibrated and evaluated with
     provenance: dict[str, Any] = field(default_factory=dict)
     self_test: SelfTest | None = None
-    # A scene model's empty-scene references (edge/sources/moved.py): K grey 64x64 tiles in one PNG strip.
+    # A fixed-camera model's view (edge/model/viewref.py, edge/sources/moved.py): K grey 64x64 tiles in one PNG strip.
     view_references_png_base64: str | None = None
     format: str = FORMAT
 

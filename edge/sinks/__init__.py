@@ -37,7 +37,7 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
     `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable.
     `answers` are the names a record's `answer` can take besides "none" (the configured groups, or
     a custom model's labels; empty for ImageNet's 1001): Home Assistant discovery announces one
-    binary_sensor per answer; `view_check` (a scene model's view is watched) one more for a moved camera."""
+    binary_sensor per answer; `view_check` (a fixed-camera model's view is watched) one more for a moved camera."""
     sinks: list[Sink] = []
     if config.sinks.stdout.enabled:
         from edge.sinks.stdout import StdoutSink

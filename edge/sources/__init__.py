@@ -57,7 +57,7 @@ def make_source(config: SourceConfig, crop_fraction: float, keep_view: bool = Fa
     `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`.
     `keep_view` (snapshots on): a source whose larger view costs something per frame (the Pi
     camera's main stream) keeps it only then; the others make theirs on demand anyway.
-    `view_references` (a scene model's manifest): the view is watched for a moved camera (edge/sources/moved.py)."""
+    `view_references` (a fixed-camera model's manifest): the view is watched for a moved camera (edge/sources/moved.py)."""
     source = _make(config, crop_fraction, keep_view)
     if source.live and config.frozen_threshold >= 0:
         from edge.sources.frozen import FrozenGuard

@@ -12,11 +12,10 @@ from edge.model.preprocess import INPUT_SIZE
 
 def camera_steps(frame: np.ndarray, jpeg: Path | None = None) -> dict[str, Callable[[], object]]:
     """Name -> step, each one frame's work: the 128x128 YUV420 lores converted by swscale (when PyAV is
-    importable) and by NumPy, Pi 5's RGB888 flip (BGR888 needs nothing), the frozen-frame check, a scene model's moved-camera check and,
+    importable) and by NumPy, Pi 5's RGB888 flip (BGR888 needs nothing), the frozen-frame check, the moved-camera check and,
     with PyAV and a JPEG, an MJPEG webcam frame decoded at full and at 1/4 scale (lowres)."""
-    from edge.model.viewref import grey
+    from edge.model.viewref import ShiftEstimator, grey
     from edge.sources.frozen import FrameDiff
-    from edge.sources.moved import ShiftEstimator
     from edge.sources.yuv import AvYuv420ToRgb, Yuv420ToRgb, make_converter
 
     n = INPUT_SIZE
@@ -32,7 +31,7 @@ def camera_steps(frame: np.ndarray, jpeg: Path | None = None) -> dict[str, Calla
     steps["camera_rgb888_flip"] = lambda: np.ascontiguousarray(frame[:, :, ::-1])
     diff = FrameDiff()
     steps["camera_frozen_check"] = lambda: diff.changed(frame, 0.0)
-    view = ShiftEstimator(np.stack([grey(frame)] * 8))  # a scene model's references; the cost does not depend on their values
+    view = ShiftEstimator(np.stack([grey(frame)] * 8))  # a view's references; the cost does not depend on their values
     steps["camera_view_check"] = lambda: view.estimate(frame)  # once per source.view_check_s, not per frame
     if isinstance(converter, AvYuv420ToRgb):
         steps["v4l2_yuyv320x240_prepare"] = _yuyv_prepare(frame)

@@ -114,8 +114,14 @@ def train(opts: Options) -> TrainReport:
     if fitted.offsets is not None and empty is not None:
         report.notes.append(
             f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty]!r} "
-            "(the empty scene); if the camera is moved or the scene changes for good, capture and train again "
-            "(the daemon warns when the view moves: its manifest carries grey references of the empty scene)"
+            "(the empty scene); if the camera is moved or the scene changes for good, capture and train again"
+        )
+    from edge.train import view
+
+    views = view.references(data.frames[train_idx], data.frames[test_idx])
+    if views is not None:
+        report.notes.append(
+            "the frames show one fixed view: the manifest carries it, and the daemon warns when the camera's view moves (source.view_check_s)"
         )
     if opts.bias_correction and not correct:
         report.notes.append(f"no bias correction: {len(train_idx)} training images < {opts.min_bias_correction_images} (it overfits small sets)")
@@ -123,7 +129,6 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
     if not problems:
         provenance = _provenance(opts, source, data, train_idx, kind)
-        views = None if fitted.offsets is None or empty is None else scene.view_references(data.frames[train_idx][data.labels[train_idx] == empty])
         write_model(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction, views)
         report.model = {
             "path": str(opts.out),

@@ -80,12 +80,3 @@ def pooled(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, offsets: np.ndar
     z = positions.cell_scores(x, kernel, bias)
     out: np.ndarray = np.stack([(z - o).max(axis=1) for o in offsets]).min(axis=0)
     return out
-
-
-def view_references(empty_frames: np.ndarray) -> str:
-    """The manifest's references of the empty scene for the daemon's moved-camera check
-    (edge/sources/moved.py): k-means centres of the unaugmented empty frames in 64x64 grey."""
-    from edge.model import viewref
-
-    g = np.stack([viewref.grey(f) for f in empty_frames]).astype(np.float64)
-    return viewref.encode(prototypes(g.reshape(len(g), -1, 1)).reshape(-1, *g.shape[1:]))

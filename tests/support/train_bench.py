@@ -81,7 +81,7 @@ def shifted(model: Path, images: Path, shifts: tuple[int, ...]) -> str:
     from PIL import Image
 
     from edge.model.engine import Engine
-    from edge.sources.moved import MIN_PEAK, MOVED_PX, ShiftEstimator
+    from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
 
     data, test = held_out(images)
     engine = Engine(model)

@@ -82,7 +82,7 @@ def _sensor(key: str, name: str, topic: str, value: str, **extra: Any) -> Entity
 
 def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False) -> list[Entity]:
     """What this daemon announces: records on `classification`, stats on `stats`, JPEGs on `snapshot`;
-    with `view_check`, a problem sensor that is on while a scene model's view is not as trained."""
+    with `view_check`, a problem sensor that is on while a fixed-camera model's view is not as trained."""
     records = topic_prefix + "classification"
     out = [
         _sensor(
