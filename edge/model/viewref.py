@@ -11,10 +11,11 @@ SIDE = 64  # the 128x128 input, 2x2 averaged: enough for shifts of a pixel or tw
 
 
 def grey(frame: np.ndarray) -> np.ndarray:
-    """128x128x3 uint8 RGB -> 64x64 float32 grey (2x2 means)."""
-    g = frame.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    h, w = g.shape
-    out: np.ndarray = g.reshape(SIDE, h // SIDE, SIDE, w // SIDE).mean(axis=(1, 3))
+    """128x128x3 uint8 RGB -> 64x64 float32 grey (2x2 means). Element by element, no BLAS or
+    reductions, so the manifest's references come out the same on every CPU."""
+    f = frame.astype(np.float32)
+    g = f[:, :, 0] * np.float32(0.299) + f[:, :, 1] * np.float32(0.587) + f[:, :, 2] * np.float32(0.114)
+    out: np.ndarray = (g[0::2, 0::2] + g[0::2, 1::2] + g[1::2, 0::2] + g[1::2, 1::2]) * np.float32(0.25)
     return out
 
 
@@ -46,7 +47,7 @@ def decode(text: str) -> np.ndarray:
 
 # Measured on the bench's bird task (docs/train.md, `train_bench --only nudge`): held-out frames
 # against their references match at 0.98 (lowest 0.47) with shifts of at most 0.07 px; nudged by
-# 2 / 4 / 8 px (a crop from the corner, rescaled), 1.3 / 2.8 / 5.6 px, match 0.40 / 0.71 / 0.37
+# 2 / 4 / 8 px (a crop from the corner, rescaled), 1.3 / 2.8 / 5.6 px, match 0.41 / 0.71 / 0.37
 # (lowest 0.18); 60 other dev-set scenes match at 0.10 (90 % below 0.11). The 2 px nudge already
 # costs the scene head 6 points on present frames, so 1 px counts as moved.
 MOVED_PX = 1.0  # of the 128 px input
