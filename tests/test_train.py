@@ -15,6 +15,7 @@ from PIL import Image
 
 from edge import paths
 from edge.train.head import INPUTS
+from tests.support.daemon import write_config
 from tests.support.tasks import presence_task
 
 pytestmark = pytest.mark.slow
@@ -138,17 +139,18 @@ def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_pat
 
     refs = Engine(out, threads=1).manifest.view_references()
     assert refs is not None and refs.shape[1:] == (64, 64) and 1 <= len(refs) <= 8
-    frame = load_image(sorted((images / "absent").iterdir())[-1], fraction=1.0)
-    assert ShiftEstimator(refs).estimate(frame)[0] < 1.0
-    assert abs(ShiftEstimator(refs).estimate(np.roll(frame, 4, axis=1))[0] - 4) < 1.0
+    frame, estimator = load_image(sorted((images / "absent").iterdir())[-1], fraction=1.0), ShiftEstimator(refs)
+    assert estimator.estimate(frame)[0] < 1.0
+    assert abs(estimator.estimate(np.roll(frame, 4, axis=1))[0] - 4) < 1.0
     # ... and the daemon, given frames of a camera panned by 6 px, says so once.
     moved = tmp_path / "moved"
     moved.mkdir()
     for i, path in enumerate(sorted((images / "absent").iterdir())[:6]):
         Image.fromarray(np.roll(load_image(path, fraction=1.0), 6, axis=1)).save(moved / f"{i}.png")
-    config = tmp_path / "config.toml"
-    lines = [f'state_dir = "{tmp_path}"', "[model]", f'path = "{out}"', "[source]", 'kind = "images"', "view_check_s = 0"]
-    config.write_text("\n".join([*lines, "[source.images]", f'path = "{moved}"', "[sinks.stdout]", "enabled = true"]) + "\n")
+    source = {"kind": "images", "view_check_s": 0, "images": {"path": str(moved)}}
+    config = write_config(
+        tmp_path / "config.toml", {"state_dir": str(tmp_path), "model": {"path": str(out)}, "source": source, "sinks": {"stdout": {"enabled": True}}}
+    )
     cmd = [sys.executable, "-m", "edge", "run", "--config", str(config)]
     run = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(REPO)}, timeout=120)
     assert run.returncode == 0, run.stderr

@@ -166,7 +166,7 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
     source = stats.get("source")
     if isinstance(source, dict) and source.get("view_off") == 1:  # edge/sources/moved.py: a fixed-camera model's view is not as trained
         shift = source.get("view_shift_px")
-        return "moved", f"the view is not as the model was trained (shift {shift} px of 128): capture the empty scene, train again"
+        return "moved", f"the view is not as the model was trained (shift {shift} px of 128): capture frames again and train again"
     # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).
     heartbeat = stats.get("heartbeat_s")
     result_limit = limit if not isinstance(heartbeat, (int, float)) else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 
@@ -57,8 +57,8 @@ class MovedGuard:
         shift, peak = self._estimator.estimate(pixels)
         self._shift = shift
         self._recent.append("unlike the training frames" if peak < MIN_PEAK else "moved" if shift >= MOVED_PX else "as trained")
-        state = max(set(self._recent), key=list(self._recent).count)
-        if list(self._recent).count(state) * 2 <= CHECKS or state == self._state:
+        state, votes = Counter(self._recent).most_common(1)[0]
+        if votes * 2 <= CHECKS or state == self._state:
             return  # no majority yet, or no change
         self._state = state
         if state == "as trained":
