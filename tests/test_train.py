@@ -56,8 +56,8 @@ def test_model_manifest_and_report(trained: Path) -> None:
     assert refs is not None and refs.shape[1:] == (64, 64)
     report = json.loads(trained.with_suffix(".report.json").read_text())
     names = [m["name"] for m in report["held_out"]]
-    assert names == ["float", "int8 plain"]  # 42 training images: too few for bias correction
-    assert any("no bias correction" in n for n in report["notes"])
+    assert names == ["float", "int8 plain"]
+    assert report["head"]["input"] == "change"  # two classes, one the empty scene: the pixels are what the parrot changes
     assert report["images"]["held_out"] == 18 and report["images"]["per_class"]["present"] == {"train": 21, "held_out": 9}
     assert report["head"]["input"] in INPUTS and report["gate"]["passed"]
     assert report["model"]["sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
@@ -105,14 +105,41 @@ def test_bench_measures_the_two_class_model(trained: Path) -> None:
     assert "results_label" in timings and "pipeline_memory_to_file" in timings and "group_sums_bird_dog" not in timings
 
 
+def test_change_head_takes_the_camera_bytes_without_a_backbone(tiny_task: Path, tmp_path: Path) -> None:
+    """The change head's model: the raw uint8 frame goes straight into the standardisation (the
+    converter's prologue replaced, the shared constants kept), no backbone, int8 agrees with float,
+    and the bytes do not depend on the thread count or oneDNN."""
+    from edge.convert import flatbuf
+    from edge.model.engine import Engine
+
+    digests = []
+    for threads, onednn in (("1", "0"), ("2", "1")):
+        out, report = tmp_path / f"change{threads}.tflite", tmp_path / f"change{threads}.json"
+        env = {"TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads, "TF_ENABLE_ONEDNN_OPTS": onednn}
+        proc = train(tiny_task, out, "--head", "change", "--min-accuracy", "80", "--min-agreement", "95", "--report", str(report), env=env)
+        assert proc.returncode == 0, proc.stderr
+        digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    Engine(out, threads=1)  # contract, XNNPACK for its convolutions, and the manifest's self-test
+    model = flatbuf.read(out.read_bytes(), str(out))
+    codes = [flatbuf.opcode(model, op) for op in model.subgraphs[0].operators]
+    assert codes[:2] == [flatbuf.QUANTIZE, flatbuf.MEAN] and codes.count(flatbuf.CONV_2D) == 2 and flatbuf.RESIZE_BILINEAR not in codes
+    r = json.loads(report.read_text())
+    assert r["head"]["input"] == "change" and [m["name"] for m in r["held_out"]] == ["float", "int8 plain"]
+    assert any(n.startswith("change: says 'present'") for n in r["notes"]) and not any("bias correction" in n for n in r["notes"])
+
+
 def test_gate_failure_writes_no_model_but_a_report(tiny_task: Path, tmp_path: Path) -> None:
     out = tmp_path / "custom.tflite"
     report = tmp_path / "r.json"
-    proc = train(tiny_task, out, "--report", str(report), "--min-accuracy", "100.1")
+    proc = train(tiny_task, out, "--report", str(report), "--min-accuracy", "100.1", "--head", "features")
     assert proc.returncode == 65
     assert "gate failed: held-out accuracy" in proc.stderr and "no model written" in proc.stderr
     assert not out.exists() and not Path(str(out) + ".json").exists()
-    assert json.loads(report.read_text())["gate"]["passed"] is False
+    r = json.loads(report.read_text())
+    assert r["gate"]["passed"] is False
+    assert [m["name"] for m in r["held_out"]] == ["float", "int8 plain"]  # 42 training images: too few for bias correction
+    assert any("no bias correction: 42 training images < 100" in n for n in r["notes"])
 
 
 def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_path: Path) -> None:

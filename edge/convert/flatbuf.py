@@ -9,7 +9,8 @@ from edge.errors import ModelError
 
 IDENTIFIER = b"TFL3"
 # TFLite builtin operator codes (schema.fbs BuiltinOperator) of the ops the converter reads or edits.
-ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MUL, RESHAPE, RESIZE_BILINEAR, SOFTMAX, CAST, QUANTIZE = 0, 1, 3, 4, 18, 22, 23, 25, 53, 114
+ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MUL, RESHAPE, RESIZE_BILINEAR, SOFTMAX = 0, 1, 3, 4, 18, 22, 23, 25
+MEAN, CAST, QUANTIZE = 40, 53, 114
 
 
 def is_tflite(data: bytes) -> bool:

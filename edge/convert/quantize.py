@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
-from edge.convert.flatbuf import ADD, CAST, CONV_2D, MUL, QUANTIZE, RESIZE_BILINEAR
+from edge.convert.flatbuf import ADD, CAST, CONV_2D, MEAN, MUL, QUANTIZE, RESIZE_BILINEAR
 from edge.errors import ModelError
 
 # TFLiteConverter turns the Keras network's `cast → x/127.5 - 1` prologue into CAST (outside XNNPACK),
@@ -64,28 +64,31 @@ def quiet() -> Iterator[None]:
 
 def raw_uint8_input(data: bytes) -> bytes:
     """Replace CAST, QUANTIZE, MUL, ADD before the first convolution (or before the RESIZE_BILINEAR
-    that enlarges the input for it) by one QUANTIZE uint8 → int8."""
+    that enlarges the input for it, or before the MEAN with which the change head standardises the
+    frame) by one QUANTIZE uint8 → int8."""
     model = flatbuf.read(data, "converter output")
     sg = model.subgraphs[0]
     ops = list(sg.operators)
     codes = [flatbuf.opcode(model, op) for op in ops[:6]]
     resize = codes[4:6] == [RESIZE_BILINEAR, CONV_2D]
-    if codes[:4] != [CAST, QUANTIZE, MUL, ADD] or not (resize or codes[4] == CONV_2D):
+    standardise = codes[4] == MEAN  # the change head subtracts the frame's mean: the input shift drops out
+    if codes[:4] != [CAST, QUANTIZE, MUL, ADD] or not (resize or standardise or codes[4] == CONV_2D):
         raise ModelError(f"converter produced an unexpected prologue (op codes {codes}); this TensorFlow version is not supported")
-    quantize, conv = ops[1], ops[5 if resize else 4]
-    conv_in = sg.tensors[int(conv.inputs[0])]
-    scale = float(conv_in.quantization.scale[0])
+    quantize, first = ops[1], ops[4]  # first: the resize, the convolution or the mean
+    conv = None if standardise else ops[5 if resize else 4]
+    shifted = sg.tensors[int((conv or first).inputs[0])]
+    scale = float(shifted.quantization.scale[0])
     if abs(scale - INPUT_SCALE) > 1e-6 * INPUT_SCALE:
-        raise ModelError(f"first convolution's input scale {scale} is not 1/127.5; calibration images are not full-range RGB")
+        raise ModelError(f"the normalised input's scale {scale} is not 1/127.5; calibration images are not full-range RGB")
     model_in = sg.tensors[int(sg.inputs[0])]
     model_in.quantization = flatbuf.quantization(INPUT_SCALE, 128)
-    conv_in.quantization = flatbuf.quantization(INPUT_SCALE, 0)
+    shifted.quantization = flatbuf.quantization(INPUT_SCALE, 0)
     quantize.inputs = np.array([sg.inputs[0]], np.int32)
-    first = ops[4]  # the resize or the convolution
     if resize:  # bilinear weights sum to 1: the resize passes the input shift below through unchanged
         sg.tensors[int(first.inputs[0])].quantization = flatbuf.quantization(INPUT_SCALE, 0)
     quantize.outputs = np.array([first.inputs[0]], np.int32)
-    _fold_input_shift(model, sg, conv)
+    if conv is not None:
+        _fold_input_shift(model, sg, conv)
     sg.operators = [quantize, *ops[4:]]
     _prune(model, sg)
     return flatbuf.write(model)
@@ -109,9 +112,9 @@ def _prune(model: Any, sg: Any) -> None:
         {int(t) for op in sg.operators for t in (*op.inputs, *op.outputs) if t >= 0} | {int(t) for t in sg.inputs} | {int(t) for t in sg.outputs}
     )
     remap = {old: new for new, old in enumerate(used)}
-    dropped = [t for i, t in enumerate(sg.tensors) if i not in remap]
-    for t in dropped:
-        if t.buffer > 0:
+    kept = {sg.tensors[i].buffer for i in used}  # the converter lets equal constants share a buffer
+    for t in (t for i, t in enumerate(sg.tensors) if i not in remap):
+        if t.buffer > 0 and t.buffer not in kept:
             model.buffers[t.buffer].data = None
     sg.tensors = [sg.tensors[i] for i in used]
     for op in sg.operators:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.convert.output import check_delegation
-from edge.train import positions, scene
+from edge.train import change, positions, scene
 from edge.train.head import POSITIONS, Head
 
 
@@ -20,7 +20,8 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
     ImageNet softmax and adds a fully connected layer and a second softmax after it; a positions
     head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one), after a 2x
-    bilinear enlargement of the input for positions-2x; scene-2x ends at layer 16 of the 2x frame.
+    bilinear enlargement of the input for positions-2x; scene-2x ends at layer 16 of the 2x frame;
+    the change head keeps only the input's normalisation (edge/train/change.py).
 
     `dtype` "float64" gives the reference the quantized model is measured and corrected against:
     its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
@@ -34,6 +35,8 @@ def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype)  # the new head layers too
     try:
+        if head.prototypes is not None:
+            return _change_model(keras, head)
         with quiet():
             base = rebuild.build_keras(layers, dtype, head.upscale)
         return _with_head(keras, base, head)
@@ -76,6 +79,39 @@ def _with_head(keras: Any, base: Any, head: Head) -> Any:
     dense = keras.layers.Dense(n, name="head")
     x = keras.layers.Softmax(name="head_softmax")(dense(base.get_layer("softmax").output))
     model = keras.Model(base.inputs, x, name="mnv1_custom")
+    dense.set_weights([head.kernel, head.bias])
+    return model
+
+
+def _change_model(keras: Any, head: Head) -> Any:
+    """edge/train/change.py's score and linear layer, on the converter's input prologue (so that
+    quantize.raw_uint8_input makes it take the raw camera bytes like every other model)."""
+    from edge.model.contract import INPUT_SHAPE
+
+    assert head.prototypes is not None
+    k, n, dtype = len(head.prototypes), head.kernel.shape[1], keras.config.dtype_policy().compute_dtype
+    inp = keras.Input(shape=INPUT_SHAPE[1:], batch_size=1, dtype="uint8", name="rgb")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(keras.ops.cast(inp, "float32"))
+    x = x - keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+    z = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=(1, 2, 3), keepdims=True) + change.EPS)
+    # relu(z - upper_k) + relu(lower_k - z): a 1x1 convolution copies z once per prototype and
+    # sign, a SUB of [upper, -lower] and a ReLU follow, all in XNNPACK (a first version with
+    # TFLite's int8 ABS and TILE cost 5x the stock model's instructions on an A53: docs/train.md).
+    upper, lower = (b.transpose(1, 2, 0, 3).reshape(1, *b.shape[1:3], 3 * k) for b in change.bounds(head.prototypes))  # k-major
+    copy = keras.layers.Conv2D(6 * k, 1, name="copy")
+    d = keras.ops.relu(copy(z) - keras.ops.convert_to_tensor(np.concatenate([upper, -lower], axis=-1), dtype))
+    rgb_sum = keras.layers.Conv2D(k, 1, name="rgb_sum")
+    box = keras.layers.DepthwiseConv2D(change.BOX, padding="valid", name="box_mean")
+    d = box(rgb_sum(d))
+    d = keras.layers.Reshape((k,), name="per_scene")(keras.layers.MaxPooling2D(pool_size=int(d.shape[1]), name="maxpool")(d))
+    dense = keras.layers.Dense(n, name="head")
+    out = keras.layers.Softmax(name="softmax")(dense(keras.ops.min(d, axis=1, keepdims=True)))
+    model = keras.Model(inp, out, name="mnv1_change")
+    spread = np.tile(np.eye(3), (1, k))  # 3 x 3k: z's channels once per prototype
+    copy.set_weights([np.concatenate([spread, -spread], axis=1).reshape(1, 1, 3, 6 * k), np.zeros(6 * k)])
+    summed = np.kron(np.eye(k), np.ones((3, 1)))  # 3k x k: each prototype's three channels
+    rgb_sum.set_weights([np.concatenate([summed, summed]).reshape(1, 1, 6 * k, k), np.zeros(k)])
+    box.set_weights([np.full((change.BOX, change.BOX, k, 1), 1.0 / change.BOX**2), np.zeros(k)])
     dense.set_weights([head.kernel, head.bias])
     return model
 

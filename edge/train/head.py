@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.train import positions, scene
+from edge.train import change, positions, scene
 from edge.train.numeric import softmax
 
 # The backbone stays as the converter rebuilds it (frozen): its features and its 1001 ImageNet
@@ -20,14 +20,15 @@ from edge.train.numeric import softmax
 # position by position (edge/train/positions.py), or the same on the frame enlarged 2x inside the
 # model (16x16 cells of 8 px: subjects of 5-10 % of the width; about 4x the compute per frame), or
 # layer 16's 2x map scored against the fixed camera's empty scene (edge/train/scene.py; needs an
-# empty class; it ends the network sooner, so about 3.5x).
-INPUTS = ("features", "probs", "positions", "positions-2x", "scene-2x")
+# empty class; it ends the network sooner, so about 3.5x), or, for two classes one of which is the
+# empty scene, the frame's pixels against the empty scene's (edge/train/change.py; no backbone).
+INPUTS = ("features", "probs", "positions", "positions-2x", "scene-2x", "change")
 POSITIONS = ("positions", "positions-2x", "scene-2x")
 UPSCALE = {"positions-2x": 2, "scene-2x": 2}  # input enlargement inside the model; 1 for the others
 ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x"}  # instructions per frame vs the stock model, A53-A76 (docs/train.md)
-# On a cross-validation tie: cheaper, int8-friendlier first; the scene head last (it also depends on
-# the empty scene staying as it was trained).
-PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0, "scene-2x": -1}
+# On a cross-validation tie: cheaper, int8-friendlier first; the scene heads last (they also depend
+# on the empty scene staying as it was trained), the change head, which sees any change, after all.
+PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0, "scene-2x": -1, "change": -2}
 # A head that costs 3-5x the compute on every frame of the device must earn it: it is chosen only
 # when its cross-validated accuracy beats the best other input's by more than this many points.
 COST_MARGIN = {"positions-2x": 1.0, "scene-2x": 1.0}
@@ -44,14 +45,18 @@ class Head:
     kernel: np.ndarray  # D x N float32, on the raw (unstandardised) inputs
     bias: np.ndarray  # N float32
     offsets: np.ndarray | None = None  # scene-2x: K x cells x N float32, w.P_k per scene prototype
+    prototypes: np.ndarray | None = None  # change: K x 128 x 128 x 3 float32 standardised empty frames
 
     @property
     def upscale(self) -> int:
         return upscale_of(self.kind)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
+        """N x classes; `x` is the head's input (uint8 frames for the change head)."""
         kernel, bias = self.kernel.astype(np.float64), self.bias.astype(np.float64)
+        if self.prototypes is not None:
+            return change.score(x, self.prototypes)[:, None] @ kernel + bias
+        x = np.asarray(x, np.float64)
         if self.offsets is not None:
             return scene.pooled(x, kernel, bias, self.offsets.astype(np.float64))
         return positions.pooled(x, kernel, bias) if self.kind in POSITIONS else x @ kernel + bias
@@ -95,15 +100,20 @@ def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 
     """Class-balanced, L2-regularised softmax regression. Features and positions are standardised
     for the fit (then folded back into the weights; positions per channel over all cells);
     probabilities are not (they already share one scale, and dividing by tiny spreads would make the
-    head lean on probabilities int8 rounds to zero). scene-2x needs `empty`: which rows of `x` are
-    unaugmented frames of the empty class (its prototypes)."""
-    x = np.asarray(x, np.float64)
+    head lean on probabilities int8 rounds to zero). scene-2x and change need `empty`: which rows of
+    `x` are unaugmented frames of the empty class (their prototypes); change's `x` is the uint8 frames."""
     onehot = np.eye(classes)[labels]
     counts = np.bincount(labels, minlength=classes).astype(np.float64)
     weight = (len(labels) / (classes * counts))[labels][:, None] / len(labels)  # rows sum to 1 over the data
+    if kind in ("scene-2x", "change") and (empty is None or not np.any(empty)):
+        raise ValueError(f"{kind} needs frames of an empty-scene class")
+    protos = None
+    if kind == "change":
+        assert empty is not None
+        protos = change.prototypes(x[empty])
+        x = change.score(x, protos)[:, None]  # the one number the linear layer reads, as the model computes it
+    x = np.asarray(x, np.float64)
     if kind == "scene-2x":
-        if empty is None or not np.any(empty):
-            raise ValueError("scene-2x needs frames of an empty-scene class")
         w, b, offsets = scene.fit(x, onehot, weight, l2, x[empty])
         return Head(kind, w.astype(np.float32), b.astype(np.float32), offsets.astype(np.float32))
     if kind != "probs":
@@ -119,7 +129,7 @@ def fit(kind: str, x: np.ndarray, labels: np.ndarray, classes: int, l2: float = 
         w, b = _accelerated_descent(xs, onehot, weight, l2, steps)
     kernel = w / scale[:, None]
     bias = b - mean @ kernel
-    return Head(kind, kernel.astype(np.float32), bias.astype(np.float32))
+    return Head(kind, kernel.astype(np.float32), bias.astype(np.float32), prototypes=protos)
 
 
 def _accelerated_descent(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, l2: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +158,7 @@ def _accelerated_descent(x: np.ndarray, onehot: np.ndarray, weight: np.ndarray, 
 L2_GRID = (1e-3, 1e-2, 1e-1)  # regularisation strengths tried by cross-validation
 # The 2x head's fits are 4x the work of the others' (16x16 cells): one strength, the one that did
 # best on the 2x head in docs/train.md's measurements, keeps `train` of 500 images within minutes.
-L2_GRIDS = {"positions-2x": (1e-2,), "scene-2x": (1e-2,)}
+L2_GRIDS = {"positions-2x": (1e-2,), "scene-2x": (1e-2,), "change": (1e-3,)}  # change: one input, only the slope shrinks
 
 
 def choose(
@@ -164,7 +174,7 @@ def choose(
     Folds go by `origin` (the training image a view was made from), so an image's augmented views
     never sit on both sides. Ties go by PREFERENCE and to the stronger regularisation (smoother
     weights survive int8 rounding better). A costly input (COST_MARGIN) must win by its margin.
-    `empty` marks the unaugmented views of the empty class (scene-2x's prototypes)."""
+    `empty` marks the unaugmented views of the empty class (the scene heads' prototypes)."""
     scores: dict[str, float] = {}
     best: tuple[float, int, float, str] | None = None
     for kind in kinds:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +58,10 @@ def train(opts: Options) -> TrainReport:
         check_writable(opts.report, "the report")
     data = dataset.load(opts.images, opts.limits, opts.crop_fraction)  # bad input fails here, before TensorFlow
     empty = scene.empty_class(data.classes)
-    if opts.head == "scene-2x" and empty is None:
+    if opts.head in ("scene-2x", "change") and not _candidate(opts.head, empty, len(data.classes)):
+        need = "one class folder named" if opts.head == "scene-2x" else "exactly two class folders, one named"
         names = "/".join(scene.EMPTY_NAMES)
-        raise dataset.DatasetError(f"{opts.images}: --head scene-2x needs one class folder named {names} (frames of the scene alone)")
+        raise dataset.DatasetError(f"{opts.images}: --head {opts.head} needs {need} {names} (frames of the scene alone)")
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
     from edge.convert.source import resolve
@@ -79,22 +80,33 @@ def train(opts: Options) -> TrainReport:
 
     from edge.train import build, head
 
-    kinds = tuple(k for k in head.INPUTS if k != "scene-2x" or empty is not None) if opts.head == "auto" else (opts.head,)
-    inputs = head.backbone_outputs(layers, frames, kinds)  # training views only: nothing held out is needed to fit
     n = len(data.classes)
+    kinds = (opts.head,) if opts.head != "auto" else tuple(k for k in head.INPUTS if _candidate(k, empty, n))
+    # Training views only: nothing held out is needed to fit.
+    inputs = head.backbone_outputs(layers, frames, tuple(k for k in kinds if k != "change"))
+    if "change" in kinds:
+        # Pixel differences from the empty scene: the frames and noisy copies only. A shift makes
+        # every pixel differ (a camera that moves is the view check's to report); brightness and
+        # contrast drop out of the standardised frame but for the pixels a x1.25 gain clips, which no
+        # real frame of that scene clips: measured, they raised the absent views' scores into the
+        # small subjects' (docs/train.md).
+        still = replace(opts.augment, max_shift=0.0, brightness=0.0, contrast=0.0)
+        inputs["change"] = still.expand(data.frames[train_idx], data.labels[train_idx])[0]
     originals = np.arange(len(frames)) < len(train_idx)  # expand() puts the unaugmented frames first
     empty_views = None if empty is None else originals & (labels == empty)
     kind, l2, cv = head.choose(inputs, labels, origin, n, kinds, empty=empty_views)
     fitted = head.fit(kind, inputs[kind], labels, n, l2, empty=empty_views)
+    # Calibrate on the training views the head was fitted on (augmented ones too: the light and
+    # noise the device will see), evenly spaced; never on held-out frames.
+    seen = inputs["change"] if kind == "change" else frames
+    calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
     del inputs
 
     model, reference = build.keras_model(layers, fitted), build.keras_model(layers, fitted, "float64")
     test_frames, test_labels = data.frames[test_idx], data.labels[test_idx]
     float_probs = build.keras_probs(reference, test_frames)
-    # Calibrate on the training views (augmented ones too: the light and noise the device will see),
-    # evenly spaced; never on held-out frames.
-    calibration = frames[np.linspace(0, len(frames) - 1, min(len(frames), opts.max_calibration)).astype(np.int64)]
-    correct = opts.bias_correction and len(train_idx) >= opts.min_bias_correction_images
+    correctable = opts.bias_correction and kind != "change"  # the change head's convolutions are fixed copies and sums
+    correct = correctable and len(train_idx) >= opts.min_bias_correction_images
     q = build.quantize(model, reference, calibration, correct)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
@@ -116,6 +128,12 @@ def train(opts: Options) -> TrainReport:
             f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty]!r} "
             "(the empty scene); if the camera is moved or the scene changes for good, capture and train again"
         )
+    if fitted.prototypes is not None and empty is not None:
+        report.notes.append(
+            f"change: says {data.classes[1 - empty]!r} when the frame's pixels differ from all {len(fitted.prototypes)} prototypes of "
+            f"{data.classes[empty]!r} somewhere: anything the empty frames do not show (a person, a shadow, a moved chair) counts; "
+            f"capture {data.classes[empty]!r} frames of all that happens without the subject; 1.7-2.3x the stock model's instructions per frame"
+        )
     from edge.train import view
 
     views = view.references(data.frames[train_idx], data.frames[test_idx])
@@ -123,7 +141,7 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(
             "the frames show one fixed view: the manifest carries it, and the daemon warns when the camera's view moves (source.view_check_s)"
         )
-    if opts.bias_correction and not correct:
+    if correctable and not correct:
         report.notes.append(f"no bias correction: {len(train_idx)} training images < {opts.min_bias_correction_images} (it overfits small sets)")
     if data.skipped:
         report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
@@ -146,6 +164,15 @@ def train(opts: Options) -> TrainReport:
     if problems:
         raise GateError(f"{opts.out}: gate failed: {'; '.join(problems)}; no model written")
     return report
+
+
+def _candidate(kind: str, empty: int | None, classes: int) -> bool:
+    """Whether `auto` tries the head input `kind`: the scene heads need an empty class, and the change head answers one yes/no question."""
+    if kind == "scene-2x":
+        return empty is not None
+    if kind == "change":
+        return empty is not None and classes == 2
+    return True
 
 
 def _report(

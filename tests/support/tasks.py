@@ -40,21 +40,28 @@ def _jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
 
 
-def presence_task(out: Path, dev: Path, sample: Path, count: int, seed: int, scenes: int = 3) -> Path:
+def presence_task(out: Path, dev: Path, sample: Path, count: int, seed: int, scenes: int = 3, other: Path | None = None) -> Path:
     """out/present and out/absent, `count` frames in all: a few fixed scenes, the subject pasted at
-    5-20 % of the width at random places in half of them."""
+    5-20 % of the width at random places in half of them; with `other`, that photo's subject pasted
+    the same way in a third of all frames, present or absent (a cat at the bird feeder)."""
     rng = np.random.default_rng(seed)
+    other_rng = np.random.default_rng(seed + 1000)  # its own draws: the frames without it stay as they were
     rows = dev_rows(dev)
     backgrounds = []
     for path, _ in rows[17 :: len(rows) // scenes][:scenes]:
         with Image.open(path) as img:
             backgrounds.append(img.convert("RGB").resize(FRAME, Image.Resampling.BILINEAR))
     subject, mask = _subject(sample)
+    others = _subject(other) if other is not None else None
     for name in ("present", "absent"):
         (out / name).mkdir(parents=True, exist_ok=True)
     for i in range(count):
         frame = backgrounds[i % scenes].copy()
         present, width = i % 2 == 0, 0
+        if others is not None and other_rng.uniform() < 1 / 3:
+            w = int(FRAME[0] * other_rng.uniform(0.05, 0.20))
+            x, y = int(other_rng.integers(0, FRAME[0] - w)), int(other_rng.integers(0, FRAME[1] - w))
+            frame.paste(others[0].resize((w, w)), (x, y), others[1].resize((w, w)))
         if present:
             width = int(FRAME[0] * rng.uniform(0.05, 0.20))
             sub, m = subject.resize((width, width)), mask.resize((width, width))

@@ -19,6 +19,11 @@ from tests.support import tasks
 REPO = Path(__file__).resolve().parents[2]
 
 
+# The present/absent tasks' heads: the average-pooled features, the per-position head at the stock
+# model's cost, then auto (which may take a 2x head, or a scene head against the empty scene).
+HEADS = {"features": ("--head", "features"), "positions": ("--head", "positions"), "auto": ()}
+
+
 def train(images: Path, out: Path, *extra: str) -> dict[str, object]:
     """One `mnv1-edge train` in its own process (its own peak memory), 2 threads; returns its report."""
     report = out.with_suffix(".json")
@@ -124,8 +129,9 @@ def row(task: str, report: dict[str, object], extra: str = "") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the tasks and models")
-    tasks_help = "tasks: presence (or presence-cat, ...), nudge, finetune, orientation, animal, dog, timing"
+    tasks_help = "tasks: presence (or presence-cat, ...), other, nudge, finetune, orientation, animal, dog, timing"
     parser.add_argument("--only", nargs="*", default=None, help=tasks_help)
+    parser.add_argument("--heads", nargs="*", choices=tuple(HEADS), default=tuple(HEADS), help="the present/absent tasks' heads (default: all)")
     args = parser.parse_args()
     work: Path = args.work
     dev, samples = paths.dev_images(), paths.sample_images()
@@ -144,20 +150,29 @@ def main() -> None:
         name = f"present/absent {subject.split('.')[0]}"
         if want("presence") or want(f"presence-{subject.split('.')[0]}"):
             images = tasks.presence_task(work / f"presence_{seed}", dev, samples / subject, 400, seed)
-            # The average-pooled features, the per-position head at the stock model's cost, then auto
-            # (which may take a 2x head: positions-2x, or scene-2x against the empty scene).
-            for label, extra in (("features", ("--head", "features")), ("positions", ("--head", "positions")), ("auto", ())):
+            for label in args.heads:
+                extra = HEADS[label]
                 out = work / f"presence_{seed}_{label}.tflite"
                 report = train(images, out, "--held-out", "0.5", *extra)
                 lines.append(row(f"{name} ({label})", report, "by subject width: " + size_breakdown(out, images)))
                 print(lines[-1], flush=True)
+    if want("other"):
+        # "Is there a bird?" when a cat comes by too: the change head sees any change, the scene head
+        # tells what changed; auto must not take the change head here.
+        images = tasks.presence_task(work / "other_5", dev, samples / "bird.bmp", 400, 5, other=samples / "cat.bmp")
+        for label, extra in (("auto", ()), ("change", ("--head", "change"))):
+            out = work / f"other_5_{label}.tflite"
+            report = train(images, out, "--held-out", "0.5", "--min-accuracy", "0", "--min-agreement", "0", *extra)
+            sizes = "by subject width: " + size_breakdown(out, images)
+            lines.append(row(f"present/absent bird, a cat in a third of the frames ({label})", report, sizes))
+            print(lines[-1], flush=True)
     if want("nudge"):
-        # The camera moves after training: the bird task's held-out frames, shifted (scene-2x assumes the empty scene stays).
+        # The camera moves after training: the bird task's held-out frames, shifted (scene-2x and change assume the empty scene stays).
         images = tasks.presence_task(work / "presence_5", dev, samples / "bird.bmp", 400, 5)
-        for head in ("positions-2x", "scene-2x"):
+        for head in ("positions-2x", "scene-2x", "change"):
             out = work / f"nudge_{head}.tflite"
             train(images, out, "--held-out", "0.5", "--head", head)
-            lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 2, 4, 8))} |")
+            lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 1, 2, 4, 8))} |")
             print(lines[-1], flush=True)
     if want("finetune"):
         # Would fine-tuning the layers under the scene head help? Float, held out; the product keeps them frozen.
