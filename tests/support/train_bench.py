@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # The present/absent tasks' heads: the average-pooled features, the per-position head at the stock
-# model's cost, then auto (which may take a 2x head, or a scene head against the empty scene).
+# model's cost, then auto (which may take a 2x head, or one against the empty scene: scene-2x, change).
 HEADS = {"features": ("--head", "features"), "positions": ("--head", "positions"), "auto": ()}
 
 
