@@ -121,10 +121,14 @@ def build_keras(layers: list[Layer], dtype: str = "float32", upscale: int = 1) -
         keras.config.set_dtype_policy(previous)
 
 
-def _build_keras(keras: Any, layers: list[Layer], upscale: int) -> Any:
+def normalised_input(keras: Any) -> tuple[Any, Any]:
+    """(the uint8 RGB input, it in [-1, 1]): the prologue quantize.raw_uint8_input replaces by one QUANTIZE."""
     inp = keras.Input(shape=INPUT_SHAPE[1:], batch_size=1, dtype="uint8", name="rgb")
-    x = keras.ops.cast(inp, "float32")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(x)
+    return inp, keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(keras.ops.cast(inp, "float32"))
+
+
+def _build_keras(keras: Any, layers: list[Layer], upscale: int) -> Any:
+    inp, x = normalised_input(keras)
     if upscale > 1:  # after the normalisation, so the converter's prologue stays CAST, QUANTIZE, MUL, ADD
         side = INPUT_SHAPE[1] * upscale
         x = keras.layers.Resizing(side, side, interpolation="bilinear", name="upscale")(x)

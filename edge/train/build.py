@@ -86,12 +86,11 @@ def _with_head(keras: Any, base: Any, head: Head) -> Any:
 def _change_model(keras: Any, head: Head) -> Any:
     """edge/train/change.py's score and linear layer, on the converter's input prologue (so that
     quantize.raw_uint8_input makes it take the raw camera bytes like every other model)."""
-    from edge.model.contract import INPUT_SHAPE
+    from edge.convert.rebuild import normalised_input
 
     assert head.prototypes is not None
     k, n, dtype = len(head.prototypes), head.kernel.shape[1], keras.config.dtype_policy().compute_dtype
-    inp = keras.Input(shape=INPUT_SHAPE[1:], batch_size=1, dtype="uint8", name="rgb")
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(keras.ops.cast(inp, "float32"))
+    inp, x = normalised_input(keras)
     x = x - keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
     z = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=(1, 2, 3), keepdims=True) + change.EPS)
     # relu(z - upper_k) + relu(lower_k - z): a 1x1 convolution copies z once per prototype and

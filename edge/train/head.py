@@ -25,7 +25,8 @@ from edge.train.numeric import softmax
 INPUTS = ("features", "probs", "positions", "positions-2x", "scene-2x", "change")
 POSITIONS = ("positions", "positions-2x", "scene-2x")
 UPSCALE = {"positions-2x": 2, "scene-2x": 2}  # input enlargement inside the model; 1 for the others
-ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x"}  # instructions per frame vs the stock model, A53-A76 (docs/train.md)
+# Instructions per frame against the stock model's, A53-A76 (docs/train.md).
+ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x", "change": "1.7-2.3x"}
 # On a cross-validation tie: cheaper, int8-friendlier first; the scene heads last (they also depend
 # on the empty scene staying as it was trained), the change head, which sees any change, after all.
 PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0, "scene-2x": -1, "change": -2}

@@ -132,8 +132,8 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(
             f"change: says {data.classes[1 - empty]!r} when the frame's pixels differ from all {len(fitted.prototypes)} prototypes of "
             f"{data.classes[empty]!r} somewhere: anything the empty frames do not show (a person, a shadow, a moved chair) counts; "
-            f"capture {data.classes[empty]!r} frames of all that happens without the subject; 1.7-2.3x the stock model's instructions per frame "
-            "(10.8x with the legacy tflite-runtime: docs/train.md)"
+            f"capture {data.classes[empty]!r} frames of all that happens without the subject; "
+            f"{head.ARM_COST['change']} the stock model's instructions per frame (10.8x with the legacy tflite-runtime: docs/train.md)"
         )
     from edge.train import view
 
