@@ -23,8 +23,11 @@ from edge.errors import ModelError
 INPUT_SCALE = 1.0 / 127.5
 
 
-def convert(keras_model: Any, frames: np.ndarray) -> bytes:
-    """Per-channel int8 weights and activations calibrated (min/max) on `frames`; uint8 output."""
+def convert(keras_model: Any, frames: np.ndarray, dense_per_tensor: bool = False) -> bytes:
+    """Per-channel int8 weights and activations calibrated (min/max) on `frames`; uint8 output.
+    `dense_per_tensor`: fully connected layers' weights get one scale (the change head's layers of
+    thousands of outputs would otherwise carry a scale and a zero point per output: 15.3 MB, not
+    6.1); the switch is the converter's own, marked experimental in TensorFlow 2.x."""
     import tensorflow as tf
 
     def representative() -> Iterator[list[np.ndarray]]:
@@ -36,6 +39,7 @@ def convert(keras_model: Any, frames: np.ndarray) -> bytes:
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_output_type = tf.uint8
+    converter._experimental_disable_per_channel_quantization_for_dense_layers = dense_per_tensor
     # The converter prints pages of MLIR diagnostics on stdout/stderr; keep the user's terminal clean.
     # Calibrated ranges are rounded to a grid first, so the bytes do not depend on the CPU (ranges.py).
     from edge.convert.ranges import rounded_ranges

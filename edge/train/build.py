@@ -89,27 +89,43 @@ def _change_model(keras: Any, head: Head) -> Any:
     from edge.convert.rebuild import normalised_input
 
     assert head.prototypes is not None
-    k, n, dtype = len(head.prototypes), head.kernel.shape[1], keras.config.dtype_policy().compute_dtype
+    reg = change.Registration(head.prototypes)
+    k, n = len(head.prototypes), head.kernel.shape[1]
+    h, w, _ = reg.smoothed.shape[1:]
+
     inp, x = normalised_input(keras)
     x = x - keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
     z = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=(1, 2, 3), keepdims=True) + change.EPS)
-    # relu(z - upper_k) + relu(lower_k - z): a 1x1 convolution copies z once per prototype and
-    # sign, a SUB of [upper, -lower] and a ReLU follow, all in XNNPACK (a first version with
-    # TFLite's int8 ABS and TILE cost 5x the stock model's instructions on an A53: docs/train.md).
-    upper, lower = (b.transpose(1, 2, 0, 3).reshape(1, *b.shape[1:3], 3 * k) for b in change.bounds(head.prototypes))  # k-major
-    copy = keras.layers.Conv2D(6 * k, 1, name="copy")
-    d = keras.ops.relu(copy(z) - keras.ops.convert_to_tensor(np.concatenate([upper, -lower], axis=-1), dtype))
-    rgb_sum = keras.layers.Conv2D(k, 1, name="rgb_sum")
+    smooth = keras.layers.DepthwiseConv2D(3, padding="valid", name="smooth")
+    zs = smooth(z)
+    move = keras.layers.Dense(6 * k, name="move")  # the six move terms of every prototype: a = solve . (zs - Q)
+    terms = move(keras.layers.Flatten(name="flatten")(zs))
+    # Each prototype moved by its terms, Q + maps^T a (a layer of h x w x 3 outputs per prototype),
+    # side by side with the frame copied once per prototype: h x w x 3K, k-major. (The concatenation
+    # runs outside XNNPACK, which takes at most 5 inputs; in it, as 4 + 4 inputs of one range, its
+    # 3-byte strided copies cost as much: 21.2 against 20.9 M instructions per frame on an A53.)
+    moved = [keras.layers.Dense(h * w * 3, name=f"moved_{i}") for i in range(k)]
+    each = [keras.layers.Reshape((h, w, 3))(layer(terms[:, 6 * i : 6 * i + 6])) for i, layer in enumerate(moved)]
+    predicted = keras.layers.Concatenate(name="prototypes")(each) if k > 1 else each[0]
+    copy = keras.layers.Conv2D(3 * k, 1, use_bias=False, name="copy")
+    frame = copy(zs)
+    # |frame - predicted| as two subtractions with their ReLUs fused, all in XNNPACK (TFLite's int8
+    # ABS and a lone RELU run outside it, with a requantization per element).
+    diff = keras.ops.relu(frame - predicted) + keras.ops.relu(predicted - frame)
+    rgb_sum = keras.layers.Conv2D(k, 1, use_bias=False, name="rgb_sum")
     box = keras.layers.DepthwiseConv2D(change.BOX, padding="valid", name="box_mean")
-    d = box(rgb_sum(d))
+    d = box(rgb_sum(diff))
     d = keras.layers.Reshape((k,), name="per_scene")(keras.layers.MaxPooling2D(pool_size=int(d.shape[1]), name="maxpool")(d))
     dense = keras.layers.Dense(n, name="head")
     out = keras.layers.Softmax(name="softmax")(dense(keras.ops.min(d, axis=1, keepdims=True)))
     model = keras.Model(inp, out, name="mnv1_change")
-    spread = np.tile(np.eye(3), (1, k))  # 3 x 3k: z's channels once per prototype
-    copy.set_weights([np.concatenate([spread, -spread], axis=1).reshape(1, 1, 3, 6 * k), np.zeros(6 * k)])
-    summed = np.kron(np.eye(k), np.ones((3, 1)))  # 3k x k: each prototype's three channels
-    rgb_sum.set_weights([np.concatenate([summed, summed]).reshape(1, 1, 6 * k, k), np.zeros(k)])
+    smooth.set_weights([np.repeat(change.SMOOTH[:, :, None, None], 3, axis=2), np.zeros(3)])
+    protos = reg.smoothed.reshape(k, -1)
+    move.set_weights([reg.solve.reshape(6 * k, -1).T, -np.einsum("kjp,kp->kj", reg.solve, protos).reshape(-1)])
+    for i, layer in enumerate(moved):
+        layer.set_weights([reg.maps[i], protos[i]])
+    copy.set_weights([np.tile(np.eye(3), (1, k)).reshape(1, 1, 3, 3 * k)])
+    rgb_sum.set_weights([np.kron(np.eye(k), np.ones((3, 1))).reshape(1, 1, 3 * k, k)])  # each prototype's three channels
     box.set_weights([np.full((change.BOX, change.BOX, k, 1), 1.0 / change.BOX**2), np.zeros(k)])
     dense.set_weights([head.kernel, head.bias])
     return model
@@ -122,13 +138,13 @@ class Quantized:
     cpu_ops: dict[str, int]  # ops of the deployed model outside XNNPACK
 
 
-def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correction: bool) -> Quantized:
-    """The converter's path: per-channel int8, raw uint8 RGB in, uint8 probabilities out; the
-    bias correction measured against the float64 `reference`."""
+def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correction: bool, dense_per_tensor: bool = False) -> Quantized:
+    """The converter's path: per-channel int8 (`dense_per_tensor`: but the fully connected layers),
+    raw uint8 RGB in, uint8 probabilities out; the bias correction measured against the float64 `reference`."""
     from edge.convert import biascorrect
     from edge.convert import quantize as q
 
-    plain = q.convert(model, calibration)
+    plain = q.convert(model, calibration, dense_per_tensor)
     corrected = None
     if bias_correction:
         means = biascorrect.float_channel_means(reference, calibration)

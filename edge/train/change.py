@@ -10,23 +10,21 @@ from edge.train import scene
 # bark): too small and too like their surroundings for the pretrained filters, yet their pixels still
 # differ from the same place in the empty scene, which a fixed camera shows again and again
 # (measured in docs/train.md). So each frame is standardised (zero mean, unit spread over all its
-# pixels: daylight gain and auto-exposure contrast drop out), compared with K prototypes of the
-# empty class's standardised frames (k-means, as scene.py), and scored by
-#     min over k of (max over 3x3 boxes of the box mean of sum over RGB of outside(z, Q_k)),
-# where outside(z, Q) = relu(z - upper(Q)) + relu(lower(Q) - z), the bounds being Q's largest and
-# smallest value near each pixel. The right scene differs only where something new is; a wrong one
-# differs everywhere. A linear layer on that one number gives the two classes' logits. One number
-# answers one question, "is anything there that the empty frames do not show?": two classes, one of
-# them the empty scene. It cannot tell a bird from a cat. In the model the backbone falls out
-# (edge/train/build.py): the standardisation, outside() per prototype, summed over RGB, the box
-# mean, the max over places and the min over prototypes: 1.7-2.3x the stock model's instructions.
+# pixels: daylight gain and auto-exposure contrast drop out), smoothed a little, registered to each
+# of K prototypes of the empty class's standardised frames (k-means, as scene.py) and scored by
+#     min over k of (max over 3x3 boxes of the box mean of sum over RGB of |residual_k|),
+# where residual_k is what is left of the frame minus prototype k after the best small affine move
+# of the prototype (a first-order model, below). The right scene differs only where something new
+# is; a wrong one differs everywhere. A linear layer on that one number gives the two classes'
+# logits. One number answers one question, "is anything there that the empty frames do not show?":
+# two classes, one of them the empty scene. It cannot tell a bird from a cat. In the model the
+# backbone falls out (edge/train/build.py).
 
 BOX = 3  # px of the 128: averages sensor noise, keeps a 6 px subject
-# A pixel counts as changed only by how far it lies outside what the prototype shows within this
-# many px of it: a camera that moved by less than the view check's 1 px (edge/model/viewref.py),
-# which it cannot report, must not make every pixel differ. Measured (docs/train.md): exact pixels
-# read 67 of 100 empty bird frames as 'present' after a 1 px nudge; with the tolerance, none.
-TOLERANCE = 1
+# The [1, 2, 1] x [1, 2, 1] / 16 smoothing before the comparison: it keeps the first-order move
+# model true over a pixel's move (measured, docs/train.md: without it a 1 px nudge left 10 of 100
+# empty dragonfly frames 'present'; smoothing twice cost the small subjects).
+SMOOTH = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
 EPS = 1e-6  # added to the variance (in the model's [-1, 1] pixel units) before the reciprocal root
 BATCH = 64  # frames standardised at a time: 25 MB in float64
 
@@ -41,31 +39,64 @@ def standardise(frames: np.ndarray) -> np.ndarray:
     return out
 
 
+def smooth(z: np.ndarray) -> np.ndarray:
+    """N x (H-2) x (W-2) x C: SMOOTH over each valid 3x3 window (the model's depthwise convolution)."""
+    h, w = z.shape[1] - 2, z.shape[2] - 2
+    out = np.zeros((len(z), h, w, z.shape[3]), np.float64)
+    for i in range(3):
+        for j in range(3):
+            out += SMOOTH[i, j] * z[:, i : i + h, j : j + w]
+    return out
+
+
 def prototypes(frames: np.ndarray) -> np.ndarray:
     """K x H x W x 3 float32 standardised prototypes of the empty class's unaugmented frames."""
     out: np.ndarray = scene.prototypes(standardise(frames).astype(np.float64)).astype(np.float32)
     return out
 
 
-def bounds(protos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(upper, lower): each prototype's largest and smallest value within TOLERANCE px of every
-    pixel, per channel (the edge repeated beyond the border)."""
-    r, (h, w) = TOLERANCE, protos.shape[1:3]
-    padded = np.pad(protos, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-    windows = [padded[:, i : i + h, j : j + w] for i in range(2 * r + 1) for j in range(2 * r + 1)]
-    return np.max(windows, axis=0), np.min(windows, axis=0)
+class Registration:
+    """Each prototype's first-order move model. A frame z that is prototype Q moved by a small
+    (dx, dy) that may vary across the frame, dx = a0 + a1 x + a2 y and dy = a3 + a4 x + a5 y (x, y
+    in [-1, 1]: a shift, a slight turn or zoom), is z = Q - dx dQ/dx - dy dQ/dy to first order. The
+    six a's are the least-squares fit of z - Q on the six maps dQ/dx, x dQ/dx, ..., y dQ/dy: a fixed
+    6 x P matrix per prototype (`solve`), one fully connected layer in the model."""
+
+    def __init__(self, protos: np.ndarray) -> None:
+        q = smooth(protos.astype(np.float64))
+        self.smoothed = q  # K x h x w x 3
+        gx, gy = _gradients(q)
+        k, h, w, _ = q.shape
+        ys, xs = np.meshgrid(np.linspace(-1.0, 1.0, h), np.linspace(-1.0, 1.0, w), indexing="ij")
+        self.coords = np.stack([np.ones((h, w)), xs, ys])  # 3 x h x w: the move's terms
+        self.gradients = np.stack([gx, gy], axis=1)  # K x 2 x h x w x 3
+        self.maps = (self.gradients[:, :, None] * self.coords[None, None, :, :, :, None]).reshape(k, 6, -1)  # K x 6 x P
+        self.solve = np.stack([np.linalg.solve(m @ m.T, m) for m in self.maps])  # K x 6 x P: (M M^T)^-1 M
+
+    def residual_sums(self, z: np.ndarray) -> np.ndarray:
+        """N x K x h x w: sum over RGB of |residual| of standardised frames `z` against each prototype."""
+        zs = smooth(z.astype(np.float64))
+        out = np.empty((len(z), *self.smoothed.shape[:3]), np.float32)
+        for k in range(len(self.smoothed)):
+            r = (zs - self.smoothed[k]).reshape(len(z), -1)
+            r -= (r @ self.solve[k].T) @ self.maps[k]
+            out[:, k] = np.abs(r.reshape(zs.shape)).sum(axis=-1)
+        return out
+
+
+def _gradients(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences along x and y (one-sided at the border: the edge repeated)."""
+    p = np.pad(q, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
+    return (p[:, 1:-1, 2:] - p[:, 1:-1, :-2]) / 2.0, (p[:, 2:, 1:-1] - p[:, :-2, 1:-1]) / 2.0
 
 
 def distances(frames: np.ndarray, protos: np.ndarray) -> np.ndarray:
-    """N x K: each uint8 frame's largest box mean of sum over RGB of how far z lies outside each
-    prototype's local range [lower, upper]."""
-    upper, lower = bounds(protos)
+    """N x K: each uint8 frame's largest box mean of the residual sum against each prototype."""
+    registration = Registration(protos)
     out = np.empty((len(frames), len(protos)))
     for start in range(0, len(frames), BATCH):
-        z = standardise(frames[start : start + BATCH])
-        for k in range(len(protos)):
-            outside = np.maximum(z - upper[k], 0.0) + np.maximum(lower[k] - z, 0.0)
-            out[start : start + BATCH, k] = _box_max(outside.sum(axis=-1))
+        sums = registration.residual_sums(standardise(frames[start : start + BATCH]))
+        out[start : start + BATCH] = _box_max(sums.reshape(-1, *sums.shape[2:])).reshape(len(sums), -1)
     return out
 
 
@@ -83,4 +114,19 @@ def _box_max(d: np.ndarray) -> np.ndarray:
         for j in range(BOX):
             total += d[:, i : i + h, j : j + w]
     out: np.ndarray = total.max(axis=(1, 2)).astype(np.float64) / (BOX * BOX)
+    return out
+
+
+def moved(frames: np.ndarray, px: float = 1.0) -> np.ndarray:
+    """The frames each moved by up to `px` in x and y (a fixed pattern of sub-pixel shifts, bilinear):
+    calibration views, so that int8 leaves the move terms the range a nudged camera needs."""
+    from PIL import Image
+
+    out = np.empty_like(frames)
+    for i, frame in enumerate(frames):
+        angle = 2.399963 * i  # the golden angle: shifts spread evenly over directions and sizes
+        radius = px * np.sqrt((i % 7 + 1) / 7)
+        dx, dy = radius * np.cos(angle), radius * np.sin(angle)
+        img = Image.fromarray(frame).transform(frame.shape[1::-1], Image.Transform.AFFINE, (1, 0, dx, 0, 1, dy), Image.Resampling.BILINEAR)
+        out[i] = np.asarray(img)
     return out

@@ -26,13 +26,13 @@ INPUTS = ("features", "probs", "positions", "positions-2x", "scene-2x", "change"
 POSITIONS = ("positions", "positions-2x", "scene-2x")
 UPSCALE = {"positions-2x": 2, "scene-2x": 2}  # input enlargement inside the model; 1 for the others
 # Instructions per frame against the stock model's, A53-A76 (docs/train.md).
-ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x", "change": "1.7-2.3x"}
+ARM_COST = {"positions-2x": "4.1-4.7x", "scene-2x": "3.3-4.2x", "change": "2.9-4.8x"}
 # On a cross-validation tie: cheaper, int8-friendlier first; the scene heads last (they also depend
 # on the empty scene staying as it was trained), the change head, which sees any change, after all.
 PREFERENCE = {"features": 3, "positions": 2, "probs": 1, "positions-2x": 0, "scene-2x": -1, "change": -2}
 # A head that costs 3-5x the compute on every frame of the device must earn it: it is chosen only
 # when its cross-validated accuracy beats the best other input's by more than this many points.
-COST_MARGIN = {"positions-2x": 1.0, "scene-2x": 1.0}
+COST_MARGIN = {"positions-2x": 1.0, "scene-2x": 1.0, "change": 1.0}
 
 
 def upscale_of(kind: str) -> int:

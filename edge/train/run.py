@@ -17,7 +17,7 @@ from edge import __version__
 from edge.convert.output import write_model, writing
 from edge.errors import GateError
 from edge.fsutil import check_writable, write_atomic
-from edge.train import dataset, scene
+from edge.train import change, dataset, scene
 from edge.train.augment import Augment
 from edge.train.report import Gate, Metrics, TrainReport, confusion_png, measure
 
@@ -85,11 +85,11 @@ def train(opts: Options) -> TrainReport:
     # Training views only: nothing held out is needed to fit.
     inputs = head.backbone_outputs(layers, frames, tuple(k for k in kinds if k != "change"))
     if "change" in kinds:
-        # Pixel differences from the empty scene: the frames and noisy copies only. A shift makes
-        # every pixel differ (a camera that moves is the view check's to report); brightness and
-        # contrast drop out of the standardised frame but for the pixels a x1.25 gain clips, which no
-        # real frame of that scene clips: measured, they raised the absent views' scores into the
-        # small subjects' (docs/train.md).
+        # Pixel differences from the empty scene: the frames and noisy copies only. The head undoes
+        # a move of about a pixel itself; the random crops move up to 6 % (8 px), which is the view
+        # check's to report. Brightness and contrast drop out of the standardised frame but for the
+        # pixels a x1.25 gain clips, which no real frame of that scene clips: measured, they raised
+        # the absent views' scores into the small subjects' (docs/train.md).
         still = replace(opts.augment, max_shift=0.0, brightness=0.0, contrast=0.0)
         inputs["change"] = still.expand(data.frames[train_idx], data.labels[train_idx])[0]
     originals = np.arange(len(frames)) < len(train_idx)  # expand() puts the unaugmented frames first
@@ -97,8 +97,9 @@ def train(opts: Options) -> TrainReport:
     kind, l2, cv = head.choose(inputs, labels, origin, n, kinds, empty=empty_views)
     fitted = head.fit(kind, inputs[kind], labels, n, l2, empty=empty_views)
     # Calibrate on the training views the head was fitted on (augmented ones too: the light and
-    # noise the device will see), evenly spaced; never on held-out frames.
-    seen = inputs["change"] if kind == "change" else frames
+    # noise the device will see), evenly spaced; never on held-out frames. The change head's also
+    # on its frames moved by up to a pixel: int8 must leave its move terms a nudged camera's range.
+    seen = np.concatenate([inputs["change"], change.moved(data.frames[train_idx])]) if kind == "change" else frames
     calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
     del inputs
 
@@ -107,7 +108,7 @@ def train(opts: Options) -> TrainReport:
     float_probs = build.keras_probs(reference, test_frames)
     correctable = opts.bias_correction and kind != "change"  # the change head's convolutions are fixed copies and sums
     correct = correctable and len(train_idx) >= opts.min_bias_correction_images
-    q = build.quantize(model, reference, calibration, correct)
+    q = build.quantize(model, reference, calibration, correct, dense_per_tensor=kind == "change")
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
     held.append(measure("int8 plain", build.tflite_probs(q.plain, test_frames), test_labels, data.classes, float_probs))
@@ -132,8 +133,9 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(
             f"change: says {data.classes[1 - empty]!r} when the frame's pixels differ from all {len(fitted.prototypes)} prototypes of "
             f"{data.classes[empty]!r} somewhere: anything the empty frames do not show (a person, a shadow, a moved chair) counts; "
-            f"capture {data.classes[empty]!r} frames of all that happens without the subject; "
-            f"{head.ARM_COST['change']} the stock model's instructions per frame (10.8x with the legacy tflite-runtime: docs/train.md)"
+            f"capture {data.classes[empty]!r} frames of all that happens without the subject; a camera moved by more than about a "
+            "pixel makes every frame count (the daemon's view check reports it); "
+            f"{head.ARM_COST['change']} the stock model's instructions per frame (15.9x with the legacy tflite-runtime: docs/train.md)"
         )
     from edge.train import view
 
