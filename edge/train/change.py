@@ -118,8 +118,8 @@ def _box_max(d: np.ndarray) -> np.ndarray:
 
 
 def moved(frames: np.ndarray, px: float = 1.0) -> np.ndarray:
-    """The frames each moved by up to `px` in x and y (a fixed pattern of sub-pixel shifts, bilinear):
-    calibration views, so that int8 leaves the move terms the range a nudged camera needs."""
+    """The frames each slid by up to `px` in some direction (a fixed spread of sub-pixel shifts,
+    bilinear): calibration views, so that int8 leaves the move terms the range a nudged camera needs."""
     from PIL import Image
 
     out = np.empty_like(frames)

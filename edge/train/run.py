@@ -97,8 +97,8 @@ def train(opts: Options) -> TrainReport:
     kind, l2, cv = head.choose(inputs, labels, origin, n, kinds, empty=empty_views)
     fitted = head.fit(kind, inputs[kind], labels, n, l2, empty=empty_views)
     # Calibrate on the training views the head was fitted on (augmented ones too: the light and
-    # noise the device will see), evenly spaced; never on held-out frames. The change head's also
-    # on its frames moved by up to a pixel: int8 must leave its move terms a nudged camera's range.
+    # noise the device will see), evenly spaced; never on held-out frames. The change head's views
+    # also include its frames slid by up to a pixel: int8 must leave its move terms that range.
     seen = np.concatenate([inputs["change"], change.moved(data.frames[train_idx])]) if kind == "change" else frames
     calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
     del inputs
