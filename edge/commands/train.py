@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="head input (default: cross-validated choice; positions-2x, for subjects under 10%% of the width, costs ~4x per frame; "
         "scene-2x, what differs from the empty scene, ~3.5x, needs a class folder named absent, background, empty, none or nothing; "
-        "change, whether the pixels differ from the empty scene at all, ~2x, needs that and one other class)",
+        "change, whether the pixels differ from the empty scene at all once it is moved onto the frame, ~3-5x, needs that and one other class)",
     )
     p.add_argument("--augment-copies", type=non_negative_int, default=3, metavar="N", help="augmented views per image (default: %(default)s)")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
