@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.tasks import presence_task
 from edge import paths
 from edge.train.head import INPUTS
 from tests.support.daemon import write_config
-from tests.support.tasks import presence_task
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edge import paths
@@ -59,6 +60,7 @@ def test_a_sub_pixel_move_is_no_change_but_a_small_subject_is() -> None:
     assert change._box_max(unregistered.astype(np.float32))[0] > 2 * max(d[1], d[2]), d
 
 
+@pytest.mark.slow
 def test_change_head_finds_a_small_subject_on_a_busy_scene_and_is_deterministic() -> None:
     frames, labels = busy_scenes_task(np.random.default_rng(3), 120)
     train, test = slice(0, 60), slice(60, None)
@@ -86,6 +88,7 @@ def test_cli_change_head_needs_two_classes_one_empty(tmp_path: Path) -> None:
         assert list(tmp_path.glob("m.tflite*")) == []
 
 
+@pytest.mark.slow
 def test_the_keras_graph_computes_the_numpy_score() -> None:
     """The model's graph (edge/train/build.py: the move terms, the moved prototypes side by side,
     |frame - moved| as two ReLUs) computes, in float64, the score that head.fit and the

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge.train import head, scene
 from tests.test_train_data import two_classes
@@ -29,6 +30,7 @@ def camouflage_task(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     return x, labels
 
 
+@pytest.mark.slow
 def test_scene_head_finds_what_the_per_position_head_cannot_and_is_deterministic() -> None:
     x, labels = camouflage_task(np.random.default_rng(5), 240)
     train, test = slice(0, 120), slice(120, None)
