@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     engine = Engine(Path(args.model or default_model()), threads=args.threads)
     scorer = make_scorer(args.groups, len(engine.labels)) if args.groups is not None else None
     for image in args.images:
-        frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL)
+        frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL, warn_upscaled=True)
         out = classify(engine, frame, args.top_k, scorer)
         if args.json:
             print(json.dumps({"image": image, **out}), flush=True)
