@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.daemon import base_config, write_config
-from tests.support.faults import cli, model, png_bomb
+from tests.support.faults import cli, model, png_bomb, small_disk
 
-__all__ = ["model"]  # a fixture
+__all__ = ["model", "small_disk"]  # fixtures
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -164,22 +163,6 @@ def test_a_second_daemon_on_one_state_dir_is_refused(tmp_path: Path, model: Path
     after = cli("run", "--config", str(second_config), "--max-frames", "3")
     assert after.returncode == 0, after.stderr
     assert json.loads((tmp_path / "second.jsonl").read_text().splitlines()[0])["seq"] > seqs[-1]
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (as the sweep measured a full disk), unmounted afterwards."""
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_records_lost_on_a_full_disk_are_counted_everywhere(tmp_path: Path, model: Path, small_disk: Path) -> None:

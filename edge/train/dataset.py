@@ -169,7 +169,9 @@ def split(paths: tuple[Path, ...], labels: np.ndarray, held_out: float) -> tuple
     for cls in np.unique(labels):
         members = [int(i) for i in np.flatnonzero(labels == cls)]
         members.sort(key=lambda i: hashlib.sha256(paths[i].name.encode("utf-8", "surrogateescape")).hexdigest())
-        n_test = max(1, round(held_out * len(members)))
+        # At least one held out, and at least one left to train on (--held-out is below 1 and
+        # --min-images at least 2, but 0.99 of 10 rounds to all of them).
+        n_test = min(max(1, round(held_out * len(members))), len(members) - 1)
         test += members[:n_test]
         train += members[n_test:]
     return np.asarray(sorted(train), np.int64), np.asarray(sorted(test), np.int64)
