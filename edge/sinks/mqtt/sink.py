@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def topic_prefix(config: MqttSinkConfig, device_id: str) -> str:
-    prefix = config.topic_prefix or f"mnv1-edge/{device_id}/"
-    return prefix if prefix.endswith("/") else prefix + "/"
-
-
 class MqttSink:
     """The Sink protocol over paho-mqtt 2.x with a durable spool (see spool/__init__.py)."""
 
@@ -61,7 +56,7 @@ class MqttSink:
         self.config = config
         self.device_id = device_id
         self.config_path = config_path
-        self.prefix = topic_prefix(config, device_id)
+        self.prefix = config.prefix_for(device_id)
         self.client_id = config.client_id or f"mnv1-edge-{device_id}"
         self.topic_records = self.prefix + "classification"
         self.topic_availability = self.prefix + "availability"
