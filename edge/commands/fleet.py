@@ -69,11 +69,11 @@ def main(args: argparse.Namespace) -> int:
         while True:
             rows = subscriber.rows(args.stale_after)
             if args.json:
-                print(render_json(rows, broker, fleet.prefix), flush=True)
+                print(render_json(rows, broker, fleet.prefix, fleet.ignored), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
-                print(render_table(rows) if rows else f"no devices under {fleet.prefix}/ on {broker}", flush=True)
+                print(render_table(rows, fleet.ignored) if rows else f"no devices under {fleet.prefix}/ on {broker}", flush=True)
             if not args.watch:
                 return 0 if rows and all(r.ok for r in rows) else EX_UNAVAILABLE
             time.sleep(max(0.1, args.interval))

@@ -15,7 +15,12 @@ from datetime import datetime
 from typing import Any
 
 DEFAULT_STALE_AFTER_S = 180.0
+MAX_STALE_AFTER_S = 30 * 86400.0  # as --stale-after's bound: a stats_interval_s of 1e308 is no window
 STALE_INTERVALS = 3  # stats intervals without news before a device is stale
+# A stats or result payload is a few KB (top_k of 1001 classes ~60 KB); anything larger is not one,
+# and one malformed retained message must not stall or blind the whole view.
+MAX_PAYLOAD = 1 << 20
+MAX_TEXT = 200  # characters of a device's own text (answer, version, …) a row keeps
 KINDS = ("availability", "stats", "classification")
 BAD = ("offline", "stale", "stalled", "moved", "unknown")  # statuses that make the command exit non-zero
 
@@ -65,7 +70,7 @@ class Fleet:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix.strip("/")
         self.devices: dict[str, Device] = {}
-        self.ignored = 0  # messages that were not JSON where JSON was due
+        self.ignored = 0  # messages that were not a JSON object where one was due (or too large, or nested too deeply)
 
     @property
     def topics(self) -> list[str]:
@@ -82,13 +87,10 @@ class Fleet:
             return
         device = self.devices.setdefault(device_id, Device(device_id))
         if kind == "availability":
-            device.availability = payload.decode("utf-8", "replace").strip()
+            device.availability = payload[:64].decode("utf-8", "replace").strip()
             return
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = read_json(payload)
+        if data is None:
             self.ignored += 1
             return
         at = message_time(data.get("ts"), None if retained else now)
@@ -101,12 +103,24 @@ class Fleet:
         return [row(self.devices[d], now, stale_after) for d in sorted(self.devices)]
 
 
+def read_json(payload: bytes) -> dict[str, Any] | None:
+    """A payload's JSON object, or None for anything else: not JSON, not an object, over
+    MAX_PAYLOAD bytes, or nested deeper than Python's parser can go (RecursionError)."""
+    if len(payload) > MAX_PAYLOAD:
+        return None
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def message_time(ts: Any, fallback: float | None) -> float | None:
     """Epoch seconds of an RFC 3339 `ts` (2026-11-24T01:27:54.123Z), else `fallback`."""
-    if isinstance(ts, str):
+    if isinstance(ts, str) and len(ts) < 64:
         try:
             return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
     return fallback
 
@@ -117,7 +131,7 @@ def stale_after_for(stats: dict[str, Any] | None, given: float | None) -> float:
         return given
     interval = _number((stats or {}).get("stats_interval_s"))
     if interval is not None and interval > 0:
-        return STALE_INTERVALS * interval
+        return min(STALE_INTERVALS * interval, MAX_STALE_AFTER_S)
     return DEFAULT_STALE_AFTER_S
 
 
@@ -166,14 +180,17 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
     source = stats.get("source")
     if isinstance(source, dict) and source.get("view_off") == 1:  # edge/sources/moved.py: a fixed-camera model's view is not as trained
         shift = source.get("view_shift_px")
-        return "moved", f"the view is not as the model was trained (shift {shift} px of 128): capture frames again and train again"
+        shown = f"{shift:g}" if _is_number(shift) else "?"
+        return "moved", f"the view is not as the model was trained (shift {shown} px of 128): capture frames again and train again"
     # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).
-    heartbeat = stats.get("heartbeat_s")
-    result_limit = limit if not isinstance(heartbeat, (int, float)) else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))
+    heartbeat = _number(stats.get("heartbeat_s"))
+    result_limit = limit if heartbeat is None else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))
     if answer_age is not None and answer_age > result_limit:
         return "stale", f"no result for {answer_age:.0f} s (stale after {result_limit:g} s)"
     if device.availability is None:
         return "unknown", "no availability message (not an mnv1-edge daemon, or its retained state was cleared)"
+    if device.availability != "online":
+        return "unknown", f"availability says {device.availability[:20]!r}, not online or offline"
     if device.stats is None:
         return "online", "no stats yet"
     return "online", ""
@@ -182,7 +199,7 @@ def judge(device: Device, limit: float, stats_age: float | None, answer_age: flo
 def answer_of(record: dict[str, Any]) -> str | None:
     """Record v2's `answer`, else the top-1 label of older records."""
     if isinstance(record.get("answer"), str):
-        return str(record["answer"])
+        return _str(record["answer"])
     top = record.get("top_k")
     if isinstance(top, list) and top and isinstance(top[0], dict):
         return _str(top[0].get("label"))
@@ -214,4 +231,4 @@ def _int(value: Any) -> int | None:
 
 
 def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value[:MAX_TEXT] if isinstance(value, str) and value else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import time
@@ -10,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge import __version__
+from edge import __version__, jsontext
 from edge.sinks.mqtt import connection, homeassistant
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.diagnose import HandshakeWatch
@@ -276,7 +275,7 @@ class MqttSink:
                 **self._daemon_stats,
                 **self.stats(),
             }
-            text = json.dumps(payload, separators=(",", ":"), default=str)
+            text = jsontext.dumps(payload, separators=(",", ":"), default=str)
             # Retained: a late subscriber (Home Assistant, `mnv1-edge fleet`) sees the last stats at once.
             connection.publish_checked(self._link.client, self.topic_stats, text, qos=0, retain=True)
 
