@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from edge.train import dataset
-from tests.support.faults import cli, model, small_disk
+from tests.support.faults import cli, free_bytes, model, small_disk
 
 __all__ = ["model", "small_disk"]  # fixtures
 
@@ -138,7 +138,7 @@ def test_capture_on_a_full_disk_or_a_blocked_folder_names_the_folder(tmp_path: P
     from tests.support.daemon import write_config
 
     config = write_config(tmp_path / "c.toml", {"state_dir": str(tmp_path / "state"), "source": {"kind": "synthetic"}})
-    (small_disk / "filler").write_bytes(b"\0" * (small_disk_size(small_disk)))
+    (small_disk / "filler").write_bytes(b"\0" * free_bytes(small_disk))
     full = cli("capture", "--config", str(config), "--out", str(small_disk / "frames"), "--count", "2", "--every", "0")
     assert full.returncode == 73 and f"{small_disk / 'frames'}: cannot write capture.json (No space left on device)" in full.stderr, full.stderr
     assert "Traceback" not in full.stderr
@@ -146,10 +146,3 @@ def test_capture_on_a_full_disk_or_a_blocked_folder_names_the_folder(tmp_path: P
     blocker.write_text("a file\n")
     blocked = cli("capture", "--config", str(config), "--out", str(blocker / "frames"), "--count", "1")
     assert blocked.returncode == 73 and f"cannot create the capture folder ({blocker} is a file, not a folder)" in blocked.stderr, blocked.stderr
-
-
-def small_disk_size(mount: Path) -> int:
-    import os
-
-    st = os.statvfs(mount)
-    return st.f_bavail * st.f_frsize

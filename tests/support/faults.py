@@ -52,3 +52,9 @@ def png_bomb(path: Path, width: int, height: int) -> Path:
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
     return path
+
+
+def free_bytes(mount: Path) -> int:
+    """What a file on `mount` may still take (fill it with that many bytes for a full disk)."""
+    st = os.statvfs(mount)
+    return st.f_bavail * st.f_frsize
