@@ -148,3 +148,22 @@ def test_a_reload_to_a_source_that_cannot_open_keeps_the_running_one(tmp_path: P
     assert f"reload failed, still running the previous configuration: video:{empty}: cannot open" in stderr, stderr
     seqs = [r["seq"] for r in records(tmp_path / "results.jsonl")]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def test_the_published_snapshot_is_a_jpeg_even_without_a_view(tmp_path: Path) -> None:
+    """A frame without a larger view (the synthetic source, a view that failed) published its record JSON as the image."""
+    from edge.config import SnapshotsConfig, parse
+    from edge.daemon.snapshots import SnapshotWriter
+    from edge.record import Record
+    from edge.sources import Frame
+
+    published: list[bytes] = []
+    writer = SnapshotWriter(parse({"enabled": True, "path": str(tmp_path / "snap")}, SnapshotsConfig), published.append)
+    writer.open()
+    try:
+        name = writer.claim(True, 1, 1e9, 1.0)
+        writer.take(Record(1, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(np.zeros((128, 128, 3), np.uint8), 1e9, "x"))
+        assert writer.flush(30)
+    finally:
+        writer.close()
+    assert len(published) == 1 and published[0][:3] == b"\xff\xd8\xff", published[0][:20]
