@@ -109,7 +109,9 @@ class MqttSinkConfig:
     host: str = setting("127.0.0.1", "broker host")
     port: int = setting(1883, "broker port (8883 is usual with TLS)", ge=1, le=65535)
     keepalive_s: int = setting(30, "MQTT keepalive (the protocol allows at most 65535)", ge=1, le=65535)
-    client_id: str = setting("", "empty = mnv1-edge-<device_id>")
+    client_id: str = setting(
+        "", "empty = mnv1-edge-<device_id>-<instance>, a random instance per run (one id for two daemons: each takes the connection from the other)"
+    )
     topic_prefix: str = setting("", "empty = mnv1-edge/<device_id>/")
     qos: int = setting(1, "QoS of classification messages (0, 1 or 2)")
     retain: bool = setting(False, "retain the latest classification")
@@ -140,8 +142,8 @@ class MqttSinkConfig:
         names = {topic_key: self.prefix_for(device) + "classification"}
         if self.client_id:
             names["sinks.mqtt.client_id"] = self.client_id
-        elif len(f"mnv1-edge-{device}") > len(names.get("device_id", "")):
-            names["device_id"] = f"mnv1-edge-{device}"
+        elif len(f"mnv1-edge-{device}-{'0' * 12}") > len(names.get("device_id", "")):  # the instance: edge/sinks/mqtt/clash.py
+            names["device_id"] = f"mnv1-edge-{device}-{'0' * 12}"
         return names
 
     def check(self, need: Need) -> None:

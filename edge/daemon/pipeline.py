@@ -63,7 +63,7 @@ class FramePipeline:
         try:
             if self.snapshots is not None:
                 self.snapshots.open()
-            for sink in make_sinks(self.config, config_path, self.answers, self.view_check):
+            for sink in make_sinks(self.config, config_path, self.answers, self.view_check, self.seq.advance_past):
                 before = old.get(sink.name)
                 if before is not None and previous is not None:
                     same = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,8 +21,8 @@ STALE_INTERVALS = 3  # stats intervals without news before a device is stale
 # and one malformed retained message must not stall or blind the whole view.
 MAX_PAYLOAD = 1 << 20
 MAX_TEXT = 200  # characters of a device's own text (answer, version, …) a row keeps
-KINDS = ("availability", "stats", "classification")
-BAD = ("offline", "stale", "stalled", "moved", "unknown")  # statuses that make the command exit non-zero
+KINDS = ("availability", "stats", "classification", "instance")
+BAD = ("offline", "clash", "stale", "stalled", "moved", "unknown")  # statuses that make the command exit non-zero
 
 
 @dataclass
@@ -33,6 +33,23 @@ class Device:
     stats_at: float | None = None  # epoch seconds the stats were made (or arrived)
     result: dict[str, Any] | None = None
     result_at: float | None = None
+    instance: str | None = None  # the daemon run publishing as this device (edge/sinks/mqtt/clash.py)
+    live: list[str] = field(default_factory=list)  # instances seen live, in the order each last took over
+    clash_at: float | None = None  # when an instance that had been superseded published again
+
+    def saw(self, instance: str, retained: bool, now: float) -> None:
+        """An instance id in a claim or stats. A restart brings a new id for good; an id that comes
+        back after another took over means two daemons run as this device."""
+        if retained:
+            self.instance = self.instance or instance  # maybe an earlier run's: live news wins
+            return
+        self.instance = instance
+        if self.live and self.live[-1] == instance:
+            return
+        if instance in self.live:
+            self.clash_at = now
+            self.live.remove(instance)
+        self.live = [*self.live[-7:], instance]
 
 
 @dataclass(frozen=True)
@@ -40,7 +57,7 @@ class Row:
     """One device's line: what the table and --json show."""
 
     device_id: str
-    status: str  # online, stalled, moved, stale, offline or unknown
+    status: str  # online, clash, stalled, moved, stale, offline or unknown
     reason: str
     availability: str | None
     answer: str | None
@@ -55,6 +72,7 @@ class Row:
     stats_age_s: float | None
     last_frame_age_s: float | None
     stale_after_s: float
+    instance: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -92,6 +110,11 @@ class Fleet:
         data = read_json(payload)
         if data is None:
             self.ignored += 1
+            return
+        instance = data.get("instance") if kind in ("instance", "stats") else None
+        if isinstance(instance, str) and instance:
+            device.saw(instance[:32], retained, now)
+        if kind == "instance":
             return
         at = message_time(data.get("ts"), None if retained else now)
         if kind == "stats":
@@ -143,7 +166,7 @@ def row(device: Device, now: float, stale_after: float | None = None) -> Row:
     frame_age = stats.get("last_frame_age_s") if _is_number(stats.get("last_frame_age_s")) else None
     if frame_age is not None and stats_age is not None:
         frame_age = round(frame_age + stats_age, 1)  # the stats' figure, aged by how old they are
-    status, reason = judge(device, limit, stats_age, answer_age, frame_age)
+    status, reason = judge(device, limit, stats_age, answer_age, frame_age, _age(device.clash_at, now))
     result = device.result or {}
     inference = stats.get("inference_ms")
     return Row(
@@ -163,14 +186,22 @@ def row(device: Device, now: float, stale_after: float | None = None) -> Row:
         stats_age_s=stats_age,
         last_frame_age_s=frame_age,
         stale_after_s=limit,
+        instance=device.instance,
     )
 
 
-def judge(device: Device, limit: float, stats_age: float | None, answer_age: float | None, frame_age: float | None) -> tuple[str, str]:
+def judge(
+    device: Device, limit: float, stats_age: float | None, answer_age: float | None, frame_age: float | None, clash_age: float | None = None
+) -> tuple[str, str]:
     """(status, why); the first rule that applies wins."""
     stats = device.stats or {}
     if device.availability == "offline":
         return "offline", "availability offline (stopped, or the broker's last will)"
+    # The daemons' own verdict (their stats), or ours: an instance that published again after another took over.
+    if _spool(stats, "mqtt_clash") is True or (clash_age is not None and clash_age <= limit):
+        other = _str(_spool(stats, "mqtt_clash_with"))
+        seen = f"{other}, and instance {device.instance}" if other else "instances " + ", ".join(device.live[-2:])
+        return "clash", f"two daemons publish as this device_id ({seen}): give each its own device_id"
     if stats_age is not None and stats_age > limit:
         return "stale", f"no stats for {stats_age:.0f} s (stale after {limit:g} s)"
     if stats.get("stalled") is True:
