@@ -167,3 +167,14 @@ def test_the_published_snapshot_is_a_jpeg_even_without_a_view(tmp_path: Path) ->
     finally:
         writer.close()
     assert len(published) == 1 and published[0][:3] == b"\xff\xd8\xff", published[0][:20]
+
+
+def test_a_file_in_the_way_of_the_snapshot_folder_is_named(tmp_path: Path, model: Path) -> None:
+    """`run` with a file where snapshots.path must be a folder said "File exists"."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file\n")
+    data = base_config(tmp_path, model, frames=2)
+    data["snapshots"] = {"enabled": True, "path": str(blocker / "snap")}
+    run = cli("run", "--config", str(write_config(tmp_path / "c.toml", data)))
+    assert run.returncode == 73 and f"snapshots.path: cannot use {blocker / 'snap'} ({blocker} is a file, not a folder)" in run.stderr, run.stderr
+    assert "File exists" not in run.stderr
