@@ -101,3 +101,10 @@ def test_one_malformed_retained_message_does_not_blind_the_watch(broker: Mosquit
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in stderr, stderr
     assert first["ignored"] == 1 and doc["ignored"] == 1
+
+
+def test_json_written_by_the_daemon_and_fleet_has_no_nan_or_infinity() -> None:
+    from edge import jsontext
+
+    text = jsontext.dumps({"fps": float("inf"), "p": [float("nan"), 1.5], "n": {"x": -float("inf")}})
+    assert json.loads(text) == {"fps": None, "p": [None, 1.5], "n": {"x": None}}

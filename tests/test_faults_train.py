@@ -130,6 +130,15 @@ def test_built_in_groups_with_a_model_of_own_classes_are_one_line(tmp_path: Path
     groups = cli("groups", "--model", str(own))
     assert groups.returncode == 65 and f"{own}: has 2 classes of its own; the built-in groups name classes of the 1001-class" in groups.stderr
     assert "Traceback" not in groups.stderr
+    # classify --groups with such a model (a stand-in engine: only its labels and path are read)
+    from types import SimpleNamespace
+
+    from edge.commands.classify import make_scorer
+    from edge.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--groups: the built-in groups name classes of the 1001-class ImageNet model; own.tflite has 2") as raised:
+        make_scorer(("bird",), SimpleNamespace(labels=("cat", "none"), model_path=Path("own.tflite")))  # type: ignore[arg-type]
+    assert raised.value.exit_code == 2
 
 
 def test_capture_on_a_full_disk_or_a_blocked_folder_names_the_folder(tmp_path: Path, small_disk: Path) -> None:
