@@ -292,6 +292,8 @@ class MqttSink:
         now = time.monotonic()
         if self.clash.received(claim, retained, now) and self.clash.reply_due(now):
             self._publish_claim(client)  # so the other sees us within a round trip
+        elif retained and claim.instance != self.clash.instance:
+            log.info("MQTT sink: the broker holds the claim of %s: an earlier run of this device, unless it publishes again", claim.describe())
 
     def _publish_claim(self, client: Any, connect: bool = False) -> None:
         self.clash.seq = self._pump.published_seq  # numbers another instance must not reuse
