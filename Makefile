@@ -102,8 +102,10 @@ test-arm64: setup-test $(MODEL)
 test-pi: setup-test $(MODEL)
 	$(BIN)/pytest -q -m pi tests
 
+# tests/pi (make test-pi) is left out until it fits the time budget: the role's install in the emulated
+# Pi runs past its 30-minute limit today (docs/platform.md, "Cost of the stages").
 test: setup-test lint $(MODEL)
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q -m "not pi" tests
 
 # The MQTT stage publishes to a private mosquitto on loopback, started here for the run only.
 BENCH_BROKER_PORT ?= 18830
