@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 
 from edge import paths
-from edge.train import dataset, scene
+from edge.train import dataset, heads, numeric, scenes
 from edge.train.augment import Augment
+from edge.train.heads import scene
 
 # The product keeps the backbone frozen (docs/train.md). This measures what fine-tuning layers
-# FIRST..16 (the scene head's input, edge/train/scene.py) jointly with the head would add: the
+# FIRST..16 (the scene head's input, edge/train/heads/scene.py) jointly with the head would add: the
 # frozen fit is the start, the loss is the fit's own (class-balanced softmax on a soft maximum over
 # cells of the residual to the nearest empty-scene prototype, L2 on the scaled kernel), prototypes
 # follow the layers (each the mean of the same empty frames it started with), full-batch Adam.
@@ -28,21 +29,21 @@ def probe(images: Path, first: int = 9, rate: float = 3e-4, head_rate: float = 1
     import tensorflow as tf
 
     from edge.convert import rebuild
-    from edge.train import head, positions
 
+    tap, l2 = heads.get("scene-2x").tap, heads.get("scene-2x").l2_grid[0]
     layers = rebuild.read_layers(paths.float_model().read_bytes(), "float")
     full = rebuild.build_keras(layers, "float32", 2)
-    taps = keras.Model(full.inputs, [full.get_layer(f"layer{first - 1:02d}_relu6").output, full.get_layer(scene.LAYER).output])
+    taps = keras.Model(full.inputs, [full.get_layer(f"layer{first - 1:02d}_relu6").output, full.get_layer(tap).output])
     data = dataset.load(images, dataset.Limits(), 1.0)
     train_idx, test = dataset.split(data.paths, data.labels, 0.5)
     frames, labels = Augment().expand(data.frames[train_idx], data.labels[train_idx])
     (x, maps), (xt, maps_t) = _run(taps, frames), _run(taps, data.frames[test])
-    empty = (np.arange(len(labels)) < len(train_idx)) & (labels == scene.empty_class(data.classes))
+    empty = (np.arange(len(labels)) < len(train_idx)) & (labels == scenes.empty_class(data.classes))
     onehot = np.eye(len(data.classes))[labels]
     counts = np.bincount(labels).astype(np.float64)
     weight = (len(labels) / (len(counts) * counts))[labels][:, None] / len(labels)
 
-    kernel0, bias0, offsets0 = scene.fit(maps, onehot, weight, head.L2_GRIDS["scene-2x"][0], maps[empty])
+    kernel0, bias0, offsets0 = scene.fit_weights(maps, onehot, weight, l2, maps[empty])
 
     def right(logits: np.ndarray) -> float:
         return round(100.0 * float(np.mean(np.argmax(logits, axis=1) == data.labels[test])), 1)
@@ -53,7 +54,7 @@ def probe(images: Path, first: int = 9, rate: float = 3e-4, head_rate: float = 1
     inp = keras.Input(shape=x.shape[1:])
     h = inp
     convs = []
-    for i in range(first, int(scene.LAYER.removeprefix("layer")[:2]) + 1):
+    for i in range(first, int(tap.removeprefix("layer")[:2]) + 1):
         layer = layers[i]
         if layer.kind == "depthwise":
             conv: Any = keras.layers.DepthwiseConv2D(3, strides=layer.stride, padding="same")
@@ -65,16 +66,15 @@ def probe(images: Path, first: int = 9, rate: float = 3e-4, head_rate: float = 1
     for conv, layer in convs:
         conv.set_weights([layer.kernel, layer.bias])
 
-    protos0 = scene.prototypes(maps[empty])
-    members = scene._nearest(maps[empty].reshape(int(empty.sum()), -1), protos0.reshape(len(protos0), -1))
+    protos0 = scenes.prototypes(maps[empty])
+    members = numeric.nearest(maps[empty].reshape(int(empty.sum()), -1), protos0.reshape(len(protos0), -1))
     mean_of = tf.constant(np.eye(len(protos0))[members].T / np.maximum(np.bincount(members, minlength=len(protos0)), 1)[:, None], tf.float32)
     scale = tf.constant(maps.reshape(-1, maps.shape[-1]).std(axis=0) + 1e-6, tf.float32)
     kernel, bias = tf.Variable(kernel0.astype(np.float32)), tf.Variable(bias0.astype(np.float32))
     xs, ys, ws = tf.constant(x), tf.constant(onehot, tf.float32), tf.constant(weight, tf.float32)
     empty_rows = tf.constant(np.flatnonzero(empty))
     cells, channels = maps.shape[1], maps.shape[2]
-    sharp = positions.SHARPNESS
-    l2 = head.L2_GRIDS["scene-2x"][0]
+    sharp = numeric.SHARPNESS
 
     def features(batch: Any) -> Any:
         return tf.reshape(net(batch), (-1, cells, channels))
