@@ -90,7 +90,7 @@ def train(opts: Options) -> TrainReport:
     if q.corrected is not None:
         held.append(measure("int8 bias-corrected", build.tflite_probs(q.corrected, test_frames), test_labels, data.classes, float_probs))
     problems = opts.gate.failures(held[-1])
-    report = _report(opts, data, train_idx, test_idx, chosen.name, cv, held, problems)
+    report = _report(opts, data, train_idx, test_idx, candidates, chosen, cv, held, problems)
     report.head["l2"] = l2
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
@@ -164,7 +164,8 @@ def _report(
     data: dataset.Loaded,
     train_idx: np.ndarray,
     test_idx: np.ndarray,
-    kind: str,
+    candidates: list[Head],
+    chosen: Head,
     cv: dict[str, float],
     held: list[Metrics],
     problems: list[str],
@@ -184,10 +185,11 @@ def _report(
         "crop_fraction": opts.crop_fraction,
         "skipped": list(data.skipped),
     }
-    chosen = "auto: best cross-validated (the 2x heads only if more than 1 point better)" if opts.head == "auto" else "--head"
+    margins = ", ".join(f"{h.name} {h.cost_margin:g}" for h in candidates if h.cost_margin)
+    auto = "auto: best cross-validated" + (f"; a costlier head only if better by more than its margin, in points: {margins}" if margins else "")
     head_info = {
-        "input": kind,
-        "chosen_by": chosen,
+        "input": chosen.name,
+        "chosen_by": auto if opts.head == "auto" else "--head",
         "cv_accuracy": cv,
         "cv": "4 folds of the training images (augmented views stay with their image)",
     }

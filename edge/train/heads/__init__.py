@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from edge.train.heads.base import Head
 
-# name: (its module in this package, what `train --help` says of it). The order is `auto`'s and
-# the report's. Each module declares its heads in HEADS (base.py: what a head declares); removing
-# a head from `train` is removing its line here.
+# name: (its module in this package, what `train --help` says of it, on its own). The order is
+# `auto`'s and the report's. Each module declares its heads in HEADS (base.py: what a head
+# declares); removing a head from `train` is removing its line here.
 _CATALOGUE = {
     "features": ("features", ""),  # the 256 average-pooled features
     "probs": ("probs", ""),  # the 1001 ImageNet probabilities
@@ -22,7 +22,8 @@ _CATALOGUE = {
     ),
     "change": (
         "change",
-        "whether the pixels differ from the empty scene at all once it is moved onto the frame, ~3-5x, needs that and one other class",
+        "whether the pixels differ from the empty scene at all once it is moved onto the frame, ~3-5x, "
+        "needs exactly two class folders, one named absent, background, empty, none or nothing",
     ),
 }
 NAMES = tuple(_CATALOGUE)

@@ -97,7 +97,7 @@ class Fitted(abc.ABC):
         return [
             f"{self.head.name}: the 128x128 input is enlarged {self.head.upscale}x inside the model, for small subjects: "
             f"{self.head.arm_cost} the stock model's instructions per frame on a Pi's cores (docs/train.md); "
-            "--head positions keeps the cost of the stock model"
+            "a head on the frame as it comes keeps the cost of the stock model"
         ]
 
 
