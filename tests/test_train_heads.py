@@ -48,7 +48,7 @@ def test_the_registry_names_each_head_once_and_the_cli_offers_them_all() -> None
     for name in ("auto", *heads.NAMES):
         assert build_parser().parse_args(["train", "--images", "i", "--out", "o", "--head", name]).head == name
     for text in heads.HELP.values():  # --help names the folders the empty-scene heads look for
-        assert "class folder named" not in text or all(empty in text for empty in scenes.EMPTY_NAMES), text
+        assert " named " not in text or all(f" {empty}" in text for empty in scenes.EMPTY_NAMES), text
 
 
 def test_which_heads_the_class_folders_allow() -> None:
