@@ -11,7 +11,7 @@ MODEL := models/mobilenet_v1_0.25_128_int8.tflite
 DEMO_APT := python3-venv
 TEST_APT := python3-venv mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static iproute2 openssh-client openssl
 
-.PHONY: setup setup-test apt-demo apt-test model demo lint test test-unit test-system test-arm64 bench clean
+.PHONY: setup setup-test apt-demo apt-test model demo lint check test test-unit test-system test-arm64 bench clean
 
 # Debian packages missing from a list, installed with apt (needs root).
 apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -30,7 +30,8 @@ $(VENV)/.setup: pyproject.toml | apt-demo $(BIN)/pip
 	$(BIN)/pip install -q -e '.[convert,mqtt,video]'
 	touch $@
 
-$(VENV)/.setup-test: pyproject.toml | apt-test $(BIN)/pip
+# Everything a developer runs: the extras above plus the test tools (no apt: `make check` uses it too).
+$(VENV)/.setup-test: pyproject.toml | apt-demo $(BIN)/pip
 	$(BIN)/pip install -q -e '.[convert,mqtt,video,test]'
 	touch $@ $(VENV)/.setup
 
@@ -85,9 +86,15 @@ demo: $(VENV)/.setup $(DEMO_MODEL)
 	@echo "results also appended to build/demo-results.jsonl"
 
 lint: $(VENV)/.setup-test
-	$(BIN)/ruff check edge tests
-	$(BIN)/ruff format --check edge tests
+	$(BIN)/ruff check edge tests benchmarks
+	$(BIN)/ruff format --check edge tests benchmarks
 	$(BIN)/mypy
+
+# The fast loop: lint, types and every test not marked slow, system or arm64, on both cores. No root,
+# no apt, no network (the venv, the model and a mosquitto binary on PATH come from one `make test` or
+# `make setup-test model`). `make test` stays the one full command.
+check: lint $(MODEL)
+	$(BIN)/pytest -q -n 2 -m "not slow and not system and not arm64" tests
 
 test-unit: setup-test $(MODEL)
 	$(BIN)/pytest -q -m "not system and not arm64" tests
@@ -132,7 +139,7 @@ ARM_COST ?= ../shared/tools/arm_cost
 .PHONY: arm-cost
 arm-cost: $(VENV)/.setup-test $(MODEL)
 	@test -x $(ARM_COST)/measure.sh || { echo "arm-cost: $(ARM_COST)/measure.sh not found; set ARM_COST=DIR"; exit 1; }
-	@guest=$$(mktemp -d) && trap 'rm -rf "$$guest"' EXIT && cp tools/armcost_pipeline.py "$$guest"/ && \
+	@guest=$$(mktemp -d) && trap 'rm -rf "$$guest"' EXIT && cp benchmarks/armcost_pipeline.py "$$guest"/ && \
 	  $(BIN)/pip download -q --no-deps --only-binary=:all: --platform manylinux_2_28_aarch64 --python-version 3.11 \
 	    -d "$$guest" "av==$$($(BIN)/python -c 'import av; print(av.__version__)')" && \
 	  $(BIN)/python -m zipfile -e "$$guest"/av-*.whl "$$guest"/site && \

@@ -57,3 +57,10 @@ class BusyError(EdgeError):
     # EX_TEMPFAIL, not EX_CONFIG: the configuration is fine and systemd's Restart= should try again
     # (the other holder may be a manual run that ends), unlike a broken config it must not restart.
     exit_code = EX_TEMPFAIL
+
+
+class UsageError(EdgeError):
+    """A command-line option that does not fit what it is used with (found after parsing, e.g.
+    against the model): exit 2, as argparse's own usage errors."""
+
+    exit_code = 2

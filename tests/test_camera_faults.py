@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import EXE, NotifySocket, write_config
 from tests.support.fake_camera_package import write_package
 from tests.support.fake_picamera2 import CONTROL_ENV, SCENE_ENV
@@ -63,6 +65,7 @@ class Daemon:
         return self.proc.returncode
 
 
+@pytest.mark.slow
 def test_a_cancelled_and_a_frozen_camera_recover_without_starving_the_watchdog(tmp_path: Path, converted_model: Path, shared: Path) -> None:
     control = tmp_path / "camera-control"
     control.write_text("ok 0\n")

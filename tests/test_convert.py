@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge import paths
 from edge.convert.evaluate import Runner
@@ -86,6 +87,7 @@ def test_report_numbers_equal_eval(converted_model: Path, tmp_path: Path) -> Non
             assert (m["top1"], m["top5"], m["agreement"], m["top1_ties"]) == (a["top1"], a["top5"], a["agreement"], a["top1_ties"])
 
 
+@pytest.mark.slow
 def test_conversion_is_deterministic(tmp_path: Path) -> None:
     """Same inputs twice → byte-identical models (a small calibration set keeps this cheap)."""
     cal, held = tmp_path / "cal", tmp_path / "held"

@@ -32,6 +32,7 @@ def cached_files(tmp_path: Path) -> list[Path]:
     return sorted(p for p in (tmp_path / "cache").rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_the_download_is_verified_converted_and_cached(tmp_path: Path, shared: Path) -> None:
     samples = ["--calibration", str(paths.sample_images()), "--calibration-count", "8", "--no-gate"]
     with serving(ArchiveServer({ARCHIVE: official_like(paths.float_model())})) as server:

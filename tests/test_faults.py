@@ -1,26 +1,16 @@
-"""Bad inputs and faults from issue #14, each through the real CLI: one clear line and a sysexits status."""
+"""Bad inputs and faults through the real CLI: one clear line and a sysexits status (docs/faults.md lists them)."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge import paths
-from tests.support.daemon import EXE, base_config, write_config
+from tests.support.daemon import base_config, write_config
+from tests.support.faults import cli, model, png_bomb, small_disk
 
-
-@pytest.fixture(scope="module")
-def model(request: pytest.FixtureRequest) -> Path:
-    """Our converted model when it has been built, else Google's with a manifest (same contract)."""
-    name = "converted_model" if paths.default_model().is_file() else "reference_model"
-    return Path(request.getfixturevalue(name))
-
-
-def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=timeout)
+__all__ = ["model", "small_disk"]  # fixtures
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -175,22 +165,6 @@ def test_a_second_daemon_on_one_state_dir_is_refused(tmp_path: Path, model: Path
     assert json.loads((tmp_path / "second.jsonl").read_text().splitlines()[0])["seq"] > seqs[-1]
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB tmpfs (as issue #14 measured a full disk), unmounted afterwards."""
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
 def test_records_lost_on_a_full_disk_are_counted_everywhere(tmp_path: Path, model: Path, small_disk: Path) -> None:
     import json
     import re
@@ -224,27 +198,11 @@ def test_records_lost_on_a_full_disk_are_counted_everywhere(tmp_path: Path, mode
     assert stats[-1]["file"]["written"] + stats[-1]["file"]["records_lost"] == stats[-1]["published"]
 
 
-def png_bomb(path: Path, width: int, height: int) -> Path:
-    """A real, valid 1-bit greyscale PNG of width x height zeros: a few KB that decode to width*height bytes."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    z = zlib.compressobj(9)
-    data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
-    return path
-
-
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
     import json
     import sys
 
-    bomb = png_bomb(tmp_path / "bomb.png", 13000, 13000)  # as issue #14: 169 M pixels, under Pillow's limit
+    bomb = png_bomb(tmp_path / "bomb.png", 13000, 13000)  # 169 M pixels, under Pillow's limit
     assert bomb.stat().st_size < 1_000_000
     probe = (
         "import json, logging, resource, sys\n"

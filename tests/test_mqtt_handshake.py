@@ -38,6 +38,7 @@ def sink_config(port: int, spool: Path, **mqtt_keys: Any) -> MqttSinkConfig:
     return config
 
 
+@pytest.mark.slow
 def test_the_tls_probe_tells_a_tls_port_from_the_others(tmp_path: Path) -> None:
     ca, cert, key = make_certs(tmp_path)
     with Mosquitto(tmp_path / "tls", tls=(ca, cert, key)) as tls_broker:
@@ -76,6 +77,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(CASES))
 def test_each_failed_handshake_warns_with_its_likely_cause(kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge")

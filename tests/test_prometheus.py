@@ -222,15 +222,22 @@ def test_a_running_daemon_writes_metrics_and_logs_sink_counters(tmp_path: Path, 
 
 
 def test_snapshot_counters_reach_the_metrics_and_the_stats_line(sink: PrometheusSink, tmp_path: Path) -> None:
-    snap = {"snapshots_saved": 4, "snapshots_dropped": 2, "snapshots_skipped": 1, "snapshots_errors": 0, "snapshots_bytes": 9000}
+    snap = {
+        "snapshots_saved": 4,
+        "snapshots_dropped": 2,
+        "snapshots_skipped": 1,
+        "snapshots_no_room": 3,
+        "snapshots_errors": 0,
+        "snapshots_bytes": 9000,
+    }
     sink.write(record(0, "cat", 1.5, latency_s=0.04))  # the model sha label comes from the records
     sink.report(stats(**snap))
     fams = families(tmp_path / "mnv1-edge.prom")
     assert value(fams, "mnv1_edge_snapshots_saved", "mnv1_edge_snapshots_saved_total") == 4
     assert value(fams, "mnv1_edge_snapshots_bytes") == 9000
     lost = {s.labels["reason"]: s.value for s in fams["mnv1_edge_snapshots_lost"].samples}
-    assert lost == {"dropped": 2, "skipped": 1, "errors": 0}
-    assert "; snapshots: saved 4, dropped 2, skipped 1, errors 0, bytes 9000" in format_line(stats(**snap))
+    assert lost == {"dropped": 2, "skipped": 1, "no_room": 3, "errors": 0}
+    assert "; snapshots: saved 4, dropped 2, skipped 1, no room 3, errors 0, bytes 9000" in format_line(stats(**snap))
 
 
 def test_calls_a_sink_raised_on_count_as_its_errors_and_are_no_sink_of_their_own(sink: PrometheusSink, tmp_path: Path) -> None:

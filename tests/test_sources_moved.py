@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.tasks import dev_rows
 from edge import paths
 from edge.config import parse
 from edge.errors import ModelError
@@ -18,7 +19,6 @@ from edge.model import viewref
 from edge.model.manifest import load_manifest, manifest_path
 from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
 from edge.sources import make_source
-from tests.support.tasks import dev_rows
 
 
 def photo(row: int) -> np.ndarray:

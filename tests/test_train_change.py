@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from edge import paths
@@ -60,6 +61,7 @@ def test_a_sub_pixel_move_is_no_change_but_a_small_subject_is() -> None:
     assert change._box_max(unregistered.astype(np.float32))[0] > 2 * max(d[1], d[2]), d
 
 
+@pytest.mark.slow
 def test_change_head_finds_a_small_subject_on_a_busy_scene() -> None:
     """(Its fit's determinism: tests/test_train_heads.py, for every head.)"""
     frames, labels = busy_scenes_task(np.random.default_rng(3), 120)
@@ -85,6 +87,7 @@ def test_cli_change_head_needs_two_classes_one_empty(tmp_path: Path) -> None:
         assert list(tmp_path.glob("m.tflite*")) == []
 
 
+@pytest.mark.slow
 def test_the_keras_graph_computes_the_numpy_score() -> None:
     """The model's graph (ChangeFit.network: the move terms, the moved prototypes side by side,
     |frame - moved| as two ReLUs) computes, in float64, the score that the fit and the

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from edge.train import heads, scenes
 from edge.train.heads import scene
@@ -30,6 +31,7 @@ def camouflage_task(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     return x, labels
 
 
+@pytest.mark.slow
 def test_scene_head_finds_what_the_per_position_head_cannot() -> None:
     """(Its fit's determinism: tests/test_train_heads.py, for every head.)"""
     x, labels = camouflage_task(np.random.default_rng(5), 240)

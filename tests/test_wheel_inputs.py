@@ -50,6 +50,7 @@ def test_changed_labels_or_members_are_refused(tmp_path: Path, shared: Path) -> 
         wheel_inputs.member(junk, wheel_inputs.SYNSETS)
 
 
+@pytest.mark.slow
 def test_own_photos_are_cropped_for_calibration_afresh(tmp_path: Path, shared: Path) -> None:
     out = tmp_path / "demo"
     fake_timm(out / "wheels")  # found by download(): no index needed

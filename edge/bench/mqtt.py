@@ -44,7 +44,7 @@ def run_publish_benchmark(records: int, host: str, port: int, spool_dir: Path) -
     sink.open()
     try:
         deadline = time.monotonic() + 10
-        while not sink.stats()["mqtt_connected"]:
+        while not sink.stats()["mqtt_connected"] or sink.stats()["mqtt_holding"]:  # connected, and past the instance check
             if time.monotonic() > deadline:
                 raise SinkError(f"{host}:{port}: no MQTT broker answered within 10 s; start one (e.g. mosquitto -p {port})")
             time.sleep(0.02)

@@ -36,16 +36,21 @@ def host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bounded_float(low: float, high: float) -> Callable[[str], float]:
-    """argparse type for a finite number in [low, high] (float() alone accepts nan and inf)."""
+def bounded_float(low: float, high: float, *, above: bool = False, below: bool = False) -> Callable[[str], float]:
+    """THE argparse type for a number option: finite (float() alone accepts nan and inf), in [low, high],
+    or strictly above `low` / below `high`. Every float option of every command uses it; a test walks
+    the parser to keep it so."""
+    closed = f"from {_num(low)} to {_num(high)}"
+    span = f"in {'(' if above else '['}{_num(low)}, {_num(high)}{')' if below else ']'}" if above or below else closed
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"expected a number from {_num(low)} to {_num(high)}, got {text!r}")
+        inside = (value > low if above else value >= low) and (value < high if below else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected a number {span}, got {text!r}")
         return value
 
     return parse
@@ -53,6 +58,12 @@ def bounded_float(low: float, high: float) -> Callable[[str], float]:
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def int_at_least(minimum: int, why: str = "") -> Callable[[str], int]:
+    """argparse type for a count of at least `minimum` (`why` says what a smaller one cannot do)."""
+    what = f"an integer >= {minimum}" + (f" ({why})" if why else "")
+    return lambda text: _int_at_least(text, minimum, what)
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from edge.commands import positive_int
+from edge.commands import bounded_float, positive_int
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -20,22 +20,12 @@ CAPTURE_CROP = 1.0  # the frames are the region of interest, uncropped: what `tr
 JPEG_QUALITY = 92
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 86400.0:
-        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 86400, got {text!r}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edge.config import DEFAULT_PATH
 
     p.add_argument("--config", default=str(DEFAULT_PATH), help="config file whose [source] to read (default: %(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the JPEGs (created; names sort by capture time)")
-    p.add_argument("--every", type=_seconds, default=1.0, metavar="S", help="seconds between saved frames (default: %(default)s)")
+    p.add_argument("--every", type=bounded_float(0, 86400), default=1.0, metavar="S", help="seconds between saved frames (default: %(default)s)")
     p.add_argument("--count", type=positive_int, default=100, metavar="N", help="frames to save (default: %(default)s)")
 
 
@@ -98,12 +88,13 @@ def capture(config: Config, config_path: Path, out: Path, every: float, count: i
     import time
 
     from edge.errors import SinkError, SourceError
+    from edge.fsutil import explain_mkdir
     from edge.sources import make_source
 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SinkError(f"{out}: cannot create the capture folder ({exc.strerror})") from exc
+        raise SinkError(f"{out}: cannot create the capture folder ({explain_mkdir(out, exc)})") from exc
     _write_info(config, config_path, out)
     # No centre crop: the frames are the region of interest as the model would see it with a model
     # trained on them (`train` records crop_fraction 1 in its manifest, which the daemon then applies).
@@ -153,13 +144,14 @@ def _save(pixels: np.ndarray, ts: float, out: Path) -> None:
     try:
         Image.fromarray(pixels).save(path, format="JPEG", quality=JPEG_QUALITY)
     except OSError as exc:
-        raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+        raise SinkError(f"{path}: cannot write ({exc.strerror or exc}); free space in {out} or choose another --out") from exc
 
 
 def _write_info(config: Config, config_path: Path, out: Path) -> None:
     """How the frames were made, for `train` to record in the model's manifest (the crop contract)."""
     import json
 
+    from edge.errors import SinkError
     from edge.fsutil import write_atomic
 
     info = {
@@ -169,4 +161,7 @@ def _write_info(config: Config, config_path: Path, out: Path) -> None:
         "roi": list(config.source.roi),
         "frame": "128x128 RGB: the source's frames after its crop, exactly what the model is fed",
     }
-    write_atomic(out / "capture.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
+    try:
+        write_atomic(out / "capture.json", (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
+    except OSError as exc:  # a full disk (before any frame is taken), a read-only folder
+        raise SinkError(f"{out}: cannot write capture.json ({exc.strerror or exc}); free space there or choose another --out") from exc

@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--groups",
         nargs="?",
-        const="",
+        const=(),
+        type=builtin_groups,
         metavar="NAME,...",
         help="also score these built-in label groups (+ other); without names, every built-in group",
     )
@@ -42,16 +43,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Each image in turn; one that cannot be read is one error line and the rest are still
+    classified; the exit status is then the first failure's."""
+    import sys
     from pathlib import Path
 
+    from edge.errors import EdgeError
+    from edge.log import setup
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
     from edge.model.region import FULL
 
+    setup("warning")  # the decoder's warnings (an upscaled region, Pillow's bomb warning) as log lines
     engine = Engine(Path(args.model or default_model()), threads=args.threads)
-    scorer = make_scorer(args.groups, len(engine.labels)) if args.groups is not None else None
+    scorer = make_scorer(args.groups, engine) if args.groups is not None else None
+    status = 0
     for image in args.images:
-        frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL)
+        try:
+            frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL, warn_upscaled=True)
+        except EdgeError as exc:
+            print(f"mnv1-edge classify: error: {exc}", file=sys.stderr, flush=True)
+            status = status or exc.exit_code
+            continue
         out = classify(engine, frame, args.top_k, scorer)
         if args.json:
             print(json.dumps({"image": image, **out}), flush=True)
@@ -61,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"  {p['score']:7.4f}  {p['class_index']:4d}  {p['label']}")
             for g in out.get("groups", []):
                 print(f"  {g['score']:7.4f}  group {g['name']}")
-    return 0
+    return status
 
 
 def classify(engine: Engine, frame: Any, k: int, scorer: GroupScorer | None) -> dict[str, Any]:
@@ -76,8 +89,31 @@ def classify(engine: Engine, frame: Any, k: int, scorer: GroupScorer | None) -> 
     return out
 
 
-def make_scorer(text: str, num_classes: int) -> GroupScorer:
-    from edge.model.groups import GroupScorer, builtin_specs, configured
+def builtin_groups(text: str) -> tuple[str, ...]:
+    """argparse type for --groups NAME,...: built-in group names (this command reads no [groups] table)."""
+    from edge.model.groups import builtin_specs
 
-    names = tuple(n.strip() for n in text.split(",") if n.strip()) or tuple(builtin_specs())
-    return GroupScorer(configured({}, names, num_classes, names_key="--groups"), num_classes)
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    known = builtin_specs()
+    unknown = [n for n in names if n not in known]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected built-in group names separated by commas ({', '.join(sorted(known))}), got {text!r}")
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown group {unknown[0]!r} in {text!r}; the built-in groups are {', '.join(sorted(known))}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a group is named twice in {text!r}")
+    return names
+
+
+def make_scorer(names: tuple[str, ...], engine: Engine) -> GroupScorer:
+    """Every built-in group when `names` is empty; the built-in groups name ImageNet's classes."""
+    from edge.errors import UsageError
+    from edge.model.groups import NUM_CLASSES, GroupScorer, builtin_specs, configured
+
+    num_classes = len(engine.labels)
+    if num_classes != NUM_CLASSES:
+        raise UsageError(
+            f"--groups: the built-in groups name classes of the {NUM_CLASSES}-class ImageNet model; "
+            f"{engine.model_path} has {num_classes} classes of its own (its answers are those classes)"
+        )
+    return GroupScorer(configured({}, names or tuple(builtin_specs()), num_classes, names_key="--groups"), num_classes)

@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from edge.commands import non_negative_int, thread_count
-from edge.errors import ConfigError
+from edge.commands.classify import builtin_groups
 
 if TYPE_CHECKING:
     from edge.model.groups import Group
@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--groups",
         action="append",
+        type=builtin_groups,
         default=[],
         metavar="NAME,...",
         help="also report N-way accuracy (these label groups + other) and each group's precision and recall; repeat for more sets",
@@ -49,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
     from edge.errors import ModelError, SinkError
     from edge.fsutil import check_writable, write_atomic
 
-    group_sets = [group_names(text, "--groups") for text in args.groups]  # bad names fail before the evaluation
+    group_sets = [group_names(names) for names in args.groups]
     json_path = Path(args.json) if args.json and args.json != "-" else None
     if json_path is not None:
         check_writable(json_path, "the evaluation JSON")  # before minutes of evaluation, not after
@@ -79,11 +80,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def group_names(text: str, option: str) -> tuple[Group, ...]:
-    """Built-in groups named in a comma list, resolved for the 1001 ImageNet classes."""
+def group_names(names: tuple[str, ...]) -> tuple[Group, ...]:
+    """Built-in groups (checked by --groups' type), resolved for the 1001 ImageNet classes."""
     from edge.model.groups import NUM_CLASSES, configured
 
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise ConfigError(f"{option}: name at least one group (built-in: bird, dog, cat, animal, vehicle, food)")
-    return configured({}, names, NUM_CLASSES, names_key=option)
+    return configured({}, names, NUM_CLASSES, names_key="--groups")

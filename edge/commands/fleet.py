@@ -16,7 +16,7 @@ HELP = "show every daemon on a broker: status, last answer, fps, latency, spool;
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", metavar="HOST[:PORT]", help="the broker (port 1883, or 8883 with --tls); default: --config's sinks.mqtt")
     p.add_argument("--config", help="take the broker, credentials and TLS from this daemon config's sinks.mqtt (options override it)")
-    p.add_argument("--prefix", default="mnv1-edge", help="topic prefix; devices publish under PREFIX/DEVICE/ (default: %(default)s)")
+    p.add_argument("--prefix", type=prefix, default="mnv1-edge", help="topic prefix; devices publish under PREFIX/DEVICE/ (default: %(default)s)")
     seconds, stale = bounded_float(0, 3600), bounded_float(1, 30 * 86400)
     p.add_argument("--wait", type=seconds, default=2.0, metavar="S", help="collect messages this long before printing (default: %(default)s)")
     p.add_argument("--stale-after", type=stale, metavar="S", help="no stats, frame or result this long = stale (default: 3 stats intervals, or 180)")
@@ -32,6 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cert-file", help="client certificate for mutual TLS (implies --tls)")
     g.add_argument("--key-file", help="client key for mutual TLS")
     g.add_argument("--insecure", action="store_true", help="do not check the broker's host name")
+
+
+def prefix(text: str) -> str:
+    """argparse type for --prefix: a topic, no wildcards (the command adds its own +)."""
+    from edge.config.sinks import topic_problem
+
+    problem = topic_problem(text.strip("/"))
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,11 +69,11 @@ def main(args: argparse.Namespace) -> int:
         while True:
             rows = subscriber.rows(args.stale_after)
             if args.json:
-                print(render_json(rows, broker, fleet.prefix), flush=True)
+                print(render_json(rows, broker, fleet.prefix, fleet.ignored), flush=True)
             else:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
-                print(render_table(rows) if rows else f"no devices under {fleet.prefix}/ on {broker}", flush=True)
+                print(render_table(rows, fleet.ignored) if rows else f"no devices under {fleet.prefix}/ on {broker}", flush=True)
             if not args.watch:
                 return 0 if rows and all(r.ok for r in rows) else EX_UNAVAILABLE
             time.sleep(max(0.1, args.interval))

@@ -17,9 +17,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from edge.errors import ModelError
+    from edge.model.groups import NUM_CLASSES
     from edge.model.manifest import load_manifest
 
     labels = load_manifest(Path(args.model)).labels
+    if len(labels) != NUM_CLASSES:
+        raise ModelError(
+            f"{args.model}: has {len(labels)} classes of its own; the built-in groups name classes of the {NUM_CLASSES}-class "
+            "ImageNet model: give --model that model (`mnv1-edge convert` makes it)"
+        )
     print(markdown(labels) if args.markdown else text(labels), end="")
     return 0
 

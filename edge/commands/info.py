@@ -11,8 +11,9 @@ HELP = "show the TFLite runtime, the XNNPACK delegation and the model's facts"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help=MODEL_HELP)
-    p.add_argument("--config", help="take the model path and threads from this config file instead")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help=MODEL_HELP)
+    which.add_argument("--config", help="take the model path, threads and sha256 pin from this config file instead of --model")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

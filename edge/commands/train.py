@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from edge.commands import non_negative_int, positive_int
+from edge.commands import bounded_float, int_at_least, non_negative_int
 from edge.train import heads
 
 HELP = "train a model of your own classes from DIR/<class>/<images> (needs the convert extra), gated and reported"
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,12 +18,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unverified", action="store_true", help="use a --source whose sha256 differs from the pinned one")
     p.add_argument(
         "--crop-fraction",
-        type=_fraction,
+        type=bounded_float(0, 1, above=True),
         default=1.0,
         metavar="F",
         help="central part of each side kept before resizing to 128 (default 1.0: `capture` frames are already cropped)",
     )
-    p.add_argument("--held-out", type=_fraction, default=0.3, metavar="F", help="share of each class held out for the report (default: %(default)s)")
+    # Below 1: each class keeps training images (1 held every image out, and training failed after TensorFlow's start-up).
+    p.add_argument(
+        "--held-out",
+        type=bounded_float(0, 1, above=True, below=True),
+        default=0.3,
+        metavar="F",
+        help="share of each class held out for the report (default: %(default)s)",
+    )
     p.add_argument(
         "--held-out-images",
         metavar="DIR",
@@ -48,10 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment-copies", type=non_negative_int, default=3, metavar="N", help="augmented views per image (default: %(default)s)")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
     g = p.add_argument_group("gate (failing writes no model; exit 65)")
-    g.add_argument("--min-accuracy", type=float, default=90.0, metavar="PCT", help="int8 held-out accuracy floor (default: %(default)s)")
-    g.add_argument("--min-agreement", type=float, default=95.0, metavar="PCT", help="int8 vs float agreement floor (default: %(default)s)")
-    g.add_argument("--min-images", type=positive_int, default=10, metavar="N", help="readable images needed per class (default: %(default)s)")
-    g.add_argument("--max-imbalance", type=float, default=4.0, metavar="X", help="largest/smallest class ratio allowed (default: %(default)s)")
+    percent = bounded_float(0, 100)
+    g.add_argument("--min-accuracy", type=percent, default=90.0, metavar="PCT", help="int8 held-out accuracy floor (default: %(default)s)")
+    g.add_argument("--min-agreement", type=percent, default=95.0, metavar="PCT", help="int8 vs float agreement floor (default: %(default)s)")
+    g.add_argument(
+        "--min-images",
+        type=int_at_least(2, "one image to train on and one to hold out"),
+        default=10,
+        metavar="N",
+        help="readable images needed per class (default: %(default)s)",
+    )
+    g.add_argument(
+        "--max-imbalance", type=bounded_float(1, 1e6), default=4.0, metavar="X", help="largest/smallest class ratio allowed (default: %(default)s)"
+    )
     g.add_argument("--allow-imbalance", action="store_true", help="the classes are imbalanced on purpose")
 
 

@@ -28,6 +28,8 @@ from edge.config.sinks import (
     StdoutSinkConfig,
     TlsConfig,
     has_control_chars,
+    same_path,
+    too_long,
 )
 from edge.config.snapshots import SnapshotsConfig
 from edge.config.source import (
@@ -100,7 +102,20 @@ class Config:
     def check(self, need: Need) -> None:
         bad = any(c in self.device_id for c in "/#+ ") or has_control_chars(self.device_id)
         need(not bad, "device_id", "must not contain / # + spaces or control characters")
+        if self.sinks.mqtt.enabled:
+            for key, name in self.sinks.mqtt.names(self.device).items():
+                need(not too_long(name), key, f"too long: it makes the MQTT name {name[:40]}… {too_long(name)}; shorten it")
         need(bool(self.state_dir.strip()), "state_dir", "must not be empty (it would be the current directory)")
+        need(
+            not (self.sinks.prometheus.enabled and self.stats_interval_s == 0),
+            "stats_interval_s",
+            "must be above 0 with sinks.prometheus.enabled: the .prom file is written at every stats report",
+        )
+        need(
+            not (self.snapshots.enabled and self.sinks.file.enabled and same_path(self.snapshots.path, self.sinks.file.path)),
+            "snapshots.path",
+            f"is sinks.file.path ({self.sinks.file.path}): snapshots need a folder of their own",
+        )
         check_groups(self.groups, self.results.groups, need)
 
 
@@ -121,6 +136,8 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: permission denied reading the config file") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8") from exc
     except OSError as exc:

@@ -40,8 +40,16 @@ def preflight(config: Config) -> Preflight:
         result.checked.append("snapshots.path")
         _writable_dir(Path(config.snapshots.path), "snapshots.path", result)
     _relative_paths(config, result)
+    _unused_groups(config, result)
     _who(result)
     return result
+
+
+def _unused_groups(config: Config, result: Preflight) -> None:
+    from edge.model.groups import unused
+
+    for name in unused(config.groups, config.results.groups):
+        result.notes.append(f"groups.{name}: defined, but results.groups does not name it (nor a group it names): unused")
 
 
 def _model(config: Config, result: Preflight) -> None:

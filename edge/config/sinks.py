@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +19,17 @@ def _bad_for_mqtt(code: int) -> bool:
     return code < 0x20 or 0x7F <= code <= 0x9F or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
 
 
+# MQTT's strings (topics, client ids) are UTF-8 with a 16-bit length: at most 65535 bytes (MQTT
+# 3.1.1 section 1.5.3). paho fails to build a longer CONNECT (struct.error) in its network thread.
+MQTT_MAX_BYTES = 65535
+
+
+def too_long(text: str) -> str:
+    """Why `text` cannot be an MQTT topic or client id for its length, or ""."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    return f"{size} bytes; MQTT allows at most {MQTT_MAX_BYTES}" if size > MQTT_MAX_BYTES else ""
+
+
 def topic_problem(topic: str) -> str:
     """Why `topic` cannot be published to, or "" when it can (MQTT 3.1.1 section 4.7)."""
     if not topic:
@@ -28,7 +40,14 @@ def topic_problem(topic: str) -> str:
         return "must not start with $ (reserved for the broker, which drops such messages)"
     if "" in topic.split("/"):
         return "must not have an empty level (a leading, trailing or double /)"
+    if too_long(topic):
+        return f"must be shorter: {too_long(topic)}"
     return ""
+
+
+def same_path(a: str, b: str) -> bool:
+    """Whether two configured paths name one file (as written; symlinks are not followed)."""
+    return bool(a) and os.path.normpath(os.path.abspath(a)) == os.path.normpath(os.path.abspath(b))
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,9 @@ class MqttSinkConfig:
     host: str = setting("127.0.0.1", "broker host")
     port: int = setting(1883, "broker port (8883 is usual with TLS)", ge=1, le=65535)
     keepalive_s: int = setting(30, "MQTT keepalive (the protocol allows at most 65535)", ge=1, le=65535)
-    client_id: str = setting("", "empty = mnv1-edge-<device_id>")
+    client_id: str = setting(
+        "", "empty = mnv1-edge-<device_id>-<instance>, a random instance per run (one id for two daemons: each takes the connection from the other)"
+    )
     topic_prefix: str = setting("", "empty = mnv1-edge/<device_id>/")
     qos: int = setting(1, "QoS of classification messages (0, 1 or 2)")
     retain: bool = setting(False, "retain the latest classification")
@@ -108,6 +129,22 @@ class MqttSinkConfig:
     tls: TlsConfig = section(TlsConfig, "TLS settings")
     homeassistant: HomeAssistantConfig = section(HomeAssistantConfig, "Home Assistant discovery")
     spool: SpoolConfig = section(SpoolConfig, "the durable spool")
+
+    def prefix_for(self, device: str) -> str:
+        """The prefix every topic of the device is under (ends with /)."""
+        prefix = self.topic_prefix or f"mnv1-edge/{device}/"
+        return prefix if prefix.endswith("/") else prefix + "/"
+
+    def names(self, device: str) -> dict[str, str]:
+        """The longest topic and the client id this device uses, by the key that sets them
+        (empty topic_prefix and client_id derive both from device_id): for the length check."""
+        topic_key = "sinks.mqtt.topic_prefix" if self.topic_prefix else "device_id"
+        names = {topic_key: self.prefix_for(device) + "classification"}
+        if self.client_id:
+            names["sinks.mqtt.client_id"] = self.client_id
+        elif len(f"mnv1-edge-{device}-{'0' * 12}") > len(names.get("device_id", "")):  # the instance: edge/sinks/mqtt/clash.py
+            names["device_id"] = f"mnv1-edge-{device}-{'0' * 12}"
+        return names
 
     def check(self, need: Need) -> None:
         need(
@@ -148,3 +185,9 @@ class SinksConfig:
 
     def check(self, need: Need) -> None:
         need(self.stdout.enabled or self.file.enabled or self.mqtt.enabled, "", "enable at least one sink (stdout, file or mqtt)")
+        both = self.file.enabled and self.mqtt.enabled
+        need(
+            not (both and same_path(self.file.path, self.mqtt.spool.path)),
+            "mqtt.spool.path",
+            f"is sinks.file.path ({self.file.path}): the spool is a folder of its own; give it another path",
+        )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from edge.config.fields import Need, section, setting
+from edge.model.region import roi_problem
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,8 @@ class SourceConfig:
     }
 
     def check(self, need: Need) -> None:
-        x, y, w, h = self.roi
-        need(w > 0 and h > 0, "roi", f"width and height must be greater than 0, got {list(self.roi)}")
-        # A small tolerance: 0.1 + 0.9 is 1.0000000000000002 in binary floating point.
-        need(x + w <= 1 + 1e-9 and y + h <= 1 + 1e-9, "roi", f"must lie inside the frame (x + width and y + height at most 1), got {list(self.roi)}")
+        problem = roi_problem(self.roi)
+        need(not problem, "roi", problem)
         # A file source reads its next frame only once the last was taken: a cap slower than the
         # stall timeout would look like a stalled camera and stop the watchdog.
         need(self.max_fps == 0 or 1 / self.max_fps < self.stall_timeout_s, "max_fps", "1/max_fps must be shorter than stall_timeout_s")

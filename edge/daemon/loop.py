@@ -23,11 +23,12 @@ from edge.daemon.pipeline import FramePipeline
 from edge.daemon.sequence import RecordSequence
 from edge.daemon.stats import Stats, format_line, records_lost
 from edge.errors import EdgeError, SourceError
-from edge.sources import make_source
+from edge.sources import Source, make_source
 
 log = logging.getLogger("edge.daemon")
 
 STATUS_EVERY_S = 10.0
+CAMERAS = ("picamera2", "v4l2")  # sources a second open cannot share with the running one
 
 
 class Daemon:
@@ -203,14 +204,16 @@ class Daemon:
         """Re-read the config and apply it between two frames, without losing a result.
 
         Everything that can fail without side effects comes first (parsing, check-config's checks,
-        loading and self-testing a new model): a failure there keeps the running configuration. Then the old
-        camera, spool or MQTT session is released before its replacement opens, since neither can
-        be held twice; if a replacement cannot open, the daemon stops with that error and systemd
-        restarts it, rather than claim a configuration that no longer runs.
+        loading and self-testing a new model, opening a new file or stream source beside the old
+        one): a failure there keeps the running configuration. Then the old camera, spool or MQTT
+        session is released before its replacement opens, since neither can be held twice; a
+        camera that then cannot open gives way to the previous one again. Only if that fails too
+        does the daemon stop with the error (systemd restarts it).
         """
         assert self.pipeline is not None and self.capture is not None and self.seq is not None
         self.notifier.reloading()
         log.info("reloading %s", self.config_path)
+        source: Source | None = None
         try:
             if self.config_path is None:
                 raise EdgeError("no config file to reload (started without --config)")
@@ -221,6 +224,11 @@ class Daemon:
             if problems:
                 raise EdgeError("; ".join(problems))
             pipeline = FramePipeline(config, self.seq, previous=self.pipeline)
+            if self._source_changes(config, pipeline):
+                manifest = pipeline.engine.manifest
+                source = make_source(config.source, manifest.crop_fraction, config.snapshots.enabled, manifest.view_references())
+                if config.source.kind not in CAMERAS:  # a file, a folder or a stream opens beside the running one
+                    source.open()
         except Exception as exc:  # nothing was touched: the running pipeline is still good
             log.error("reload failed, still running the previous configuration: %s", exc)
             self._ready_again("reload failed; running the previous configuration")
@@ -229,26 +237,48 @@ class Daemon:
             log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
         old = self.pipeline
         old.flush()
+        if source is not None and not self._swap_source(source, config):
+            self._ready_again("reload failed; running the previous configuration")
+            return
         self.pipeline, self.config = pipeline, config
         logging.getLogger().setLevel((self.log_level or config.log_level).upper())
         try:
-            if (
-                config.source != old.config.source
-                or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
-                or pipeline.engine.manifest.view_references_png_base64 != old.engine.manifest.view_references_png_base64
-                or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
-            ):
-                self.capture.stop()
-                manifest = pipeline.engine.manifest
-                source = make_source(config.source, manifest.crop_fraction, config.snapshots.enabled, manifest.view_references())
-                source.open()
-                self.capture = Capture(source)
-                self.capture.start()
             pipeline.open_sinks(self.config_path, previous=old)
         finally:
             old.close(keep=pipeline.reused)
         log.info("reloaded: %s", pipeline.describe(self.capture.source))
         self._ready_again(f"reloaded; classifying {self.capture.source.name}")
+
+    def _source_changes(self, config: Config, pipeline: FramePipeline) -> bool:
+        assert self.pipeline is not None
+        old = self.pipeline
+        return (
+            config.source != old.config.source
+            or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
+            or pipeline.engine.manifest.view_references_png_base64 != old.engine.manifest.view_references_png_base64
+            or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
+        )
+
+    def _swap_source(self, source: Source, config: Config) -> bool:
+        """Stop the running capture and start `source` (a camera is opened only now: it cannot be held
+        twice). A camera that will not open gives way to the previous source again: False, and the
+        previous configuration runs on; if that cannot open either, the error ends the daemon."""
+        assert self.capture is not None and self.pipeline is not None
+        self.capture.stop()
+        if config.source.kind in CAMERAS:
+            try:
+                source.open()
+            except Exception as exc:
+                log.error("reload failed, still running the previous configuration: %s", exc)
+                old = self.pipeline.engine.manifest
+                source = make_source(self.config.source, old.crop_fraction, self.config.snapshots.enabled, old.view_references())
+                source.open()
+                self.capture = Capture(source)
+                self.capture.start()
+                return False
+        self.capture = Capture(source)
+        self.capture.start()
+        return True
 
     def _ready_again(self, status: str) -> None:
         """READY=1 ends a reload, but only once start-up itself was complete (first frame classified)."""

@@ -14,7 +14,7 @@ from edge.daemon.sequence import RecordSequence
 from edge.daemon.snapshots import SnapshotWriter
 from edge.daemon.stats import Stats
 from edge.model.engine import Engine
-from edge.model.groups import NUM_CLASSES, GroupScorer, configured
+from edge.model.groups import NUM_CLASSES, GroupScorer, configured, unused
 from edge.record import Record
 from edge.sinks import make_sinks
 from edge.sources import Frame, Source
@@ -35,6 +35,8 @@ class FramePipeline:
         self.self_test_ms = self.engine.run_self_test() if m.self_test else None  # timed, for the start-up line
         labels = self.engine.labels
         groups = configured(config.groups, config.results.groups, len(labels)) if config.results.groups else ()
+        for name in unused(config.groups, config.results.groups):
+            log.warning("groups.%s: defined, but results.groups does not name it (nor a group it names): unused", name)
         # The answers a consumer can expect (one Home Assistant binary_sensor each): the configured
         # groups, or a custom model's own classes; not ImageNet's 1001 labels.
         self.answers: tuple[str, ...] = tuple(g.name for g in groups) if groups else (labels if len(labels) < NUM_CLASSES else ())
@@ -61,7 +63,7 @@ class FramePipeline:
         try:
             if self.snapshots is not None:
                 self.snapshots.open()
-            for sink in make_sinks(self.config, config_path, self.answers, self.view_check):
+            for sink in make_sinks(self.config, config_path, self.answers, self.view_check, self.seq.advance_past):
                 before = old.get(sink.name)
                 if before is not None and previous is not None:
                     same = (

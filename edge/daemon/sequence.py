@@ -122,6 +122,26 @@ class RecordSequence:
             self._next += 1
             return value
 
+    def advance_past(self, used: int) -> None:
+        """Number the next records above `used`: a number another daemon published as this device
+        (edge/sinks/mqtt/clash.py). Skipping numbers is allowed; repeating one is not."""
+        with self._lock:
+            if used < self._next:
+                return
+            log.warning(
+                "record numbers up to %d were already published as this device_id (a replaced device, or a restored or cloned state_dir): "
+                "continuing from %d",
+                used,
+                used + 1,
+            )
+            self._next = used + 1
+            if self._next >= self._mark:
+                try:
+                    self._reserve()
+                except ConfigError as exc:
+                    log.error("%s", exc)
+                    self._mark = self._next + self.block
+
     def close(self) -> None:
         """Persist the exact next number so a clean restart leaves no gap; release the state_dir."""
         with self._lock:

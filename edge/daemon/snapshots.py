@@ -11,6 +11,13 @@
 #   <stem>.json       the record, with its `snapshot` field
 # Before a snapshot is written, the oldest snapshots are deleted until it fits under max_files and
 # max_bytes, so the folder never holds more (a write_atomic temp file replaces its final name).
+#
+# A record names its snapshot before the writer has written it, so a name is claimed only when the
+# snapshot can be written: the folder exists (re-created if it was deleted), has room for the input
+# and the record (NEEDED_BYTES), and the writer is not failing (after a failure, claims wait for a
+# probe write that succeeds, once per back-off step). A view that cannot be written or does not fit
+# max_bytes is left out; the input and the record always fit the smallest caps. What is left is a
+# write failing in the instant after the claim (an I/O error, the disk filled meanwhile): counted.
 
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import queue
 import re
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge.errors import SinkError
-from edge.fsutil import write_atomic
+from edge.fsutil import explain_mkdir, write_atomic
+from edge.log import PACED
 from edge.record import rfc3339
 
 if TYPE_CHECKING:
@@ -46,6 +55,10 @@ QUEUE = 4  # snapshots waiting for the writer; more are skipped (counted), never
 WAIT_S = 30.0  # the longest a file source waits for the writer (a folder on a dead disk must not hang the daemon)
 FILE_MODE = 0o640  # pictures of somebody's premises: not world-readable
 _NAME = re.compile(r"^(\d{8}T\d{9}Z-\d+)(\.jpg|-view\.jpg|\.json)$")
+# The input JPEG (128x128, at most 2 bytes a pixel at quality <= 95) and the record (top_k of up to
+# 1001 classes) of one snapshot: the room a claim needs, under the smallest snapshots.max_bytes.
+NEEDED_BYTES = 2 * 128 * 128 + 64 * 1024
+RETRY_MAX_S = 60.0
 
 
 def stem_for(seq: int, ts: float) -> str:
@@ -77,7 +90,7 @@ class SnapshotWriter:
         self.config = config
         self.folder = Path(config.path)
         self.publish = publish
-        self.counters = {"saved": 0, "dropped": 0, "skipped": 0, "errors": 0, "view_errors": 0}
+        self.counters = {"saved": 0, "dropped": 0, "skipped": 0, "no_room": 0, "errors": 0, "view_errors": 0}
         self._kept: deque[_Kept] = deque()
         self._files = 0
         self._bytes = 0
@@ -85,20 +98,22 @@ class SnapshotWriter:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._room = threading.Semaphore(QUEUE)  # places in the queue: taken by claim(), given back when written
         self._thread: threading.Thread | None = None
-        self._failing = False
+        self._failing = False  # the writer's last save failed: claims wait for a probe write to succeed
+        self._retry_at = 0.0  # monotonic time of the next probe while failing
+        self._retry_s = 1.0
+        self._said_view_too_large = False
+        self._lost = False  # the folder was deleted and made again: what _kept lists is gone
 
     # --- pipeline thread ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Create the folder, remove temp files a crash left, learn what is kept, start the thread."""
         try:
-            self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.folder)  # writable? say so now, not once per snapshot
-            os.close(fd)
-            os.unlink(probe)
+            self._create_and_probe()  # writable? say so now, not once per snapshot
             self._scan()
         except OSError as exc:
-            raise SinkError(f"snapshots.path: cannot use {self.folder} ({exc.strerror or exc}); create it or fix its permissions") from exc
+            why = explain_mkdir(self.folder, exc)
+            raise SinkError(f"snapshots.path: cannot use {self.folder} ({why}); create it or fix its permissions") from exc
         self._make_room(0, 0)  # the limits may have shrunk since the last run
         self._thread = threading.Thread(target=self._main, name="snapshots", daemon=True)
         self._thread.start()
@@ -111,11 +126,75 @@ class SnapshotWriter:
         every = self.config.every_s
         if not (changed or (every > 0 and now - self._last >= every)):
             return None
+        if not self._writable(now):
+            self.counters["no_room"] += 1
+            return None
         if not (self._room.acquire(timeout=WAIT_S) if wait else self._room.acquire(blocking=False)):
             self.counters["skipped"] += 1
             return None
         self._last = now
         return stem_for(seq, ts) + ".jpg"
+
+    def _writable(self, now: float) -> bool:
+        """Whether a snapshot claimed now can be written: the folder is there (made again if it was
+        deleted), has room for the input and the record, and the writer is not failing. A statvfs
+        per claim (a change of the answer), a probe write only while failing."""
+        if self._failing:
+            if now < self._retry_at:
+                return False
+            try:
+                self._create_and_probe()
+            except OSError as exc:
+                self._retry_s = min(2 * self._retry_s, RETRY_MAX_S)
+                self._retry_at = now + self._retry_s
+                log.warning(
+                    "snapshots: still cannot write in %s (%s); next try in %.0f s",
+                    self.folder,
+                    explain_mkdir(self.folder, exc),
+                    self._retry_s,
+                    extra=PACED,
+                )
+                return False
+            log.warning("snapshots: %s is writable again; snapshots resume", self.folder)
+            self._failing = False
+        try:
+            st = os.statvfs(self.folder)
+        except FileNotFoundError:  # deleted while running: made again, as the file sink does with its file
+            try:
+                self._create_and_probe()
+            except OSError as exc:
+                self._fail(f"the folder {self.folder} is gone and cannot be made again ({explain_mkdir(self.folder, exc)})", now)
+                return False
+            return self._writable(now)
+        except OSError as exc:
+            self._fail(f"cannot look at {self.folder} ({exc.strerror or exc})", now)
+            return False
+        free = st.f_bavail * st.f_frsize
+        if free < NEEDED_BYTES:
+            self._fail(f"{self.folder} has {free} bytes free, a snapshot needs {NEEDED_BYTES}", now)
+            return False
+        return True
+
+    def _fail(self, why: str, now: float) -> None:
+        """Stop claiming until a probe write succeeds (tried now, then once per back-off step)."""
+        if not self._failing:
+            log.warning("snapshots: %s; no record names a snapshot until one can be written (counted as snapshots_no_room)", why)
+        self._failing = True
+        self._retry_s = 1.0
+        self._retry_at = now
+
+    def _create_and_probe(self) -> None:
+        """Create the folder if needed (it may have been deleted: said, and what it held forgotten by
+        the writer thread) and write and remove a probe file."""
+        if not self.folder.is_dir():
+            existed = self._thread is not None
+            self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
+            if existed:
+                log.warning("snapshots: the folder %s was gone; made it again", self.folder)
+                self._lost = True
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.folder)
+        os.close(fd)
+        os.unlink(probe)
 
     def take(self, record: Record, frame: Frame) -> None:
         """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer),
@@ -152,13 +231,10 @@ class SnapshotWriter:
                 if job is None:
                     return
                 self._save(job)
-            except Exception as exc:  # a full disk, a removed folder: count it, keep the daemon running
+            except Exception as exc:  # a full disk, a folder gone: count it, stop claiming, keep the daemon running
                 self.counters["errors"] += 1
-                if not self._failing:
-                    log.warning("snapshots: cannot save %s: %s (logged once; counted as snapshots_errors)", job and job.record.snapshot, exc)
-                self._failing = True
-            else:
-                self._failing = False
+                why = explain_mkdir(self.folder, exc) if isinstance(exc, OSError) else str(exc)
+                self._fail(f"cannot write {job and job.record.snapshot} in {self.folder} ({why})", time.monotonic())
             finally:
                 if job is not None:
                     self._room.release()
@@ -180,20 +256,45 @@ class SnapshotWriter:
 
         files.append((name, self._jpeg(Image.fromarray(job.pixels))))  # last: the named file means a whole snapshot
         size = sum(len(data) for _, data in files)
-        if size > self.config.max_bytes or len(files) > self.config.max_files:
-            raise SinkError(f"{size} bytes in {len(files)} files do not fit snapshots.max_bytes / max_files")
+        if files[0][0].endswith("-view.jpg") and size > self.config.max_bytes:
+            # The input and the record always fit (NEEDED_BYTES is under the smallest max_bytes).
+            self.counters["view_errors"] += 1
+            if not self._said_view_too_large:
+                log.warning(
+                    "snapshots: a view of %d bytes does not fit snapshots.max_bytes (%d); saved without it: raise max_bytes or lower max_side",
+                    len(files[0][1]),
+                    self.config.max_bytes,
+                )
+                self._said_view_too_large = True
+            size -= len(files.pop(0)[1])
+        if size > self.config.max_bytes:
+            raise SinkError(f"{size} bytes do not fit snapshots.max_bytes")
+        if not self.folder.is_dir():  # deleted since the claim
+            self._create_and_probe()
+        if self._lost:
+            self._lost = False
+            self._kept.clear()
+            self._files = self._bytes = 0
         self._make_room(len(files), size)
         kept = _Kept(stem, [], 0)
         self._kept.append(kept)  # before the writes, so a failure half-way is still dropped in its turn
         for file_name, data in files:
-            write_atomic(self.folder / file_name, data, FILE_MODE)
+            try:
+                write_atomic(self.folder / file_name, data, FILE_MODE)
+            except OSError as exc:
+                if file_name.endswith("-view.jpg"):  # the view is extra: the input and the record may still fit
+                    self.counters["view_errors"] += 1
+                    log.debug("snapshots: no view for %s: %s", stem, exc)
+                    continue
+                raise
             kept.names.append(file_name)
             kept.size += len(data)
             self._files += 1
             self._bytes += len(data)
         self.counters["saved"] += 1
         if self.publish is not None:
-            self.publish(files[0][1])  # the view when there is one, else the input
+            view = [data for file_name, data in files if file_name.endswith("-view.jpg") and file_name in kept.names]
+            self.publish(view[0] if view else files[-1][1])  # the view when it was saved, else the input (never the record)
 
     def _jpeg(self, image: Image.Image) -> bytes:
         out = io.BytesIO()

@@ -104,8 +104,13 @@ class Subscriber:
             self._subscribed.set()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        # paho's network thread: an exception here would end it, and the view would freeze.
         with self._lock:
-            self.fleet.handle(message.topic, bytes(message.payload), bool(message.retain), time.time())
+            try:
+                self.fleet.handle(message.topic, bytes(message.payload), bool(message.retain), time.time())
+            except Exception as exc:
+                self.fleet.ignored += 1
+                log.debug("ignored a message on %s: %r", message.topic, exc)
 
     def rows(self, stale_after: float | None) -> list[Row]:
         with self._lock:

@@ -28,6 +28,7 @@ NUM_CLASSES = 1001  # the ImageNet indexing the built-in groups use (0 = backgro
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 RANGE_RE = re.compile(r"^(\d+)-(\d+)$")
 Member = int | str
+MAX_DEPTH = 32  # groups naming groups, this many deep at most (a chain of 1100 overflowed Python's stack)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,14 @@ def resolve(specs: Mapping[str, Spec], name: str, num_classes: int = NUM_CLASSES
 def _expand(specs: Mapping[str, Spec], name: str, num_classes: int, stack: tuple[str, ...]) -> set[int]:
     spec = specs[name]
     if name in stack:
-        raise ConfigError(f"{specs[stack[0]].where}: group {name!r} names itself ({' -> '.join((*stack, name))})")
+        where = specs[stack[0]].where
+        if name == stack[-1] and name in builtin_specs() and not spec.where.startswith("built-in"):
+            # bird = ["bird", 336]: the user's group replaces the built-in one of its name, which is then gone
+            raise ConfigError(f"{where}: a group named {name!r} replaces the built-in group {name!r}, so {name!r} in it names itself; rename it")
+        raise ConfigError(f"{where}: group {name!r} names itself ({' -> '.join((*stack, name))})")
+    if len(stack) >= MAX_DEPTH:
+        chain = " -> ".join((*stack[:3], "…", name))
+        raise ConfigError(f"{specs[stack[0]].where}: groups nest more than {MAX_DEPTH} deep ({chain}); name classes directly")
     if not spec.members:
         raise ConfigError(f"{spec.where}: empty group; list class indices, 'a-b' ranges or group names")
     out: set[int] = set()
@@ -128,6 +136,19 @@ def check(user: Mapping[str, Sequence[Member]], names: Sequence[str], key: str =
         if name in seen:
             raise ConfigError(f"{names_key}[{i}]: {name!r} is listed twice")
         seen.add(name)
+
+
+def unused(user: Mapping[str, Sequence[Member]], names: Sequence[str]) -> list[str]:
+    """User groups that neither `names` nor a group they name (at any depth) refers to: defined, never used."""
+    specs = all_specs(user)
+    used: set[str] = set()
+    todo = [n for n in names if n in specs]
+    while todo:
+        name = todo.pop()
+        if name not in used:
+            used.add(name)
+            todo += [m for m in specs[name].members if isinstance(m, str) and m in specs]
+    return [name for name in user if name not in used]
 
 
 def configured(user: Mapping[str, Sequence[Member]], names: Sequence[str], num_classes: int, names_key: str = "results.groups") -> tuple[Group, ...]:

@@ -88,6 +88,27 @@ class Manifest:
         except ValueError as exc:
             raise ModelError(f"{where}: view_references_png_base64 is {exc}; re-run `mnv1-edge train`") from exc
 
+    def problem(self) -> str:
+        """What makes the manifest unusable though it parsed ("" if nothing): each key's range."""
+        import math
+
+        if not (math.isfinite(self.crop_fraction) and 0 < self.crop_fraction <= 1):
+            return f"crop_fraction must be above 0 and at most 1 (the central part of the frame the model sees), got {self.crop_fraction}"
+        if self.model_bytes < 0:
+            return f"model_bytes must not be negative, got {self.model_bytes}"
+        if len(self.labels) < NUM_CLASSES:
+            # A model of its own classes answers with their names: two alike could not be told apart.
+            # (ImageNet's 1001 labels name "crane" twice, the bird and the machine: its answers are class indices too.)
+            seen: dict[str, str] = {}
+            for label in self.labels:
+                key = label.strip().casefold()
+                if not key:
+                    return "labels: a blank label; a model's own classes need names"
+                if key in seen:
+                    return f"labels: {seen[key]!r} and {label!r} name the same class"
+                seen[key] = label
+        return ""
+
     @staticmethod
     def from_dict(data: Any, where: str) -> Manifest:
         if not isinstance(data, dict):
@@ -120,15 +141,23 @@ def manifest_path(model: Path) -> Path:
 def load_manifest(model: Path, model_sha256: str | None = None) -> Manifest:
     """Load MODEL.tflite.json and check that it belongs to MODEL.tflite."""
     path = manifest_path(model)
+    if model.suffix == ".json" and not path.exists() and model.with_suffix("").is_file():
+        raise ModelError(f"{model}: is the manifest; give the model file {model.with_suffix('')} (its manifest is found beside it)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ModelError(f"{path}: manifest missing; a model needs the manifest `mnv1-edge convert` writes beside it") from exc
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ModelError(f"{path}: unreadable manifest ({exc})") from exc
     manifest = Manifest.from_dict(data, str(path))
+    problem = manifest.problem()
+    if problem:
+        raise ModelError(f"{path}: {problem}; re-run `mnv1-edge convert` or `mnv1-edge train`")
     actual = model_sha256 or sha256_file(model)
     if actual != manifest.model_sha256:
+        size = model.stat().st_size
+        if size < manifest.model_bytes:
+            raise ModelError(f"{model}: {size} bytes, its manifest says {manifest.model_bytes}: a truncated or partial copy; copy the model again")
         raise ModelError(
             f"{path}: manifest belongs to another model (sha256 {manifest.model_sha256[:12]}…, "
             f"{model} is {actual[:12]}…); copy the model and its manifest together"

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,9 @@ from PIL import Image
 from edge.errors import SourceError
 from edge.model import decode
 from edge.model.contract import CROP_FRACTION, INPUT_SIZE
-from edge.model.region import FULL, is_full, pixel_box
+from edge.model.region import FULL, is_full, pixel_box, region_pixels, region_problem
 
+log = logging.getLogger("edge.model.decode")
 __all__ = ["CROP_FRACTION", "IMAGE_SUFFIXES", "INPUT_SIZE", "crop_box", "list_images", "load_image", "prepare", "prepare_array"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -52,22 +54,27 @@ def load_image(
     draft: bool = True,
     roi: Sequence[float] = FULL,
     max_pixels: int = decode.MAX_PIXELS,
+    warn_upscaled: bool = False,
 ) -> np.ndarray:
-    """Decode an image file into the model's input; JPEGs use Pillow's DCT-domain draft mode.
+    """Decode an image file into the model's input (edge.model.decode: upright, 8-bit, bounded).
 
-    Draft mode lets libjpeg decode at 1/2, 1/4 or 1/8 scale, as long as the cropped region still
-    covers at least `size` pixels, so a 720p frame costs a fraction of a full decode. An image whose
-    decoded size would exceed `max_pixels` is refused before decoding (edge.model.decode).
+    JPEGs use libjpeg's draft mode at 1/2, 1/4 or 1/8 scale, as long as the cropped region still
+    covers at least `size` pixels, so a 720p frame costs a fraction of a full decode. A region under
+    one pixel of this picture is refused; one smaller than the model's input is upscaled, and with
+    `warn_upscaled` (an answer somebody reads: classify, the daemon) a warning says so; the
+    converter's ImageNet sets upscale their few small photos as ImageNet evaluation always did, and
+    `train` refuses such images outright.
     """
-    try:
-        with decode.open_image(path) as image:
-            need = (math.ceil(size / (fraction * roi[2])), math.ceil(size / (fraction * roi[3])))
-            decode.bound(image, path, need, draft, max_pixels)
-            return np.asarray(prepare(image, size, fraction, roi))
-    except FileNotFoundError as exc:
-        raise SourceError(f"{path}: no such image file") from exc
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise SourceError(f"{path}: not a readable image ({exc})") from exc
+    # Capped so a region of 1/65536 of the frame asks for no more than a full decode.
+    need = (math.ceil(min(size / (fraction * roi[2]), 1e9)), math.ceil(min(size / (fraction * roi[3]), 1e9)))
+    image = decode.decode(path, lambda w, h: need, draft, max_pixels)
+    problem = region_problem(*image.size, roi, fraction)
+    if problem:
+        raise SourceError(f"{path}: {problem}")
+    w, h = region_pixels(*image.size, roi, fraction)
+    if warn_upscaled and min(w, h) < size:
+        log.warning("%s: the model sees %.0fx%.0f pixels of it, upscaled to %dx%d: its answer means little", path, w, h, size, size)
+    return np.asarray(prepare(image, size, fraction, roi))
 
 
 def list_images(folder: Path) -> list[Path]:

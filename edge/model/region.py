@@ -60,18 +60,46 @@ def parse_roi(text: str, where: str = "--roi") -> Roi:
         values = ()
     if len(values) != 4:
         raise ValueError(f"{where}: expected x,y,width,height as four fractions, got {text!r}")
-    check_roi(values, where)
+    problem = roi_problem(values)
+    if problem:
+        raise ValueError(f"{where}: {problem}")
     return (values[0], values[1], values[2], values[3])
 
 
-def check_roi(roi: Sequence[float], where: str) -> None:
+# No picture is wider or taller than this (JPEG's limit; the decode budget refuses larger PNGs), so
+# a region narrower than 1/MAX_SIDE of the frame is under one pixel of any frame.
+MAX_SIDE = 65536
+
+
+def roi_problem(roi: Sequence[float]) -> str:
+    """Why `roi` (x, y, w, h fractions) is not a region of the frame, or "" when it is: the one check
+    for source.roi and --roi (region_problem checks it again on each picture's pixels)."""
     x, y, w, h = roi
-    if not all(0 <= v <= 1 for v in roi):
-        raise ValueError(f"{where}: every value must be between 0 and 1, got {list(roi)}")
+    if not all(math.isfinite(v) and 0 <= v <= 1 for v in roi):
+        return f"every value must be between 0 and 1, got {list(roi)}"
     if w <= 0 or h <= 0:
-        raise ValueError(f"{where}: width and height must be greater than 0, got {list(roi)}")
+        return f"width and height must be greater than 0, got {list(roi)}"
+    if min(w, h) * MAX_SIDE < 1:
+        return f"width and height must be at least 1/{MAX_SIDE} (a region under one pixel of any frame), got {list(roi)}"
+    # A small tolerance: 0.1 + 0.9 is 1.0000000000000002 in binary floating point.
     if x + w > 1 + 1e-9 or y + h > 1 + 1e-9:
-        raise ValueError(f"{where}: must lie inside the frame (x + width and y + height at most 1), got {list(roi)}")
+        return f"must lie inside the frame (x + width and y + height at most 1), got {list(roi)}"
+    return ""
+
+
+def region_pixels(width: int, height: int, roi: Sequence[float] = FULL, fraction: float = 1.0) -> tuple[float, float]:
+    """The size in pixels of what the model looks at in a width x height frame: the region, then its
+    central `fraction`."""
+    return (width * roi[2] * fraction, height * roi[3] * fraction)
+
+
+def region_problem(width: int, height: int, roi: Sequence[float] = FULL, fraction: float = 1.0) -> str:
+    """ "" when the region covers at least one pixel of this frame, else why not."""
+    w, h = region_pixels(width, height, roi, fraction)
+    if min(w, h) >= 1:
+        return ""
+    where = f"the region {list(roi)} (after the model's {fraction:g} centre crop)"
+    return f"{where} is {w:.2g}x{h:.2g} pixels of this {width}x{height} picture: under one pixel; choose a larger region"
 
 
 def scaler_crop(roi: Sequence[float], full: Sequence[int], minimum: Sequence[int] = (1, 1), fraction: float = 1.0) -> Rect:

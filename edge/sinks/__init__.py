@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,13 +31,20 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[str, ...] = (), view_check: bool = False) -> list[Sink]:
+def make_sinks(
+    config: Config,
+    config_path: Path | None = None,
+    answers: tuple[str, ...] = (),
+    view_check: bool = False,
+    seq_floor: Callable[[int], None] | None = None,
+) -> list[Sink]:
     """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled.
 
     `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable.
     `answers` are the names a record's `answer` can take besides "none" (the configured groups, or
     a custom model's labels; empty for ImageNet's 1001): Home Assistant discovery announces one
-    binary_sensor per answer; `view_check` (a fixed-camera model's view is watched) one more for a moved camera."""
+    binary_sensor per answer; `view_check` (a fixed-camera model's view is watched) one more for a moved camera.
+    `seq_floor(n)`: the MQTT sink learnt that record numbers up to n were used as this device (edge/sinks/mqtt/clash.py)."""
     sinks: list[Sink] = []
     if config.sinks.stdout.enabled:
         from edge.sinks.stdout import StdoutSink
@@ -52,7 +59,17 @@ def make_sinks(config: Config, config_path: Path | None = None, answers: tuple[s
 
         snapshots = config.snapshots.published  # the newest snapshot JPEG, retained on <prefix>snapshot
         mqtt = config.sinks.mqtt
-        sinks.append(MqttSink(mqtt, device_id=config.device, config_path=config_path, answers=answers, snapshots=snapshots, view_check=view_check))
+        sinks.append(
+            MqttSink(
+                mqtt,
+                device_id=config.device,
+                config_path=config_path,
+                answers=answers,
+                snapshots=snapshots,
+                view_check=view_check,
+                seq_floor=seq_floor,
+            )
+        )
     if config.sinks.prometheus.enabled:
         from edge.sinks.prometheus import PrometheusSink
 

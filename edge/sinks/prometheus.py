@@ -160,8 +160,13 @@ def _pipeline(out: _Writer, stats: Mapping[str, Any]) -> None:
     if "snapshots_saved" in stats:  # only with [snapshots] enabled
         out.one("snapshots_saved_total", "counter", "Evidence snapshots saved", stats["snapshots_saved"])
         out.one("snapshots_bytes", "gauge", "Bytes in the snapshot folder", stats.get("snapshots_bytes", 0))
-        dropped = [(f'reason="{k}"', stats.get(f"snapshots_{k}", 0)) for k in ("dropped", "skipped", "errors")]
-        out.metric("snapshots_lost_total", "counter", "Snapshots deleted for the folder's caps, skipped behind, or failed", dropped)
+        dropped = [(f'reason="{k}"', stats.get(f"snapshots_{k}", 0)) for k in ("dropped", "skipped", "no_room", "errors")]
+        out.metric(
+            "snapshots_lost_total",
+            "counter",
+            "Snapshots deleted for the folder's caps, skipped behind, not taken for want of room, or failed",
+            dropped,
+        )
 
 
 def _device(out: _Writer, stats: Mapping[str, Any]) -> None:

@@ -80,7 +80,7 @@ def _make(config: SourceConfig, crop_fraction: float, keep_view: bool) -> Source
     if kind == "synthetic":
         from edge.sources.synthetic import SyntheticSource
 
-        return SyntheticSource(config.synthetic)
+        return SyntheticSource(config.synthetic, config.roi)
     if kind == "video":
         from edge.sources.video import VideoSource
 

@@ -76,7 +76,9 @@ class ImagesSource:
                 continue
             path = self._queue.pop()
             try:
-                pixels = load_image(path, fraction=self.crop_fraction, draft=self.config.draft, roi=self.roi, max_pixels=self.config.max_pixels)
+                pixels = load_image(
+                    path, fraction=self.crop_fraction, draft=self.config.draft, roi=self.roi, max_pixels=self.config.max_pixels, warn_upscaled=True
+                )
             except SourceError as exc:
                 # A corrupt or vanished file must not stop a folder run: count it, say which, go on.
                 self._skipped += 1

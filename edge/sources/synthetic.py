@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge.model.preprocess import prepare_array
+from edge.model.region import FULL
 from edge.sources import Frame
 
 if TYPE_CHECKING:
@@ -18,10 +21,12 @@ POOL = 8  # distinct frames cycled through; more than the daemon can hold at onc
 
 class SyntheticSource:
     """Cycles through a small pool of seeded random 128x128 frames (smooth gradients plus noise,
-    so the model's activations are not degenerate); `fps` > 0 paces them like a camera."""
+    so the model's activations are not degenerate); `fps` > 0 paces them like a camera. A region of
+    interest is cut from each pooled frame once, at open (the whole frame: the frames as they are)."""
 
-    def __init__(self, config: SyntheticSourceConfig) -> None:
+    def __init__(self, config: SyntheticSourceConfig, roi: Sequence[float] = FULL) -> None:
         self.config = config
+        self.roi = tuple(roi)
         self.name = f"synthetic:seed={config.seed}"
         self.live = config.fps > 0
         self._pool: list[np.ndarray] = []
@@ -36,7 +41,7 @@ class SyntheticSource:
         for i in range(POOL):
             base = (ramp[:, None, None] * (i % 3 == 0) + ramp[None, :, None] * (i % 3 != 0)) * 0.6
             noise = rng.integers(0, 100, size=(128, 128, 3)).astype(np.float32)
-            self._pool.append(np.clip(base + noise, 0, 255).astype(np.uint8))
+            self._pool.append(prepare_array(np.clip(base + noise, 0, 255).astype(np.uint8), 128, 1.0, self.roi))
         self._next_t = time.monotonic()
 
     def read(self) -> Frame | None:

@@ -75,6 +75,7 @@ class AvSource:
         self._pass_frames = 0  # frames decoded since the last (re)connect
         self._reconnects = 0
         self._errors = 0
+        self._damaged = 0  # packets the decoder rejected and that were skipped
 
     def _connect(self) -> None:
         av = import_av()
@@ -82,9 +83,25 @@ class AvSource:
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: decoding overlaps inference on multi-core Pis
         self._configure_decoder(stream)
-        self._frames = self._container.decode(stream)
+        self._frames = self._decoded(self._container, stream, av.error.FFmpegError)
         self._pass_frames = 0
         self._connected()
+
+    def _decoded(self, container: Any, stream: Any, damaged: type[Exception]) -> Iterator[Any]:
+        """The stream's frames, packet by packet: a packet the decoder rejects (corrupt data in a
+        file, a broken MJPEG frame from a webcam) is skipped, counted and said, and decoding goes on
+        with the next; container.decode() would end at the first (its generator dies with the error).
+        Errors reading the container itself still end the pass (a dropped stream, a cut file)."""
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except damaged as exc:
+                self._damaged += 1
+                if self._damaged & (self._damaged - 1) == 0:  # the 1st, 2nd, 4th, 8th …: once per back-off step
+                    reason = getattr(exc, "strerror", None) or exc
+                    log.warning("%s: skipped a damaged packet (%s); %d skipped so far", self.name, reason, self._damaged, extra=PACED)
+                continue
+            yield from frames
 
     def _configure_decoder(self, stream: Any) -> None:
         """Subclasses set decoder options (before the first packet opens the decoder)."""
@@ -136,10 +153,12 @@ class AvSource:
                 if self.live:
                     log.warning("%s: stream ended; reconnecting", self.name)
                     continue
+                if not self._pass_frames:
+                    raise SourceError(
+                        f"{self.name}: no frame could be decoded ({self._damaged} damaged packets skipped); the file is damaged"
+                    ) from None
                 if not self.loop:
                     return None
-                if not self._pass_frames:
-                    raise SourceError(f"{self.name}: no frame could be decoded; cannot loop over it") from None
                 self._try_connect()  # a looping file starts again; on failure, read() retries with back-off
                 continue
             except Exception as exc:  # FFmpeg errors: network drop, timeout, corrupt packet storm
@@ -190,7 +209,7 @@ class AvSource:
         return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction, self.roi))
 
     def stats(self) -> dict[str, int]:
-        return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors}
+        return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors, "damaged": self._damaged}
 
     def interrupt(self) -> None:
         self.backoff.stop.set()

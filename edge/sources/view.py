@@ -20,12 +20,11 @@ def bounded(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def file_view(path: Path, max_side: int) -> Image.Image:
-    """The image file again, whole, decoded at a reduced scale when it is a JPEG (draft mode)."""
-    with Image.open(path) as image:
-        size = bounded(*image.size, max_side)
-        if image.format == "JPEG":
-            image.draft("RGB", size)  # libjpeg decodes at 1/2 .. 1/8 scale, never below `size`
-        rgb = image.convert("RGB")
+    """The image file again, whole and upright (edge.model.decode), decoded at a reduced scale when it is a JPEG (draft mode)."""
+    from edge.model import decode
+
+    rgb = decode.decode(path, lambda w, h: bounded(w, h, max_side))
+    size = bounded(*rgb.size, max_side)
     if rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return rgb

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from edge.errors import SourceError
+from edge.model import decode
 from edge.model.preprocess import IMAGE_SUFFIXES, INPUT_SIZE
 
 # DIR/<class name>/<images>, the layout of Keras `image_dataset_from_directory`, Teachable Machine
@@ -52,7 +53,12 @@ def class_folders(root: Path) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     seen: dict[str, str] = {}
     for entry in entries:
-        if not entry.is_dir() or entry.name.startswith(b"."):
+        try:
+            is_dir = entry.is_dir()
+        except OSError as exc:  # a link that loops or dangles into nowhere readable
+            shown = os.fsdecode(entry.path)
+            raise DatasetError(f"{shown}: cannot read this entry of the images folder ({exc.strerror}); fix or remove it") from exc
+        if not is_dir or entry.name.startswith(b"."):
             continue
         try:
             name = entry.name.decode("utf-8")
@@ -75,7 +81,18 @@ def class_folders(root: Path) -> list[tuple[str, Path]]:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise DatasetError(f"{folder}: cannot list ({exc.strerror})") from exc
+
+
+def _no_images(folder: Path, name: str) -> DatasetError:
+    """A class folder without images; when they sit in sub-folders (cat/2024/*.jpg), say that
+    those are not searched."""
+    nested = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and image_files(p))
+    hint = f"; sub-folders are not searched: move the images in {', '.join(n + '/' for n in nested[:3])} up into {folder}/" if nested else ""
+    return DatasetError(f"{folder}: class {name!r} has no image files ({', '.join(IMAGE_SUFFIXES)}){hint}")
 
 
 def load(root: Path, limits: Limits, fraction: float) -> Loaded:
@@ -91,7 +108,7 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
     for index, (name, folder) in enumerate(classes):
         files = image_files(folder)
         if not files:
-            raise DatasetError(f"{folder}: class {name!r} has no image files ({', '.join(IMAGE_SUFFIXES)})")
+            raise _no_images(folder, name)
         good = 0
         for path in files:
             image, problem = _decode(path, int(np.ceil(limits.min_side / fraction)))
@@ -119,16 +136,13 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
 
 
 def _decode(path: Path, need: int) -> tuple[Image.Image | None, str]:
-    """The image in RGB; JPEGs decode in libjpeg's draft mode at 1/2..1/8 scale while the short side
-    stays >= `need` (a phone's 12 MP photo costs a fraction of a full decode)."""
+    """The image upright in 8-bit RGB (edge.model.decode, as `classify` and the daemon read it); JPEGs
+    decode in libjpeg's draft mode at 1/2..1/8 scale while the short side stays >= `need` (a phone's
+    12 MP photo costs a fraction of a full decode); one over the decode budget is skipped unread."""
     try:
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                image.draft("RGB", (need, need))
-            image.load()
-            return image.convert("RGB"), ""
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        return None, f"{path}: not a readable image ({exc})"
+        return decode.decode(path, lambda w, h: (need, need)), ""
+    except SourceError as exc:
+        return None, str(exc)
 
 
 def _check_counts(classes: tuple[str, ...], labels: np.ndarray, limits: Limits, skipped: int) -> None:
@@ -155,7 +169,9 @@ def split(paths: tuple[Path, ...], labels: np.ndarray, held_out: float) -> tuple
     for cls in np.unique(labels):
         members = [int(i) for i in np.flatnonzero(labels == cls)]
         members.sort(key=lambda i: hashlib.sha256(paths[i].name.encode("utf-8", "surrogateescape")).hexdigest())
-        n_test = max(1, round(held_out * len(members)))
+        # At least one held out, and at least one left to train on (--held-out is below 1 and
+        # --min-images at least 2, but 0.99 of 10 rounds to all of them).
+        n_test = min(max(1, round(held_out * len(members))), len(members) - 1)
         test += members[:n_test]
         train += members[n_test:]
     return np.asarray(sorted(train), np.int64), np.asarray(sorted(test), np.int64)

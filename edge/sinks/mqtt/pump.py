@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from edge.sinks.mqtt.spool import Pos, Spool
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 0.2  # how often the delivery cursor is written (in place, no fsync)
+_SEQ = re.compile(rb'"seq":(\d+)')
 
 
 class _Inflight:
@@ -45,7 +47,10 @@ class Pump:
         max_inflight: int,
         counters: dict[str, int],
         periodic: Callable[[float], None],
+        hold: Callable[[float], str] = lambda now: "",
     ) -> None:
+        """`hold(now)`: why records must wait in the spool now ("" when they need not): "settling"
+        after a connect, "clash" while another daemon publishes as this device (clash.py)."""
         self.spool = spool
         self.link = link
         self.topic = topic
@@ -54,6 +59,7 @@ class Pump:
         self.max_inflight = max_inflight
         self.counters = counters  # the sink's: published, acked, publish_errors
         self._periodic = periodic
+        self._hold = hold
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,6 +71,7 @@ class Pump:
         self._by_mid: dict[int, _Inflight] = {}
         self._read_pos = Pos(0, 0, 0)
         self._gen_seen = 0
+        self.published_seq: int | None = None  # the highest record number handed to the broker (for the instance claim)
 
     @property
     def inflight(self) -> int:
@@ -105,7 +112,9 @@ class Pump:
             except Exception:  # a bug here must not stop delivery for good: log and carry on
                 log.exception("MQTT sink: unexpected error in the publisher thread")
                 time.sleep(1)
-            if self._closing and (not self.link.connected or time.monotonic() >= self._close_deadline or not self._backlog()):
+            now = time.monotonic()
+            # At stop a clash will not end in time: the records stay in the spool for the next start.
+            if self._closing and (not self.link.connected or now >= self._close_deadline or not self._backlog() or self._hold(now) == "clash"):
                 self._take_acks()
                 return
 
@@ -125,6 +134,14 @@ class Pump:
             next_flush = now + FLUSH_EVERY_S
         self._periodic(now)
         return next_flush
+
+    def _note_seq(self, payload: bytes) -> None:
+        """Record.to_json writes "seq" second: {"v":2,"seq":N,…}; a few bytes are enough to find it."""
+        match = _SEQ.search(payload, 0, 40)
+        if match is not None:
+            seq = int(match[1])
+            if self.published_seq is None or seq > self.published_seq:
+                self.published_seq = seq
 
     def _backlog(self) -> bool:
         return bool(self._pending) or self.spool.depth() > 0
@@ -147,7 +164,7 @@ class Pump:
 
     def _send(self) -> None:
         room = self.max_inflight - len(self._pending)
-        if room <= 0 or not self.link.connected or self.link.client is None:
+        if room <= 0 or not self.link.connected or self.link.client is None or self._hold(time.monotonic()):
             return
         items = self.spool.read(self._read_pos, room)
         if not items:
@@ -163,6 +180,7 @@ class Pump:
                     self.counters["publish_errors"] += 1
                     log.warning("MQTT sink: publish to %s failed: %s; retrying", self.topic, mqtt.error_string(info.rc))
                     break
+                self._note_seq(item.payload)
                 entry = _Inflight(item.next)
                 self._pending.append(entry)
                 self._read_pos = item.next

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge import __version__
+from edge import __version__, jsontext
+from edge.log import PACED
 from edge.sinks.mqtt import connection, homeassistant
+from edge.sinks.mqtt.clash import ECHO_TIMEOUT_S, HOLD_S, Claim, ClashWatch
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.diagnose import HandshakeWatch
 from edge.sinks.mqtt.pump import Pump
@@ -32,11 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def topic_prefix(config: MqttSinkConfig, device_id: str) -> str:
-    prefix = config.topic_prefix or f"mnv1-edge/{device_id}/"
-    return prefix if prefix.endswith("/") else prefix + "/"
-
-
 class MqttSink:
     """The Sink protocol over paho-mqtt 2.x with a durable spool (see spool/__init__.py)."""
 
@@ -51,22 +47,29 @@ class MqttSink:
         answers: Sequence[str] = (),
         snapshots: bool = False,
         view_check: bool = False,
+        seq_floor: Callable[[int], None] | None = None,
     ) -> None:
         """`answers`: the names the answer can take (one Home Assistant binary sensor each);
         `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity);
-        `view_check`: the stats carry the moved-camera check (announced as a problem sensor).
+        `view_check`: the stats carry the moved-camera check (announced as a problem sensor);
+        `seq_floor(n)`: record numbers up to n were published as this device by another instance.
 
         Long only because it names every piece of state the three threads share (see the top of
         this module), in one place."""
         self.config = config
         self.device_id = device_id
         self.config_path = config_path
-        self.prefix = topic_prefix(config, device_id)
-        self.client_id = config.client_id or f"mnv1-edge-{device_id}"
+        self.prefix = config.prefix_for(device_id)
+        self.clash = ClashWatch()
+        # One id per run: a second daemon of this device_id (a cloned SD card) would otherwise take
+        # the connection from the first at every reconnect; clash.py finds and names it instead.
+        self.client_id = config.client_id or f"mnv1-edge-{device_id}-{self.clash.instance}"
         self.topic_records = self.prefix + "classification"
         self.topic_availability = self.prefix + "availability"
         self.topic_stats = self.prefix + "stats"
         self.topic_snapshot = self.prefix + "snapshot"
+        self.topic_instance = self.prefix + "instance"
+        self._seq_floor = seq_floor
         self.where = f"{config.host}:{config.port}"
         self.spool = Spool(Path(config.spool.path), config.spool.max_bytes, config.spool.max_age_s, config.spool.sync_interval_s)
         self.counters = {"published": 0, "acked": 0, "connects": 0, "publish_errors": 0, "dropped_closed": 0}
@@ -81,6 +84,7 @@ class MqttSink:
             max_inflight=config.max_inflight,
             counters=self.counters,
             periodic=self._periodic,
+            hold=self._hold,
         )
         self._ever_connected = False
         self._refused = False  # the broker's CONNACK said no (logged); the disconnect that follows is not news
@@ -110,6 +114,10 @@ class MqttSink:
         self._snapshot_gen = -1
         if snapshots:
             self.counters["snapshots"] = 0
+        self._clash_said_at = -1e18  # the clash warning, once per back-off step
+        self._clash_said_every = 1.0
+        self._clash_said = False
+        self._echo_warned = False
 
     # --- Sink protocol ---------------------------------------------------------------------
 
@@ -156,10 +164,16 @@ class MqttSink:
         self._pump.wake()
 
     def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        clash = self.clash.clash(now)
         return {
             **self.spool.stats(),
             "mqtt_connected": self._link.connected,
             "mqtt_inflight": self._pump.inflight,
+            "mqtt_holding": bool(self._hold(now)),
+            "mqtt_clash": clash,
+            "mqtt_clashes": self.clash.episodes,
+            **({"mqtt_clash_with": self.clash.other.describe()} if clash and self.clash.other else {}),
             **{f"mqtt_{k}": v for k, v in self.counters.items()},
         }
 
@@ -184,6 +198,11 @@ class MqttSink:
                 except (RuntimeError, ValueError) as exc:
                     log.warning("MQTT sink: could not publish availability offline at stop (%s); the broker's last will covers it", exc)
             client.disconnect()
+            # paho writes the DISCONNECT from its network thread: stopping that thread first would
+            # close the socket without it, and the broker would publish the last will after "offline".
+            until = time.monotonic() + 1.0
+            while self._link.connected and time.monotonic() < until:
+                time.sleep(0.01)
             client.loop_stop()
         depth = self.spool.depth()
         self.spool.close()
@@ -206,6 +225,11 @@ class MqttSink:
             self._link.gen += 1
             self._link.connected = True
             connection.publish_checked(client, self.topic_availability, "online", qos=1, retain=True)
+            # Subscribed before the claim is published: the broker then sends the claim it holds
+            # (retained: an earlier run's) and our own back (clash.py).
+            for topic in (self.topic_instance, self.topic_availability):
+                client.subscribe(topic, qos=1)
+            self._publish_claim(client, connect=True)
         self.counters["connects"] += 1
         log.info("MQTT sink: connected to %s%s", self.where, " again" if self._ever_connected else "")
         self._ever_connected = True
@@ -244,22 +268,95 @@ class MqttSink:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         import paho.mqtt.client as mqtt
 
-        if message.topic == homeassistant.status_topic(self.config.homeassistant.discovery_prefix) and message.payload == b"online":
+        if message.topic == self.topic_instance:
+            self._on_claim(client, bytes(message.payload), bool(message.retain))
+        elif message.topic == self.topic_availability:
+            # Ours says "online" while we are connected: an "offline" is the last will of an earlier
+            # run the broker noticed dead only now (a power cut), or another daemon's clean stop.
+            # No loop: "offline" comes only from a stop or a last will, and our "online" does not answer "online".
+            if message.payload == b"offline" and self._link.connected and not self._closing:
+                connection.publish_checked(client, self.topic_availability, "online", qos=1, retain=True)
+        elif message.topic == homeassistant.status_topic(self.config.homeassistant.discovery_prefix) and message.payload == b"online":
             self._ha_due = True
             self._pump.wake()
         elif message.payload and message.topic not in self._ha_topics and mqtt.topic_matches_sub(self._ha_filter, message.topic):
             self._ha_stale.put(message.topic)
             self._pump.wake()
 
+    def _on_claim(self, client: Any, payload: bytes, retained: bool) -> None:
+        claim = Claim.parse(payload)
+        if claim is None:
+            return
+        if claim.instance != self.clash.instance and claim.seq is not None and self._seq_floor is not None:
+            self._seq_floor(claim.seq)  # its numbers are taken (an earlier run's too: then nothing changes)
+        now = time.monotonic()
+        if self.clash.received(claim, retained, now) and self.clash.reply_due(now):
+            self._publish_claim(client)  # so the other sees us within a round trip
+        elif retained and claim.instance != self.clash.instance:
+            log.info("MQTT sink: the broker holds the claim of %s: an earlier run of this device, unless it publishes again", claim.describe())
+
+    def _publish_claim(self, client: Any, connect: bool = False) -> None:
+        self.clash.seq = self._pump.published_seq  # numbers another instance must not reuse
+        connection.publish_checked(client, self.topic_instance, self.clash.claim().to_json(), qos=1, retain=True)
+        self.clash.sent(time.monotonic(), connect)
+
+    def _hold(self, now: float) -> str:
+        """Why records wait in the spool now, or "" (the pump's `hold`)."""
+        if self.clash.clash(now):
+            return "clash"
+        if not self.clash.settled(now):
+            return "settling"
+        return ""
+
     # --- the pump thread's periodic extras -------------------------------------------------
 
     def _periodic(self, now: float) -> None:
+        self._watch_clash(now)
         self._maybe_publish_stats(now)
         self._maybe_publish_snapshot()
         if self._ha_due and self._link.connected:
             self._ha_due = False
             self._publish_discovery()
         self._remove_stale_discovery()
+
+    def _watch_clash(self, now: float) -> None:
+        """The clash warning once per back-off step, the claim repeated while it lasts, a line when it ends."""
+        clash = self.clash
+        if clash.clash(now):
+            if clash.repeat_due(now) and self._link.connected:
+                self._publish_claim(self._link.client)
+            if now - self._clash_said_at >= self._clash_said_every:
+                self._clash_said_at = now
+                self._clash_said_every = min(2 * self._clash_said_every, max(1.0, self.config.reconnect_max_s))
+                self._clash_said = True
+                other = clash.other.describe() if clash.other else "another instance"
+                log.warning(
+                    "MQTT sink: another mnv1-edge publishes as device_id %s on %s: %s (this is instance %s on host %s); "
+                    "records wait in the spool (%d) until it stops: give each device its own device_id (a cloned SD card also "
+                    "an empty state_dir); next notice in %.0f s",
+                    self.device_id,
+                    self.where,
+                    other,
+                    clash.instance,
+                    clash.host,
+                    self.spool.depth(),
+                    self._clash_said_every,
+                    extra=PACED,
+                )
+        elif self._clash_said:
+            self._clash_said, self._clash_said_every = False, 1.0
+            log.warning(
+                "MQTT sink: no claim from the other instance for %.0f s: it stopped; publishing the %d records held", HOLD_S, self.spool.depth()
+            )
+        if self._link.connected and clash.echo_missing(now) and not self._echo_warned:
+            self._echo_warned = True
+            log.warning(
+                "MQTT sink: our instance claim on %s did not come back within %.0f s (does the broker's ACL allow reading it?): "
+                "publishing without the check for another daemon of device_id %s",
+                self.topic_instance,
+                ECHO_TIMEOUT_S,
+                self.device_id,
+            )
 
     def _maybe_publish_stats(self, now: float) -> None:
         interval = self.config.stats_interval_s
@@ -274,6 +371,7 @@ class MqttSink:
 
             payload = {
                 "device_id": self.device_id,
+                "instance": self.clash.instance,
                 "version": __version__,
                 "sink_uptime_s": round(now - self._started, 1),
                 "ts": rfc3339(time.time()),
@@ -281,7 +379,7 @@ class MqttSink:
                 **self._daemon_stats,
                 **self.stats(),
             }
-            text = json.dumps(payload, separators=(",", ":"), default=str)
+            text = jsontext.dumps(payload, separators=(",", ":"), default=str)
             # Retained: a late subscriber (Home Assistant, `mnv1-edge fleet`) sees the last stats at once.
             connection.publish_checked(self._link.client, self.topic_stats, text, qos=0, retain=True)
 

@@ -66,7 +66,7 @@ def camera_source(config: Any, scenes: list[Any]) -> Any:
     fake.install(_SetItem(), camera)
     source = make_source(config.source, 0.875)
     source.open()
-    inner = getattr(source, "source", source)  # the frozen-frame guard wraps the camera source
+    inner: Any = getattr(source, "source", source)  # the frozen-frame guard wraps the camera source
     cam = inner._cam
     assert cam.camera_config["lores"]["size"] == (128, 128), cam.camera_config["lores"]
     buffers = []
@@ -107,7 +107,8 @@ def main() -> None:
     stats = Stats()
     synthetic = make_source(make_config("process", args.model, tmp, 1).source, 0.875)
     synthetic.open()
-    pool = [synthetic.read().pixels for _ in range(8)]
+    frames = [synthetic.read() for _ in range(8)]
+    pool = [f.pixels for f in frames if f is not None]
     info: dict[str, Any] = {"scenario": args.scenario, "threads": args.threads}
     if args.scenario == "invoke":
         engine = pipeline.engine
@@ -134,7 +135,9 @@ def main() -> None:
             source, info["converter"] = camera_source(config, scenes)
 
         def step(i: int) -> None:
-            pipeline.process(source.read(), stats)
+            frame = source.read()
+            assert frame is not None  # the synthetic and camera sources never end
+            pipeline.process(frame, stats)
 
     i = 0
     for mark, count in ((1, args.warmup), (2, args.first), (3, args.frames)):

@@ -1,4 +1,4 @@
-"""Measure `mnv1-edge train` on tasks built from real photos: `python -m tests.support.train_bench --work DIR`."""
+"""Measure `mnv1-edge train` on tasks built from real photos: `python -m benchmarks.train_bench --work DIR`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks import tasks
 from edge import paths
-from tests.support import tasks
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 # The present/absent tasks' heads: the average-pooled features, the per-position head at the stock
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 HEADS = {"features": ("--head", "features"), "positions": ("--head", "positions"), "auto": ()}
 
 
-def train(images: Path, out: Path, *extra: str) -> dict[str, object]:
+def train(images: Path, out: Path, *extra: str) -> dict[str, Any]:
     """One `mnv1-edge train` in its own process (its own peak memory), 2 threads; returns its report."""
     report = out.with_suffix(".json")
     cmd = [sys.executable, "-m", "edge", "train", "--images", str(images), "--out", str(out), "--report", str(report)]
@@ -34,7 +34,7 @@ def train(images: Path, out: Path, *extra: str) -> dict[str, object]:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{images}: train failed: {proc.stderr.strip().splitlines()[-1]}")
-    data: dict[str, object] = json.loads(report.read_text())
+    data: dict[str, Any] = json.loads(report.read_text())
     data["wall_s"] = round(time.perf_counter() - t0, 1)
     return data
 
@@ -122,13 +122,12 @@ def shifted(model: Path, images: Path, shifts: tuple[float, ...], slides: tuple[
     return "; ".join(parts)
 
 
-def row(task: str, report: dict[str, object], extra: str = "") -> str:
-    held = {m["name"]: m for m in report["held_out"]}  # type: ignore[attr-defined]
+def row(task: str, report: dict[str, Any], extra: str = "") -> str:
+    held = {m["name"]: m for m in report["held_out"]}
     deployed = list(held.values())[-1]
-    img = report["images"]  # type: ignore[index]
-    cost = report["cost"]  # type: ignore[index]
+    img, cost = report["images"], report["cost"]
     return (
-        f"| {task} | {img['train']}/{img['held_out']} | {report['head']['input']} | {held['float']['accuracy']:.1f} | "  # type: ignore[index]
+        f"| {task} | {img['train']}/{img['held_out']} | {report['head']['input']} | {held['float']['accuracy']:.1f} | "
         f"{held['int8 plain']['accuracy']:.1f} | {deployed['accuracy']:.1f} | {deployed['agreement']:.1f} | {extra} | "
         f"{cost['total_s']:.0f} s, {cost['peak_rss_mb']:.0f} MB |"
     )
@@ -137,7 +136,7 @@ def row(task: str, report: dict[str, object], extra: str = "") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the tasks and models")
-    tasks_help = "tasks: presence (or presence-cat, ...), other, nudge, finetune, orientation, animal, dog, timing"
+    tasks_help = "tasks: presence (or presence-cat, ...), other, nudge, orientation, animal, dog, timing"
     parser.add_argument("--only", nargs="*", default=None, help=tasks_help)
     parser.add_argument("--heads", nargs="*", choices=tuple(HEADS), default=tuple(HEADS), help="the present/absent tasks' heads (default: all)")
     args = parser.parse_args()
@@ -181,14 +180,6 @@ def main() -> None:
             out = work / f"nudge_{head}.tflite"
             train(images, out, "--held-out", "0.5", "--head", head)
             lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 1, 2, 4, 8), (0.5, 1))} |")
-            print(lines[-1], flush=True)
-    if want("finetune"):
-        # Would fine-tuning the layers under the scene head help? Float, held out; the product keeps them frozen.
-        from tests.support import finetune_probe
-
-        for subject, seed in subjects:
-            images = tasks.presence_task(work / f"presence_{seed}", dev, samples / subject, 400, seed)
-            lines.append(f"| fine-tuned, {subject.split('.')[0]} | {finetune_probe.probe(images)} |")
             print(lines[-1], flush=True)
     if want("orientation"):
         tr = tasks.orientation_task(work / "orient_train", dev, 0, 200, 4)
