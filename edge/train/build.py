@@ -9,126 +9,26 @@ from typing import Any
 import numpy as np
 
 from edge.convert.output import check_delegation
-from edge.train import change, positions, scene
-from edge.train.head import POSITIONS, Head
+from edge.train.heads.base import Fitted
 
 
-def keras_model(layers: list[Any], head: Head, dtype: str = "float32") -> Any:
-    """The converter's rebuilt network (uint8 RGB in) with the trained head in place of ImageNet's.
-
-    A features head replaces the 1001-way 1x1 convolution by an N-way one under the same name, so
-    the converter's bias correction sees the same 28 convolutions; a probabilities head keeps the
-    ImageNet softmax and adds a fully connected layer and a second softmax after it; a positions
-    head ends the network at layer 22 (24 convolutions, the last the N-way 1x1 one), after a 2x
-    bilinear enlargement of the input for positions-2x; scene-2x ends at layer 16 of the 2x frame;
-    the change head keeps only the input's normalisation (edge/train/change.py).
+def keras_model(layers: list[Any], fitted: Fitted, dtype: str = "float32") -> Any:
+    """The network of uint8 RGB in and the fitted head's probabilities out: the converter's rebuilt
+    backbone up to the layer the head taps, then the head's own layers (each head's `network`,
+    edge/train/heads/), or, for a head without a tap, the converter's input prologue and its layers.
 
     `dtype` "float64" gives the reference the quantized model is measured and corrected against:
     its sums do not depend on the CPU's vector width, thread count or oneDNN, so the bias
     correction (rounded to int32 steps) comes out the same everywhere."""
     import keras
 
-    from edge.convert import rebuild
-    from edge.convert.quantize import quiet
-
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(dtype)  # the new head layers too
     try:
-        if head.prototypes is not None:
-            return _change_model(keras, head)
-        with quiet():
-            base = rebuild.build_keras(layers, dtype, head.upscale)
-        return _with_head(keras, base, head)
+        return fitted.network(keras, layers, dtype)
     finally:
         keras.config.set_dtype_policy(previous)
-
-
-def _with_head(keras: Any, base: Any, head: Head) -> Any:
-    n = head.kernel.shape[1]
-    if head.kind == "features":
-        x = base.get_layer("avgpool").output
-        conv = keras.layers.Conv2D(n, 1, name="logits")
-        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(conv(x)))
-        model = keras.Model(base.inputs, x, name="mnv1_custom")
-        conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
-        return model
-    if head.offsets is not None:
-        # scene-2x (edge/train/scene.py): the 1x1 convolution once per scene prototype, each copy
-        # minus that prototype's offsets w.P_k at every cell, the best cell, then the lowest scene.
-        cells = base.get_layer(scene.LAYER).output
-        side, k = int(cells.shape[1]), len(head.offsets)
-        conv = keras.layers.Conv2D(k * n, 1, name="logits")
-        offsets = head.offsets.reshape(k, side, side, n).transpose(1, 2, 0, 3).reshape(1, side, side, k * n)
-        x = conv(cells) - keras.ops.convert_to_tensor(offsets, keras.config.dtype_policy().compute_dtype)
-        x = keras.layers.Reshape((k, n), name="per_scene")(keras.layers.MaxPooling2D(pool_size=side, name="maxpool")(x))
-        x = keras.layers.Softmax(name="softmax")(keras.ops.min(x, axis=1))
-        model = keras.Model(base.inputs, x, name="mnv1_custom")
-        conv.set_weights([np.tile(head.kernel, (1, k)).reshape(1, 1, -1, k * n), np.tile(head.bias, k)])
-        return model
-    if head.kind in POSITIONS:
-        # The same 1x1 convolution at each cell of layer 22's map (8x8, or 16x16 after the 2x
-        # enlargement), then each class's best cell; layers 23-26 and the ImageNet head fall out.
-        cells = base.get_layer(positions.LAYER).output
-        conv = keras.layers.Conv2D(n, 1, name="logits")
-        pool = keras.layers.MaxPooling2D(pool_size=int(cells.shape[1]), name="maxpool")
-        x = keras.layers.Softmax(name="softmax")(keras.layers.Reshape((n,), name="flatten")(pool(conv(cells))))
-        model = keras.Model(base.inputs, x, name="mnv1_custom")
-        conv.set_weights([head.kernel.reshape(1, 1, -1, n), head.bias])
-        return model
-    dense = keras.layers.Dense(n, name="head")
-    x = keras.layers.Softmax(name="head_softmax")(dense(base.get_layer("softmax").output))
-    model = keras.Model(base.inputs, x, name="mnv1_custom")
-    dense.set_weights([head.kernel, head.bias])
-    return model
-
-
-def _change_model(keras: Any, head: Head) -> Any:
-    """edge/train/change.py's score and linear layer, on the converter's input prologue (so that
-    quantize.raw_uint8_input makes it take the raw camera bytes like every other model)."""
-    from edge.convert.rebuild import normalised_input
-
-    assert head.prototypes is not None
-    reg = change.Registration(head.prototypes)
-    k, n = len(head.prototypes), head.kernel.shape[1]
-    h, w, _ = reg.smoothed.shape[1:]
-
-    inp, x = normalised_input(keras)
-    x = x - keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
-    z = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=(1, 2, 3), keepdims=True) + change.EPS)
-    smooth = keras.layers.DepthwiseConv2D(3, padding="valid", name="smooth")
-    zs = smooth(z)
-    move = keras.layers.Dense(6 * k, name="move")  # the six move terms of every prototype: a = solve . (zs - Q)
-    terms = move(keras.layers.Flatten(name="flatten")(zs))
-    # Each prototype moved by its terms, Q + maps^T a (a layer of h x w x 3 outputs per prototype),
-    # side by side with the frame copied once per prototype: h x w x 3K, k-major. (The concatenation
-    # runs outside XNNPACK, which takes at most 5 inputs; in it, as 4 + 4 inputs of one range, its
-    # 3-byte strided copies cost as much: 21.2 against 20.9 M instructions per frame on an A53.)
-    moved = [keras.layers.Dense(h * w * 3, name=f"moved_{i}") for i in range(k)]
-    each = [keras.layers.Reshape((h, w, 3))(layer(terms[:, 6 * i : 6 * i + 6])) for i, layer in enumerate(moved)]
-    predicted = keras.layers.Concatenate(name="prototypes")(each) if k > 1 else each[0]
-    copy = keras.layers.Conv2D(3 * k, 1, use_bias=False, name="copy")
-    frame = copy(zs)
-    # |frame - predicted| as two subtractions with their ReLUs fused, all in XNNPACK (TFLite's int8
-    # ABS and a lone RELU run outside it, with a requantization per element).
-    diff = keras.ops.relu(frame - predicted) + keras.ops.relu(predicted - frame)
-    rgb_sum = keras.layers.Conv2D(k, 1, use_bias=False, name="rgb_sum")
-    box = keras.layers.DepthwiseConv2D(change.BOX, padding="valid", name="box_mean")
-    d = box(rgb_sum(diff))
-    d = keras.layers.Reshape((k,), name="per_scene")(keras.layers.MaxPooling2D(pool_size=int(d.shape[1]), name="maxpool")(d))
-    dense = keras.layers.Dense(n, name="head")
-    out = keras.layers.Softmax(name="softmax")(dense(keras.ops.min(d, axis=1, keepdims=True)))
-    model = keras.Model(inp, out, name="mnv1_change")
-    smooth.set_weights([np.repeat(change.SMOOTH[:, :, None, None], 3, axis=2), np.zeros(3)])
-    protos = reg.smoothed.reshape(k, -1)
-    move.set_weights([reg.solve.reshape(6 * k, -1).T, -np.einsum("kjp,kp->kj", reg.solve, protos).reshape(-1)])
-    for i, layer in enumerate(moved):
-        layer.set_weights([reg.maps[i], protos[i]])
-    copy.set_weights([np.tile(np.eye(3), (1, k)).reshape(1, 1, 3, 3 * k)])
-    rgb_sum.set_weights([np.kron(np.eye(k), np.ones((3, 1))).reshape(1, 1, 3 * k, k)])  # each prototype's three channels
-    box.set_weights([np.full((change.BOX, change.BOX, k, 1), 1.0 / change.BOX**2), np.zeros(k)])
-    dense.set_weights([head.kernel, head.bias])
-    return model
 
 
 @dataclass(frozen=True)
