@@ -106,8 +106,9 @@ def test_options_that_misbehaved_are_usage_errors(args: tuple[str, ...], message
 def test_held_out_rounding_to_every_image_keeps_one_to_train_on() -> None:
     labels = np.asarray([0] * 10 + [1] * 10)
     paths = tuple(Path(f"{i}.png") for i in range(20))
-    train_idx, test_idx = dataset.split(paths, labels, 0.99)
-    assert set(labels[train_idx]) == {0, 1} and len(train_idx) == 2 and len(test_idx) == 18
+    data = dataset.Loaded(("a", "b"), np.zeros((20, 1, 1, 3), np.uint8), labels, paths, (), np.arange(20.0))
+    for split in (dataset.split_at_random(data, 0.99), dataset.split_in_time(data, 0.99, 0.05)):
+        assert set(labels[split.train]) == {0, 1} and len(split.train) == 2 and len(split.held_out) == 18, split
 
 
 def test_classify_goes_on_after_a_missing_image(tmp_path: Path, model: Path, shared: Path) -> None:

@@ -39,9 +39,9 @@ def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_b
     strong = rng.uniform(0, 1, (n, 256, d))
     strong[labels == 1, rng.integers(0, 256, n // 2), 3] += 2.0
     candidates = (heads.get("positions"), heads.get("positions-2x"))
-    chosen, _, cv = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n), 2, candidates)
+    choice = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n) % 4, 2, candidates)
+    chosen, cv = choice.head, choice.cv
     assert chosen.name == "positions-2x" and cv["positions-2x l2=0.01"] > max(v for k, v in cv.items() if k.startswith("positions ")) + 1.0
     gain = cv["positions-2x l2=0.01"] - max(v for k, v in cv.items() if k.startswith("positions "))
     monkeypatch.setattr(candidates[1], "cost_margin", gain)  # a win by exactly the margin is not enough
-    chosen, _, _ = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n), 2, candidates)
-    assert chosen.name == "positions"
+    assert head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n) % 4, 2, candidates).head.name == "positions"
