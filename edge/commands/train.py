@@ -51,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gate (failing writes no model; exit 65)")
     g.add_argument("--min-accuracy", type=float, default=90.0, metavar="PCT", help="int8 held-out accuracy floor (default: %(default)s)")
     g.add_argument("--min-agreement", type=float, default=95.0, metavar="PCT", help="int8 vs float agreement floor (default: %(default)s)")
+    g.add_argument(
+        "--min-kernel-agreement",
+        type=float,
+        default=80.0,
+        metavar="PCT",
+        help="share of top-1s this CPU's XNNPACK must give as TFLite's reference kernels do (default: %(default)s)",
+    )
     g.add_argument("--min-images", type=positive_int, default=10, metavar="N", help="readable images needed per class (default: %(default)s)")
     g.add_argument("--max-imbalance", type=float, default=4.0, metavar="X", help="largest/smallest class ratio allowed (default: %(default)s)")
     g.add_argument("--allow-imbalance", action="store_true", help="the classes are imbalanced on purpose")
@@ -79,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         head=args.head,
         augment=Augment(copies=args.augment_copies),
         limits=Limits(args.min_images, args.max_imbalance, args.allow_imbalance),
-        gate=Gate(args.min_accuracy, args.min_agreement),
+        gate=Gate(args.min_accuracy, args.min_agreement, args.min_kernel_agreement),
         bias_correction=not args.no_bias_correction,
     )
     print(train(opts).summary())
