@@ -11,7 +11,7 @@ MODEL := models/mobilenet_v1_0.25_128_int8.tflite
 DEMO_APT := python3-venv
 TEST_APT := python3-venv mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static iproute2 openssh-client openssl
 
-.PHONY: setup setup-test apt-demo apt-test model demo lint test test-unit test-system test-arm64 bench clean
+.PHONY: setup setup-test apt-demo apt-test model demo lint test test-unit test-system test-arm64 test-haswell bench clean
 
 # Debian packages missing from a list, installed with apt (needs root).
 apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -90,7 +90,11 @@ lint: $(VENV)/.setup-test
 	$(BIN)/mypy
 
 test-unit: setup-test $(MODEL)
-	$(BIN)/pytest -q -m "not system and not arm64" tests
+	$(BIN)/pytest -q -m "not system and not arm64 and not haswell" tests
+
+# x86 AVX2 without VNNI emulated on any x86 host: XNNPACK's int8 kernels there against TFLite's reference kernels.
+test-haswell: setup-test $(MODEL)
+	$(BIN)/pytest -q -m haswell tests
 
 test-system: setup-test $(MODEL)
 	$(BIN)/pytest -q -m system tests
