@@ -74,15 +74,19 @@ def test_the_converted_model_carries_probes_and_xnnpack_agrees_here(converted_mo
     assert probes is not None and len(probes.frames()) == PROBES and all(f.shape == (128, 128, 3) for f in probes.frames())
     assert kernels.MIN_BOUND <= probes.bound <= kernels.MAX_BOUND
     assert probes.measured["builtin_vs_reference"]["top1_differs"] == 0
+    reference = probes.reference_outputs()  # recorded at conversion: the Engine runs XNNPACK alone at load
+    assert reference is not None and reference.shape == (PROBES + 1, 1001) and reference.dtype == np.uint8
     engine = Engine(converted_model)
     assert engine.kernels == "xnnpack" and engine.kernel_check is not None and engine.kernel_check.agrees
     assert engine.kernel_check.comparison.frames == PROBES + 1
     facts = engine.describe()
-    assert facts["kernels"] == "XNNPACK" and facts["kernel_check"].startswith(f"XNNPACK agrees with the built-in kernels on {PROBES + 1} frames")
+    assert facts["kernels"] == "XNNPACK"
+    assert facts["kernel_check"].startswith(f"XNNPACK agrees with TFLite's reference kernels on {PROBES + 1} frames")
 
 
 def test_a_manifest_without_probes_checks_the_self_test_frame(converted_model: Path, tmp_path: Path) -> None:
-    """Manifests written before the probes: the self-test frame alone, with kernels.MIN_BOUND."""
+    """Manifests written before the probes: the self-test frame alone, against the built-in kernels
+    run here, with kernels.MIN_BOUND."""
     model = tmp_path / "m.tflite"
     shutil.copy(converted_model, model)
     data = json.loads(manifest_path(converted_model).read_text())
@@ -96,7 +100,8 @@ def test_a_damaged_probe_strip_is_the_manifests_fault(converted_model: Path, tmp
     model = tmp_path / "m.tflite"
     shutil.copy(converted_model, model)
     data = json.loads(manifest_path(converted_model).read_text())
-    data["kernel_check"]["frames_png_base64"] = KernelProbes.from_frames([np.zeros((64, 128, 3), np.uint8)], 8, {}).frames_png_base64
+    short = KernelProbes.from_frames([np.zeros((64, 128, 3), np.uint8)], 8, np.zeros((2, 1001)), {})
+    data["kernel_check"]["frames_png_base64"] = short.frames_png_base64
     manifest_path(model).write_text(json.dumps(data))
     with pytest.raises(ModelError, match=r"m\.tflite\.json: kernel_check frames are 128x64, expected 128 high"):
         Engine(model)
@@ -114,3 +119,13 @@ def test_the_kernel_gate_refuses_when_xnnpack_answers_otherwise() -> None:
     assert ok.passed and ok.failures() == [] and ok.top1_agreement == 100.0
     assert not bad.passed and (bad.top1_agreement, bad.max_diff, bad.frames) == (70.0, 160, 10)
     assert bad.failures()[0].startswith(f"XNNPACK on this CPU ({kernels.cpu_features()}) gives the reference kernels' top-1 on only 70.0% of 10")
+
+
+def test_reference_outputs_that_do_not_fit_the_frames_are_the_manifests_fault(converted_model: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    shutil.copy(converted_model, model)
+    data = json.loads(manifest_path(converted_model).read_text())
+    data["kernel_check"]["reference_outputs_hex"] = data["kernel_check"]["reference_outputs_hex"][:-1]
+    manifest_path(model).write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=rf"kernel_check has {PROBES} reference outputs for {PROBES + 1} frames"):
+        Engine(model)

@@ -35,10 +35,10 @@ def checks(ctx: Context) -> list[Check]:
 
 
 def _kernels(engine: Engine, require_xnnpack: bool) -> Check:
-    """XNNPACK against TFLite's built-in kernels on the manifest's frames (the Engine's check at load)."""
+    """XNNPACK against the reference kernels' outputs on the manifest's frames (the Engine's check at load)."""
     check = engine.kernel_check
     if check is None:
-        return Check("kernels", SKIP, "no XNNPACK to check against the built-in kernels")
+        return Check("kernels", SKIP, "no XNNPACK to check against TFLite's reference kernels")
     if check.agrees:
         return Check("kernels", OK, check.describe())
     fix = "convert or train the model again with this version of mnv1-edge"

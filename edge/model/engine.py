@@ -88,23 +88,31 @@ class Engine:
             )
 
     def _check_kernels(self, require_xnnpack: bool) -> None:
-        """Run the self-test and probe frames through XNNPACK and through TFLite's built-in kernels:
-        a CPU whose XNNPACK kernels compute this model otherwise (as x86 without VNNI did an int8 mean:
-        edge/convert/reductions.py) gets the built-in kernels, with one warning, or a refusal."""
+        """Run the self-test and probe frames through XNNPACK and compare with the outputs of TFLite's
+        reference kernels the manifest records (a manifest without them: the self-test frame, against
+        the built-in kernels run here). A CPU whose XNNPACK kernels compute this model otherwise (as x86
+        without VNNI did an int8 mean: edge/convert/reductions.py) gets the built-in kernels, with one
+        warning, or a refusal."""
         t0 = time.perf_counter()
         where = str(manifest_path(self.model_path))
-        probes = self.manifest.kernel_check
-        frames = ([self.manifest.self_test.frame(where)] if self.manifest.self_test else []) + (probes.frames(where) if probes else [])
-        if not frames:
-            return  # no self-test either: run_self_test says so
-        builtin = Interpreter(self.model_path, self.threads, self.runtime, builtin_kernels=True)
-        comparison = kernels.compare(kernels.raw_outputs(self._model, frames), kernels.raw_outputs(builtin, frames))
-        ms = (time.perf_counter() - t0) * 1e3
-        self.kernel_check = KernelCheck(comparison, probes.bound if probes else kernels.MIN_BOUND, kernels.cpu_features(), round(ms, 1))
+        probes, st = self.manifest.kernel_check, self.manifest.self_test
+        expected = probes.reference_outputs(where) if probes is not None else None
+        if st is None:
+            return  # run_self_test says so
+        frames = [st.frame(where), *(probes.frames(where) if probes is not None and expected is not None else [])]
+        builtin = None
+        if expected is None:  # an older manifest: what TFLite's own kernels compute here
+            builtin = Interpreter(self.model_path, self.threads, self.runtime, builtin_kernels=True)
+            expected = kernels.raw_outputs(builtin, frames)
+        if len(expected) != len(frames) or expected.shape[1] != self._model.output_shape[-1]:
+            raise ModelError(f"{where}: kernel_check has {len(expected)} reference outputs for {len(frames)} frames; re-run `mnv1-edge convert`")
+        comparison = kernels.compare(kernels.raw_outputs(self._model, frames), expected)
+        bound = probes.bound if probes is not None and probes.reference_outputs_hex else kernels.MIN_BOUND
+        self.kernel_check = KernelCheck(comparison, bound, kernels.cpu_features(), round((time.perf_counter() - t0) * 1e3, 1))
         if self.kernel_check.agrees:
             return
         problem = (
-            f"{self.model_path}: XNNPACK on this CPU ({self.kernel_check.cpu}) computes this model otherwise than TFLite's built-in "
+            f"{self.model_path}: XNNPACK on this CPU ({self.kernel_check.cpu}) computes this model otherwise than TFLite's reference "
             f"kernels: {comparison.describe()} (the manifest allows {self.kernel_check.bound})"
         )
         if require_xnnpack:
@@ -113,6 +121,7 @@ class Engine:
                 "or set model.require_xnnpack = false to run it on the built-in kernels, more slowly"
             )
         log.warning("%s: running it on the built-in kernels, more slowly", problem)
+        builtin = builtin or Interpreter(self.model_path, self.threads, self.runtime, builtin_kernels=True)
         self._model, self.kernels = builtin, "builtin"
         self.delegated, self.not_delegated = delegated_op_counts(builtin.raw)
 

@@ -58,13 +58,27 @@ class SelfTest:
 
 @dataclass(frozen=True)
 class KernelProbes:
-    """Frames the Engine runs through XNNPACK and TFLite's built-in kernels at load (with the
-    self-test frame), and how far their outputs may differ on them: `bound` output steps, set at
-    conversion from what the kernels measured there (`measured`, with the CPU they ran on)."""
+    """Frames the Engine runs through XNNPACK at load (after the self-test frame), what TFLite's
+    reference kernels output on them all (integer code that computes the same on every CPU), and
+    how far XNNPACK may differ: `bound` output steps, set at conversion from what the kernels
+    measured there (`measured`, with the CPU they ran on)."""
 
     frames_png_base64: str  # N 128x128 RGB frames side by side in one PNG strip
     bound: int
+    reference_outputs_hex: tuple[str, ...] = ()  # raw output rows, hex: the self-test frame's, then each probe's
     measured: dict[str, Any] = field(default_factory=dict)
+
+    def reference_outputs(self, where: str = "manifest") -> np.ndarray | None:
+        """The reference kernels' raw output rows (uint8), or None in a manifest without them."""
+        if not self.reference_outputs_hex:
+            return None
+        try:
+            rows = [np.frombuffer(bytes.fromhex(row), np.uint8) for row in self.reference_outputs_hex]
+        except ValueError as exc:
+            raise ModelError(f"{where}: kernel_check.reference_outputs_hex is not hex ({exc}); re-run `mnv1-edge convert`") from exc
+        if len({len(r) for r in rows}) != 1:
+            raise ModelError(f"{where}: kernel_check.reference_outputs_hex rows differ in length; re-run `mnv1-edge convert`")
+        return np.stack(rows)
 
     def frames(self, where: str = "manifest") -> list[np.ndarray]:
         """The probe frames; a damaged strip is the manifest's fault, named as such."""
@@ -83,12 +97,14 @@ class KernelProbes:
         return list(np.split(strip, strip.shape[1] // side, axis=1))
 
     @staticmethod
-    def from_frames(frames: list[np.ndarray], bound: int, measured: dict[str, Any]) -> KernelProbes:
+    def from_frames(frames: list[np.ndarray], bound: int, reference: np.ndarray, measured: dict[str, Any]) -> KernelProbes:
+        """`frames`: the probes (not the self-test's); `reference`: the raw output rows of the self-test frame and of each probe."""
         from PIL import Image
 
         buf = io.BytesIO()
         Image.fromarray(np.concatenate(frames, axis=1)).save(buf, format="PNG", optimize=True)
-        return KernelProbes(base64.b64encode(buf.getvalue()).decode("ascii"), bound, measured)
+        rows = tuple(np.asarray(row, np.uint8).tobytes().hex() for row in reference)
+        return KernelProbes(base64.b64encode(buf.getvalue()).decode("ascii"), bound, rows, measured)
 
 
 @dataclass(frozen=True)
@@ -156,7 +172,8 @@ class Manifest:
 def _kernel_probes(data: Any) -> KernelProbes | None:
     if data is None:
         return None
-    return KernelProbes(str(data["frames_png_base64"]), int(data["bound"]), dict(data.get("measured", {})))
+    rows = tuple(str(row) for row in data.get("reference_outputs_hex", ()))
+    return KernelProbes(str(data["frames_png_base64"]), int(data["bound"]), rows, dict(data.get("measured", {})))
 
 
 def manifest_path(model: Path) -> Path:
