@@ -14,7 +14,7 @@ from edge import __version__, paths
 from edge.convert import calibrate, dataset
 from edge.convert.evaluate import Evaluation
 from edge.convert.output import check_delegation, write_model, writing
-from edge.convert.report import ConversionReport, Gate
+from edge.convert.report import XNNPACK_HERE, ConversionReport, Gate
 from edge.convert.source import FloatModelSource, resolve
 from edge.errors import GateError, SourceError
 from edge.fsutil import check_writable
@@ -167,7 +167,6 @@ def _measure(
     XNNPACK beside it, with how far the two agree."""
     from edge.convert.evaluate import evaluate
     from edge.convert.kernelgate import agreement
-    from edge.convert.report import XNNPACK_HERE
     from edge.model.contract import OUTPUT_STEP
 
     candidates: list[tuple[str, Path | bytes]] = [("float (source)", float_model)]
@@ -282,8 +281,6 @@ def _measured(opts: Options, evaluation: Evaluation, fixes: list[LayerFix]) -> t
     }
     if ref is not None:
         targets["top1 >= reference"] = {"met": ours.top1 >= ref.top1, "value": f"{ours.top1:.1f} vs {ref.top1:.1f}"}
-    from edge.convert.report import XNNPACK_HERE
-
     if XNNPACK_HERE in lat and "reference quant (Google)" in lat:
         r_ref = lat[XNNPACK_HERE].median_ms / lat["reference quant (Google)"].median_ms
         targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}

@@ -115,9 +115,9 @@ class FramePipeline:
         return record
 
     def stats(self) -> dict[str, Any]:
-        """The kernels classifying the frames (kernel_fallback 1: XNNPACK disagreed with the built-in
-        kernels at load, which run instead), the sinks' counters by sink name, and the snapshot
-        writer's (snapshots_*) when enabled."""
+        """The kernels classifying the frames (kernel_fallback 1: at load XNNPACK disagreed with the
+        reference kernels' outputs the manifest records, and TFLite's built-in kernels run instead),
+        the sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
         kernels = {"kernels": self.engine.kernels, "kernel_fallback": int(self.engine.kernel_fallback)}
         return {**kernels, **self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
 

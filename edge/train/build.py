@@ -180,8 +180,8 @@ def int8_metrics(
     from edge.convert import kernelgate
 
     deployed = q.corrected or q.plain
-    spaced = train[np.linspace(0, len(train) - 1, max(0, min(len(train), KERNEL_FRAMES - len(test)))).astype(np.int64)] if len(train) else train
-    frames = np.concatenate([test, spaced]) if len(spaced) else test
+    count = min(len(train), max(0, KERNEL_FRAMES - len(test)))
+    frames = np.concatenate([test, train[np.linspace(0, len(train) - 1, count).astype(np.int64)]]) if count else test
     reference, xnnpack = kernelgate.outputs(deployed, frames, "reference"), kernelgate.outputs(deployed, frames, "xnnpack")
     on_reference = kernelgate.probabilities(deployed, reference[: len(test)])
     held = [measure("int8 plain", tflite_probs(q.plain, test) if q.corrected is not None else on_reference, labels, classes, float_probs)]
