@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from edge import paths
+from edge.model.kernels import compare
 from edge.model.preprocess import list_images, load_image
 from tests.support.daemon import write_config
 from tests.support.kernel_models import HALVES, half_brightness_model, half_frames
@@ -111,8 +112,8 @@ def test_every_model_kind_under_avx2_answers_as_the_reference_kernels(
     qemu: tuple[str, ...], head_models: Path, converted_model: Path, tmp_path: Path
 ) -> None:
     """The stock model and every head `train` writes, on emulated AVX2: the Engine's check at load
-    passes (XNNPACK runs) and XNNPACK's top-1s are the reference kernels' (the stock model: all but
-    near-ties of its 1001 classes, which rounding moves on every CPU; docs/numerics.md)."""
+    passes (XNNPACK runs), and where XNNPACK's top-1 is not the reference kernels' it is a near-tie
+    (rounding moves those on every CPU alike; docs/numerics.md), never a confident other answer."""
     stock = np.stack([load_image(p) for p in [*list_images(paths.sample_images()), *list_images(paths.dev_images())[:STOCK_FRAMES]]])
     np.save(tmp_path / "stock.npy", stock)
     pairs = [f"{converted_model}={tmp_path / 'stock.npy'}"]
@@ -122,10 +123,9 @@ def test_every_model_kind_under_avx2_answers_as_the_reference_kernels(
     names = sorted({k.split("/")[0] for k in reference})
     assert len(names) == 7
     for name in names:
-        ref, got = reference[f"{name}/reference"], xnnpack[f"{name}/xnnpack"]
-        same = float(np.mean(ref.argmax(1) == got.argmax(1)))
+        comparison = compare(xnnpack[f"{name}/xnnpack"], reference[f"{name}/reference"])
         assert info[f"{name}/engine"]["kernels"] == "xnnpack", (name, info[f"{name}/engine"])
-        assert same >= (0.9 if ref.shape[1] > 2 else 0.95), (name, same)
+        assert comparison.decisive == 0 and comparison.top1_differs <= 0.2 * comparison.frames, (name, comparison)
     change = reference["change/reference"], xnnpack["change/xnnpack"]
     assert np.abs(change[0].astype(int) - change[1]).max() <= 2  # the overflowing mean is split: rounding only
 

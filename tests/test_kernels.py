@@ -118,6 +118,10 @@ def test_the_kernel_gate_refuses_when_xnnpack_answers_otherwise() -> None:
     ok, bad = agreement(reference, reference), agreement(reference, xnnpack, 80.0)
     assert ok.passed and ok.failures() == [] and ok.top1_agreement == 100.0
     assert not bad.passed and (bad.top1_agreement, bad.max_diff, bad.frames) == (70.0, 160, 10)
+    assert kernels.compare(xnnpack, reference).decisive == 3  # both lead by >= DECISIVE_LEAD: no near-ties
+    nudged = reference.copy()
+    nudged[:3] = [[120, 135]]  # another top-1, but a near-tie
+    assert kernels.compare(nudged, reference) == kernels.Comparison(10, 3, 80, 0)
     assert bad.failures()[0].startswith(f"XNNPACK on this CPU ({kernels.cpu_features()}) gives the reference kernels' top-1 on only 70.0% of 10")
 
 

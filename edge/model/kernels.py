@@ -24,6 +24,10 @@ KERNELS = ("xnnpack", "builtin", "reference")
 # output steps: rounding alone moved the probes' outputs by up to 40 steps of 256 (docs/numerics.md);
 # more than a quarter of the range is not rounding, even where the converting CPU measured more.
 MIN_BOUND, MAX_BOUND = 8, 64
+# A top-1 that differs while both kernels' top-1s lead their runner-up by this many output steps is
+# no near-tie: rounding flipped top-1s only where one of them led by at most 70 steps, on every model
+# kind and CPU measured; the x86 sum overflow flipped 80 of its 83 with both leading by more.
+DECISIVE_LEAD = 96
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Comparison:
     frames: int
     top1_differs: int  # frames whose top-1 class differs (ties go to the lower class index, as top_k)
     max_diff: int  # largest difference of one output, in steps of the model's output type
+    decisive: int = 0  # of top1_differs, those where both top-1s lead by DECISIVE_LEAD steps or more
 
     def describe(self) -> str:
         return f"top-1 differs on {self.top1_differs} of {self.frames} frames, outputs by up to {self.max_diff} steps"
@@ -42,8 +47,15 @@ def compare(a: np.ndarray, b: np.ndarray, step: float = 1.0) -> Comparison:
     """Rows = frames, columns = the model's raw (quantized) outputs, or dequantized ones whose
     quantization step is `step`."""
     diff = np.abs(a.astype(np.float64) - b.astype(np.float64)) / step
-    differs = int(np.sum(np.argmax(a, axis=1) != np.argmax(b, axis=1)))
-    return Comparison(len(a), differs, int(np.rint(diff.max())) if diff.size else 0)
+    differs = np.argmax(a, axis=1) != np.argmax(b, axis=1)
+    decisive = differs & (np.minimum(_lead(a), _lead(b)) / step >= DECISIVE_LEAD - 0.5)
+    return Comparison(len(a), int(differs.sum()), int(np.rint(diff.max())) if diff.size else 0, int(decisive.sum()))
+
+
+def _lead(rows: np.ndarray) -> np.ndarray:
+    """How far each row's top output is above its second."""
+    top2 = np.sort(rows.astype(np.float64), axis=1)[:, -2:]
+    return np.asarray(top2[:, 1] - top2[:, 0]) if rows.shape[1] > 1 else np.zeros(len(rows))
 
 
 def raw_outputs(interp: Interpreter, frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from edge import paths
+from edge.model.kernels import compare
 from edge.model.preprocess import list_images, load_image
 from tests.arm64.arm64_env import CURRENT, IN_OUT, IN_REPO, REPO, Arm64, locked, prepare
 
@@ -68,7 +70,7 @@ def runs(arm64: Arm64, head_models: Path, converted_model: Path, tmp_path_factor
 
     def one(cpu: str) -> tuple[str, Outputs]:
         if cpu == "host":
-            argv = ["python", str(REPO / PROBE), str(out / "host.npz"), "reference", *pairs(str(out))]
+            argv = [sys.executable, str(REPO / PROBE), str(out / "host.npz"), "reference", *pairs(str(out))]
             env = os.environ | {"PYTHONPATH": str(REPO)}
             done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900, check=False)
         else:
@@ -93,13 +95,13 @@ def test_every_model_kind_runs_xnnpack_on_the_pi_cores(cpu: str, runs: dict[str,
 
 @pytest.mark.parametrize("cpu", CPUS)
 def test_every_model_kind_answers_as_the_reference_kernels(cpu: str, runs: dict[str, Outputs]) -> None:
-    """XNNPACK's top-1s on the Pi cores are the reference kernels', but where rounding moves a near-tie
-    (the stock model's 1001 classes); the change head's outputs are within rounding of them."""
+    """Where XNNPACK's top-1 on the Pi cores is not the reference kernels' it is a near-tie (rounding
+    moves those on every CPU alike; docs/numerics.md), never a confident other answer; the change
+    head's outputs are within rounding of them."""
     arrays, _ = runs[cpu]
     reference, _ = runs["host"]
     for key in sorted(k for k in arrays if k.endswith("/xnnpack")):
         name = key.split("/")[0]
-        ref, got = reference[f"{name}/reference"], arrays[key]
-        same = float(np.mean(ref.argmax(1) == got.argmax(1)))
-        assert same >= (0.9 if ref.shape[1] > 2 else 0.95), (name, same)
+        comparison = compare(arrays[key], reference[f"{name}/reference"])
+        assert comparison.decisive == 0 and comparison.top1_differs <= 0.2 * comparison.frames, (name, comparison)
     assert np.abs(reference["change/reference"].astype(int) - arrays["change/xnnpack"]).max() <= 2
