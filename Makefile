@@ -12,7 +12,7 @@ MODEL := models/mobilenet_v1_0.25_128_int8.tflite
 DEMO_APT := python3-venv
 TEST_APT := python3-venv mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static qemu-system-arm qemu-utils e2fsprogs iproute2 openssh-client openssl
 
-.PHONY: setup setup-test apt-demo apt-test model demo lint check test test-unit test-system test-arm64 test-pi bench clean
+.PHONY: setup setup-test apt-demo apt-test model demo lint check test test-unit test-system test-arm64 test-haswell test-pi bench clean
 
 # Debian packages missing from a list, installed with apt (needs root).
 apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -91,14 +91,18 @@ lint: $(VENV)/.setup-test
 	$(BIN)/ruff format --check edge tests benchmarks
 	$(BIN)/mypy
 
-# The fast loop: lint, types and every test not marked slow, system, arm64 or pi, on both cores. No root,
+# The fast loop: lint, types and every test not marked slow, system, arm64, haswell or pi, on both cores. No root,
 # no apt, no network (the venv, the model and a mosquitto binary on PATH come from one `make test` or
 # `make setup-test model`). `make test` stays the one full command.
 check: lint $(MODEL)
-	$(BIN)/pytest -q -n 2 -m "not slow and not system and not arm64 and not pi" tests
+	$(BIN)/pytest -q -n 2 -m "not slow and not system and not arm64 and not haswell and not pi" tests
 
 test-unit: setup-test $(MODEL)
-	$(BIN)/pytest -q -m "not system and not arm64 and not pi" tests
+	$(BIN)/pytest -q -m "not system and not arm64 and not haswell and not pi" tests
+
+# x86 AVX2 without VNNI emulated on any x86 host: XNNPACK's int8 kernels there against TFLite's reference kernels.
+test-haswell: setup-test $(MODEL)
+	$(BIN)/pytest -q -m haswell tests
 
 test-system: setup-test $(MODEL)
 	$(BIN)/pytest -q -m system tests

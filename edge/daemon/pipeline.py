@@ -117,8 +117,11 @@ class FramePipeline:
         return record
 
     def stats(self) -> dict[str, Any]:
-        """The sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
-        return {**self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
+        """The kernels classifying the frames (kernel_fallback 1: at load XNNPACK disagreed with the
+        reference kernels' outputs the manifest records, and TFLite's built-in kernels run instead),
+        the sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
+        kernels = {"kernels": self.engine.kernels, "kernel_fallback": int(self.engine.kernel_fallback)}
+        return {**kernels, **self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
 
     def report(self, stats: dict[str, Any]) -> None:
         self.sinks.report(stats)
@@ -149,6 +152,7 @@ class FramePipeline:
         sinks = ", ".join(_sink_desc(self.config, s.name) for s in self.sinks.sinks)
         return (
             f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
+            f"{e['kernel_check']}, "
             f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
             f"source {source.name}, sinks {sinks}, device {self.device}"
             + (f", snapshots {self.config.snapshots.path}" if self.snapshots is not None else "")

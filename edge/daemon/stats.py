@@ -122,6 +122,7 @@ def format_line(stats: dict[str, Any]) -> str:
         f"stats: {stats['fps']:.1f} fps, inference p50 {inf['p50']} ms p95 {inf['p95']} ms, "
         f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']}, "
         f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
+        + (", kernels TFLite built-in (XNNPACK disagreed at load)" if stats.get("kernel_fallback") else "")
     )
     sinks = [f"{name}: {format_counters(name, value)}" for name, value in sink_counters(stats).items()]
     snapshots = {k: v for k, v in stats.items() if k.startswith("snapshots_")}

@@ -157,6 +157,9 @@ def _pipeline(out: _Writer, stats: Mapping[str, Any]) -> None:
         out.one("view_shift_pixels", "gauge", "The view's last estimated shift from training, px of the 128 px input", source.get("view_shift_px", 0))
     out.one("fps", "gauge", "Frames classified per second over the last stats interval", stats.get("fps", 0.0))
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started", stats.get("uptime_s", 0.0))
+    if "kernel_fallback" in stats:  # the Engine's kernel check at load (docs/numerics.md)
+        help_ = "1 when XNNPACK disagreed with the reference kernels at load: the built-in kernels classify"
+        out.one("kernel_fallback", "gauge", help_, stats["kernel_fallback"])
     if "snapshots_saved" in stats:  # only with [snapshots] enabled
         out.one("snapshots_saved_total", "counter", "Evidence snapshots saved", stats["snapshots_saved"])
         out.one("snapshots_bytes", "gauge", "Bytes in the snapshot folder", stats.get("snapshots_bytes", 0))

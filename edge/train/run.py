@@ -86,11 +86,13 @@ def train(opts: Options) -> TrainReport:
     q = build.quantize(model, reference, calibration, correct, dense_per_tensor=chosen.int8.dense_per_tensor)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
-    held.append(measure("int8 plain", build.tflite_probs(q.plain, test_frames), test_labels, data.classes, float_probs))
-    if q.corrected is not None:
-        held.append(measure("int8 bias-corrected", build.tflite_probs(q.corrected, test_frames), test_labels, data.classes, float_probs))
-    problems = opts.gate.failures(held[-1])
+    int8, kernels, kernel_problems = build.int8_metrics(
+        q, test_frames, data.frames[train_idx], test_labels, data.classes, float_probs, opts.gate.min_kernel_agreement
+    )
+    held += int8
+    problems = opts.gate.failures(held[-1]) + kernel_problems
     report = _report(opts, data, train_idx, test_idx, candidates, chosen, cv, held, problems)
+    report.kernels = kernels
     report.head["l2"] = l2
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
