@@ -221,7 +221,7 @@ def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.splitlines()[-1])
     assert "13000x13000 pixels (169 M) is more than the decode budget of 16 M pixels" in result["error"]
-    assert result["maxrss_kb"] < 200_000, result  # a full decode took 730 MB
+    assert result["maxrss_kb"] < 100_000, result  # a full decode took 730 MB; reading a PNG's EXIF, 200 MB
     # Pillow's own warning goes through the log, not straight to stderr.
     assert "WARNING edge.model.decode:" in run.stdout and "DecompressionBombWarning" not in run.stderr, (run.stdout, run.stderr)
 

@@ -52,6 +52,8 @@ def decode(path: Path, need: Need, draft: bool = True, max_pixels: int = MAX_PIX
     before decoding. SourceError (one line naming the file) for anything unreadable."""
     try:
         with open_image(path) as image:
+            if image.format != "JPEG":  # Pillow's PNG getexif decodes all pixels looking for a late eXIf chunk
+                bound(image, path, image.size, False, max_pixels)
             orientation = _orientation(image)
             width, height = image.size
             if orientation in _SIDEWAYS:
