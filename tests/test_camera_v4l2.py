@@ -104,7 +104,7 @@ def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Pa
     timer.start()
     frame = source.read()
     assert frame is not None
-    assert source.stats()["errors"] >= 1 and source.stats()["reconnects"] >= 1
+    assert source.stats().errors >= 1 and source.stats().reconnects >= 1
     source.close()
 
 
@@ -119,6 +119,6 @@ def test_a_stream_repeating_one_picture_is_frozen_and_reopened(camera: tuple[str
     while source.read() is not None:  # identical frames pass for stall_timeout_s, then are withheld
         passed += 1
     stats = source.stats()
-    assert passed >= 1 and stats["frozen"] == 1 and stats["frozen_reopens"] >= 2 and stats["reconnects"] >= 2
+    assert passed >= 1 and stats.frozen == 1 and stats.frozen_reopens >= 2 and stats.reconnects >= 2
     assert caplog.text.count("frozen; reopening it") == 1  # logged once, however often it is reopened
     source.close()

@@ -14,6 +14,7 @@ from edge.daemon.fanout import SinkFanout
 from edge.model.contract import Prediction
 from edge.record import Record
 from edge.sinks.file import FileSink
+from edge.stats import SinkCounters
 
 
 class BrokenSink:
@@ -32,8 +33,8 @@ class BrokenSink:
 
     def report(self, stats: Any) -> None: ...
 
-    def stats(self) -> dict[str, Any]:
-        return {}
+    def stats(self) -> SinkCounters:
+        return SinkCounters({})
 
     def flush(self) -> None: ...
 
@@ -57,4 +58,5 @@ def test_a_raising_sink_is_logged_once_counted_and_the_file_sink_still_gets_ever
     failures = [r for r in caplog.records if "write failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].levelno == logging.ERROR
     assert any("works again" in r.getMessage() for r in caplog.records)
-    assert fanout.stats()["sink_errors"] == {"broken": 89}
+    broken_counters = fanout.stats()["broken"]
+    assert broken_counters.raised == 89 and broken_counters.lost == 89

@@ -288,7 +288,7 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
             writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", view=view))
             assert writer.flush(30)
         # The photo vanished before its view was made: the input and the record are saved all the same.
-        assert writer.stats() | {"snapshots_bytes": 0} == {
+        assert writer.stats().to_dict() | {"snapshots_bytes": 0} == {
             **{f"snapshots_{k}": 0 for k in ("dropped", "skipped", "no_room", "errors", "bytes")},
             **{"snapshots_saved": 2, "snapshots_view_errors": 1, "snapshots_files": 4},
         }
@@ -298,8 +298,8 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
         name = writer.claim(True, 2, 1e9, 2.0)
         assert name is not None
         writer.take(Record(2, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x"))
-        assert writer.flush(30) and writer.stats()["snapshots_errors"] == 0 and (tmp_path / "snap" / name).is_file()
-        assert writer.stats()["snapshots_files"] == 2  # what the deleted folder held is forgotten
+        assert writer.flush(30) and writer.stats().errors == 0 and (tmp_path / "snap" / name).is_file()
+        assert writer.stats().files == 2  # what the deleted folder held is forgotten
     finally:
         writer.close()
 

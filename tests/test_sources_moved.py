@@ -93,18 +93,18 @@ def test_the_guard_warns_once_when_the_view_moves_and_once_when_it_is_back(
     source.open()
     shifts, off = [], []
     while source.read() is not None:
-        shifts.append(source.stats()["view_shift_px"])
-        off.append(source.stats()["view_off"])
+        shifts.append(source.stats().view_shift_px)
+        off.append(source.stats().view_off)
     source.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "edge.sources.moved"]
     assert len(warnings) == 2, warnings
     assert "the view is moved by about 4 px of 128 since the model was trained" in warnings[0] and "train again" in warnings[0]
     assert "the view is back where the model was trained" in warnings[1]
-    assert source.stats()["view_moved"] == 1 and shifts[5] >= MOVED_PX and shifts[-1] == 0
+    assert source.stats().view_moved == 1 and shifts[5] >= MOVED_PX and shifts[-1] == 0
     assert off == [0] * 5 + [1] * 8 + [0] * 6  # moved from the 3rd moved frame until the 3rd frame back (3 of 5 checks)
 
     off = parse({"source": {"kind": "images", "images": {"path": str(folder)}, "view_check_s": -1}}).source
-    assert "view_moved" not in make_source(off, 1.0, view_references=references(scenes)).stats()
+    assert make_source(off, 1.0, view_references=references(scenes)).stats().view_moved is None
 
 
 def test_a_damaged_reference_strip_fails_at_load_naming_the_key(tmp_path: Path, shared: Path) -> None:

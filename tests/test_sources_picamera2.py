@@ -160,7 +160,7 @@ def test_cancelled_requests_time_out_and_reopen_within_the_stall_timeout(
     camera.fail_opens = 1  # and the first reopen fails too
     frame = source.read()
     assert frame is not None
-    assert source.stats() == {"read": 1, "reopens": 2, "errors": 1}
+    assert source.stats().to_dict() == {"read": 1, "reopens": 2, "errors": 1}
     assert camera.flushes == 1 and camera.opened == 2 and camera.closed == 1  # flushed before stop: no hang
     assert "capture failed (no frame within 0.2 s)" in caplog.text
     source.interrupt()
@@ -184,7 +184,7 @@ def test_a_frozen_camera_is_reopened(monkeypatch: pytest.MonkeyPatch, scene: np.
         frame = source.read()
     assert frame is not None and camera.opened == opened + 1
     stats = source.stats()
-    assert stats["frozen"] == 1 and stats["frozen_reopens"] == 1 and stats["reopens"] == 1
+    assert stats.frozen == 1 and stats.frozen_reopens == 1 and stats.reopens == 1
     assert caplog.text.count("frozen; reopening it") == 1
     source.close()
 
@@ -232,7 +232,7 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
     # The same centre crop the ISP made for the model, at the view's size: the scene, not noise or padding.
     assert np.abs(view.astype(int) - prepare_array(scene, 320, 0.875)).mean() < 6
     assert camera.made.count("main") == camera.made.count("lores") == 6  # both streams of every request
-    assert source.stats()["read"] == 6
+    assert source.stats().read == 6
 
 
 def test_a_view_overwritten_before_it_was_taken_is_a_view_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:

@@ -66,6 +66,6 @@ def one_snapshot(work: Path, jpeg: Path, max_side: int = 640) -> dict[str, Any]:
         "source": f"{jpeg.name}, view max_side {max_side}",
         "pipeline_thread_ms": round(statistics.median(pipeline_ms), 3),
         "writer_ms": round(statistics.median(writer_ms), 2),
-        "bytes": stats["snapshots_bytes"] // stats["snapshots_saved"],
-        "files": stats["snapshots_files"] // stats["snapshots_saved"],
+        "bytes": stats.bytes // stats.saved,
+        "files": stats.files // stats.saved,
     }

@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from dataclasses import replace
 
 from edge.record import Record
 from edge.sinks import Sink
+from edge.stats import SinkCounters, StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -39,22 +40,23 @@ class SinkFanout:
     def write(self, record: Record) -> None:
         self._each("write", lambda s: s.write(record))
 
-    def report(self, stats: Mapping[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         self._each("report", lambda s: s.report(stats))
 
     def flush(self) -> None:
         self._each("flush", lambda s: s.flush())
 
-    def stats(self) -> dict[str, Any]:
-        """Each sink's own counters under its name, plus the fan-out's error counts."""
-        out: dict[str, Any] = {}
+    def stats(self) -> dict[str, SinkCounters]:
+        """Each sink's counters by its name; every call it raised on counts as lost and as an error."""
+        out: dict[str, SinkCounters] = {}
 
         def collect(sink: Sink) -> None:
             out[sink.name] = sink.stats()
 
         self._each("stats", collect)
-        if self.errors:
-            out["sink_errors"] = dict(self.errors)
+        for name, raised in self.errors.items():
+            own = out.get(name, SinkCounters({}))  # none of its own when its stats() raised
+            out[name] = replace(own, lost=own.lost + raised, errors=own.errors + raised, raised=raised)
         return out
 
     def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:

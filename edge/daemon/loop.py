@@ -12,7 +12,6 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from edge import __version__
 from edge.config import Config, load
@@ -21,9 +20,10 @@ from edge.daemon.capture import POLL_S, Capture
 from edge.daemon.notify import Notifier
 from edge.daemon.pipeline import FramePipeline
 from edge.daemon.sequence import RecordSequence
-from edge.daemon.stats import Stats, format_line, records_lost
+from edge.daemon.stats import Stats, format_line
 from edge.errors import EdgeError, SourceError
 from edge.sources import Source, make_source
+from edge.stats import StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -183,16 +183,19 @@ class Daemon:
             self._stalled = False
             log.info("frames from %s are flowing again", self.capture.source.name)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatsReport:
         assert self.pipeline is not None and self.capture is not None
-        cap = self.capture.stats()
-        stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
-        stats.update(self.pipeline.stats())
-        # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
-        stats.update(
-            stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s, heartbeat_s=self.config.results.heartbeat_s
+        return StatsReport(
+            self.stats.snapshot(),
+            self.capture.stats(),
+            self.pipeline.sinks.stats(),
+            self.pipeline.snapshot_counters(),
+            # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
+            stalled=self._stalled,
+            stalls=self._stalls,
+            stats_interval_s=self.config.stats_interval_s,
+            heartbeat_s=self.config.results.heartbeat_s,
         )
-        return stats
 
     def _report(self) -> None:
         assert self.pipeline is not None
@@ -291,10 +294,10 @@ class Daemon:
         """The exit summary's warning: records a sink lost in this run, counted after it closed
         (a spool dropping its backlog at close counts too)."""
         assert self.pipeline is not None
-        sinks = self.pipeline.sinks.stats()
-        for name, lost in records_lost(sinks).items():
-            if lost:
-                log.warning("sink %s: %d of %d published records lost in this run (see its records_lost in stats)", name, lost, self.stats.published)
+        for name, sink in self.pipeline.sinks.stats().items():
+            if sink.lost:
+                published = self.stats.published
+                log.warning("sink %s: %d of %d published records lost in this run (see its records_lost in stats)", name, sink.lost, published)
 
     def _shutdown(self) -> None:
         if self.capture is not None:

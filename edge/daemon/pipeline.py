@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from edge.config import Config
 from edge.daemon.fanout import SinkFanout
@@ -18,6 +17,7 @@ from edge.model.groups import NUM_CLASSES, GroupScorer, configured, unused
 from edge.record import Record
 from edge.sinks import make_sinks
 from edge.sources import Frame, Source
+from edge.stats import SnapshotCounters, StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -116,11 +116,10 @@ class FramePipeline:
         stats.add(inference_ms, (time.time() - frame.ts) * 1e3)
         return record
 
-    def stats(self) -> dict[str, Any]:
-        """The sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
-        return {**self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
+    def snapshot_counters(self) -> SnapshotCounters | None:
+        return self.snapshots.stats() if self.snapshots is not None else None
 
-    def report(self, stats: dict[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         self.sinks.report(stats)
 
     def flush(self) -> None:

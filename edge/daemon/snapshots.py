@@ -41,6 +41,7 @@ from edge.errors import SinkError
 from edge.fsutil import explain_mkdir, write_atomic
 from edge.log import PACED
 from edge.record import rfc3339
+from edge.stats import SnapshotCounters
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -205,8 +206,8 @@ class SnapshotWriter:
             view = freeze()
         self._jobs.put(_Job(record, frame.pixels.copy(), view))  # claim() took a place in the queue
 
-    def stats(self) -> dict[str, int]:
-        return {f"snapshots_{k}": v for k, v in self.counters.items()} | {"snapshots_files": self._files, "snapshots_bytes": self._bytes}
+    def stats(self) -> SnapshotCounters:
+        return SnapshotCounters(**self.counters, files=self._files, bytes=self._bytes)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued snapshot is written (or `timeout`); True when none is left."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from edge.config import Config
     from edge.record import Record
+    from edge.stats import SinkCounters, StatsReport
 
 
 class Sink(Protocol):
@@ -22,9 +23,9 @@ class Sink(Protocol):
 
     def write(self, record: Record) -> None: ...
 
-    def report(self, stats: Mapping[str, Any]) -> None: ...  # the daemon's periodic stats
+    def report(self, stats: StatsReport) -> None: ...  # the daemon's periodic stats
 
-    def stats(self) -> dict[str, Any]: ...  # this sink's own counters, merged into the stats
+    def stats(self) -> SinkCounters: ...  # this sink's own counters, and what it lost
 
     def flush(self) -> None: ...
 
@@ -75,13 +76,3 @@ def make_sinks(
 
         sinks.append(PrometheusSink(config.sinks.prometheus, device_id=config.device))
     return sinks
-
-
-# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its
-# name); `sink_errors` is the daemon's count of calls each sink raised on.
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled", "sink_errors"})
-
-
-def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Each sink's counters by sink name, as the daemon files them into the stats it reports."""
-    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from edge.config import SourceConfig
+    from edge.stats import SourceCounters
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Source(Protocol):
 
     def read(self) -> Frame | None: ...
 
-    def stats(self) -> dict[str, int]: ...  # e.g. {"skipped": 2, "reconnects": 1}
+    def stats(self) -> SourceCounters: ...  # its own counters, e.g. read 10, skipped 2
 
     def interrupt(self) -> None: ...
 

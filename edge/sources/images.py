@@ -15,6 +15,7 @@ from edge.model.preprocess import IMAGE_SUFFIXES, list_images, load_image
 from edge.model.region import FULL
 from edge.sources import Frame
 from edge.sources.view import file_view
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import ImagesSourceConfig
@@ -89,8 +90,8 @@ class ImagesSource:
             return Frame(pixels, time.time(), path.name, view=partial(file_view, path))
         return None
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "skipped": self._skipped, "passes": self._passes}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, skipped=self._skipped, passes=self._passes)
 
     def interrupt(self) -> None:
         self._interrupted = True

@@ -17,6 +17,7 @@ from edge.sources import Frame
 from edge.sources.backoff import Backoff
 from edge.sources.mainview import MainRing, MainView
 from edge.sources.yuv import Converter, make_converter
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import Picamera2SourceConfig
@@ -268,8 +269,8 @@ class Picamera2Source:
             return rgb
         return prepare_array(np.ascontiguousarray(rgb), INPUT_SIZE, self._crop_fraction_left, self._roi_left)
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "reopens": self._reopens, "errors": self._errors}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, reopens=self._reopens, errors=self._errors)
 
     def interrupt(self) -> None:
         self.backoff.stop.set()

@@ -12,6 +12,7 @@ import numpy as np
 from edge.model.preprocess import prepare_array
 from edge.model.region import FULL
 from edge.sources import Frame
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import SyntheticSourceConfig
@@ -58,8 +59,8 @@ class SyntheticSource:
         self._count += 1
         return Frame(pixels, time.time(), f"synthetic#{self._count}")
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._count}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._count)
 
     def interrupt(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ from edge.model.region import FULL
 from edge.sources import Frame
 from edge.sources.backoff import Backoff
 from edge.sources.view import av_view
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import VideoSourceConfig
@@ -208,8 +209,8 @@ class AvSource:
             image = frame.to_image()
         return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction, self.roi))
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors, "damaged": self._damaged}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, reconnects=self._reconnects, errors=self._errors, damaged=self._damaged)
 
     def interrupt(self) -> None:
         self.backoff.stop.set()
