@@ -15,10 +15,10 @@ from types import FrameType
 
 from edge import __version__
 from edge.config import Config, load
-from edge.config.preflight import preflight
 from edge.daemon.capture import POLL_S, Capture
 from edge.daemon.notify import Notifier
 from edge.daemon.pipeline import FramePipeline
+from edge.daemon.preflight import preflight
 from edge.daemon.sequence import RecordSequence
 from edge.daemon.stats import Stats, format_line
 from edge.errors import EdgeError, SourceError
