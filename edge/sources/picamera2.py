@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.backoff import Backoff
 from edge.errors import SourceError
 from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, prepare_array
 from edge.model.region import FULL, is_full, scaler_crop
 from edge.sources import Frame
-from edge.sources.backoff import Backoff
 from edge.sources.mainview import MainRing, MainView
 from edge.sources.yuv import Converter, make_converter
 from edge.stats import SourceCounters

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.backoff import Backoff
 from edge.errors import SourceError
 from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, prepare
 from edge.model.region import FULL
 from edge.sources import Frame
-from edge.sources.backoff import Backoff
 from edge.sources.view import av_view
 from edge.stats import SourceCounters
 

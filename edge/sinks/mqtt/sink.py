@@ -76,7 +76,7 @@ class MqttSink:
         self.spool = Spool(Path(config.spool.path), config.spool.max_bytes, config.spool.max_age_s, config.spool.sync_interval_s)
         self.counters = {"published": 0, "acked": 0, "connects": 0, "publish_errors": 0, "dropped_closed": 0}
         self._link = connection.Link()
-        self._backoff = connection.Backoff(config.reconnect_max_s)
+        self._backoff = connection.paho_backoff(config)
         self._pump = Pump(
             self.spool,
             self._link,
@@ -261,10 +261,10 @@ class MqttSink:
             log.warning("MQTT sink: lost the connection to %s (%s); spooling records and reconnecting", self.where, reason_code)
         elif not was_connected and not self._closing and not refused:
             # TCP connected but no CONNACK came (paho calls neither on_connect nor on_connect_fail):
-            # say why it probably failed. 0x8D: paho gave up waiting (keepalive) on a silent server.
-            # The one exception to "never block": the first failure of a streak may probe the port
-            # for TLS (at most diagnose.PROBE_TIMEOUT_S), while there is no connection to serve.
-            hint = self._watch.hint(keepalive_timeout=getattr(reason_code, "value", 0) == 0x8D)
+            # say why it probably failed. The one exception to "never block": the first failure of a
+            # streak may probe the port for TLS (at most diagnose.PROBE_TIMEOUT_S), while there is
+            # no connection to serve.
+            hint = self._watch.hint(keepalive_timeout=connection.keepalive_timeout(reason_code))
             connection.log_no_session(self.where, hint, self._backoff.next_delay())
         self._pump.wake()
 
