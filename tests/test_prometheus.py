@@ -19,7 +19,7 @@ from edge.daemon.stats import format_line
 from edge.errors import SinkError
 from edge.model.engine import Prediction
 from edge.record import Record
-from edge.sinks import make_sinks
+from edge.sinks import sink_specs
 from edge.sinks.prometheus import PrometheusSink
 from edge.stats import Percentiles, SinkCounters, SnapshotCounters, SourceCounters, SourceReport, SpoolCounters, StatsReport, Window
 from tests.support.daemon import EXE, base_config, write_config
@@ -177,7 +177,7 @@ def test_config_enables_it_and_checks_the_suffix(tmp_path: Path) -> None:
     assert PrometheusSinkConfig().enabled is False
     assert PrometheusSinkConfig().path == "/var/lib/prometheus/node-exporter/mnv1-edge.prom"
     config = parse({"device_id": "cam", "sinks": {"prometheus": {"enabled": True, "path": str(tmp_path / "m.prom")}}})
-    assert [s.name for s in make_sinks(config)] == ["file", "prometheus"]
+    assert [s.name for s in sink_specs(config)] == ["file", "prometheus"]
     with pytest.raises(ConfigError, match=r"sinks.prometheus.path: must end in .prom"):
         parse({"sinks": {"prometheus": {"enabled": True, "path": "/tmp/m.txt"}}})
 

@@ -16,7 +16,7 @@ import pytest
 from edge.config import ImagesSourceConfig, SourceConfig, SyntheticSourceConfig, V4l2SourceConfig, VideoSourceConfig
 from edge.errors import SourceError
 from edge.model.preprocess import load_image
-from edge.sources import make_source
+from edge.sources import SourceSpec, make_source
 from edge.sources.frozen import FrozenGuard
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource
@@ -100,7 +100,7 @@ def test_synthetic_is_deterministic_and_finite() -> None:
 
 
 def test_video_file_reads_every_frame_then_ends(video: Path) -> None:
-    source = make_source(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video))), 0.875)
+    source = make_source(SourceSpec(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video)))))
     assert isinstance(source, VideoSource) and not source.live
     source.open()
     frames = []
@@ -235,7 +235,7 @@ def test_http_stream_down_keeps_retrying_until_interrupted() -> None:
 
 
 def test_v4l2_missing_device_names_the_key() -> None:
-    guard = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")), 0.875)
+    guard = make_source(SourceSpec(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none"))))
     assert isinstance(guard, FrozenGuard) and guard.live
     source = guard.source
     assert isinstance(source, V4l2Source)

@@ -76,7 +76,7 @@ def capture(config: Config, config_path: Path, out: Path, every: float, count: i
 
     from edge.errors import SinkError, SourceError
     from edge.fsutil import explain_mkdir
-    from edge.sources import make_source
+    from edge.sources import SourceSpec, make_source
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def capture(config: Config, config_path: Path, out: Path, every: float, count: i
     _write_info(config, config_path, out)
     # No centre crop: the frames are the region of interest as the model would see it with a model
     # trained on them (`train` records crop_fraction 1 in its manifest, which the daemon then applies).
-    source = make_source(config.source, CAPTURE_CROP)
+    source = make_source(SourceSpec(config.source, CAPTURE_CROP))
     source.open()
     saved = 0
     try:

@@ -11,6 +11,7 @@ from edge.model.contract import CROP_FRACTION, NUM_CLASSES, top_k
 from edge.model.interpreter import Interpreter
 from edge.model.manifest import Manifest, SelfTest, manifest_path
 from edge.model.preprocess import load_image
+from edge.model.region import Crop
 
 
 def make_manifest(
@@ -30,7 +31,7 @@ def make_manifest(
     interp = Interpreter(model, 1)
     best: tuple[float, SelfTest] | None = None
     for image in reference_images:
-        frame = load_image(image, fraction=crop_fraction)
+        frame = load_image(image, Crop(fraction=crop_fraction))
         first, second = top_k(interp.classify(frame), labels, 2)
         margin = first.score - second.score
         if best is None or margin > best[0]:

@@ -22,7 +22,7 @@ from edge.daemon.preflight import preflight
 from edge.daemon.sequence import RecordSequence
 from edge.daemon.stats import Stats, format_line
 from edge.errors import EdgeError, SourceError
-from edge.sources import Source, make_source
+from edge.sources import Source, SourceSpec, make_source
 from edge.stats import StatsReport
 
 log = logging.getLogger("edge.daemon")
@@ -78,8 +78,7 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            manifest = self.pipeline.engine.manifest
-            source = make_source(self.config.source, manifest.crop_fraction, self.config.snapshots.enabled, manifest.view_references())
+            source = make_source(self.pipeline.source_spec)
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -227,9 +226,8 @@ class Daemon:
             if problems:
                 raise EdgeError("; ".join(problems))
             pipeline = FramePipeline(config, self.seq, previous=self.pipeline)
-            if self._source_changes(config, pipeline):
-                manifest = pipeline.engine.manifest
-                source = make_source(config.source, manifest.crop_fraction, config.snapshots.enabled, manifest.view_references())
+            if pipeline.source_spec != self.pipeline.source_spec:
+                source = make_source(pipeline.source_spec)
                 if config.source.kind not in CAMERAS:  # a file, a folder or a stream opens beside the running one
                     source.open()
         except Exception as exc:  # nothing was touched: the running pipeline is still good
@@ -240,7 +238,7 @@ class Daemon:
             log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
         old = self.pipeline
         old.flush()
-        if source is not None and not self._swap_source(source, config):
+        if source is not None and not self._swap_source(source, pipeline.source_spec):
             self._ready_again("reload failed; running the previous configuration")
             return
         self.pipeline, self.config = pipeline, config
@@ -248,33 +246,22 @@ class Daemon:
         try:
             pipeline.open_sinks(self.config_path, previous=old)
         finally:
-            old.close(keep=pipeline.reused)
+            old.close()  # what the new pipeline did not take over
         log.info("reloaded: %s", pipeline.describe(self.capture.source))
         self._ready_again(f"reloaded; classifying {self.capture.source.name}")
 
-    def _source_changes(self, config: Config, pipeline: FramePipeline) -> bool:
-        assert self.pipeline is not None
-        old = self.pipeline
-        return (
-            config.source != old.config.source
-            or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
-            or pipeline.engine.manifest.view_references_png_base64 != old.engine.manifest.view_references_png_base64
-            or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
-        )
-
-    def _swap_source(self, source: Source, config: Config) -> bool:
+    def _swap_source(self, source: Source, spec: SourceSpec) -> bool:
         """Stop the running capture and start `source` (a camera is opened only now: it cannot be held
         twice). A camera that will not open gives way to the previous source again: False, and the
         previous configuration runs on; if that cannot open either, the error ends the daemon."""
         assert self.capture is not None and self.pipeline is not None
         self.capture.stop()
-        if config.source.kind in CAMERAS:
+        if spec.config.kind in CAMERAS:
             try:
                 source.open()
             except Exception as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
-                old = self.pipeline.engine.manifest
-                source = make_source(self.config.source, old.crop_fraction, self.config.snapshots.enabled, old.view_references())
+                source = make_source(self.pipeline.source_spec)
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()

@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from edge.config import SourceConfig
+from edge.model.contract import CROP_FRACTION
+from edge.model.region import Crop
+
 if TYPE_CHECKING:
     from PIL import Image
 
-    from edge.config import SourceConfig
     from edge.stats import SourceCounters
 
 
@@ -52,46 +55,62 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def make_source(config: SourceConfig, crop_fraction: float, keep_view: bool = False, view_references: np.ndarray | None = None) -> Source:
-    """The configured source, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py).
+@dataclass(frozen=True)
+class SourceSpec:
+    """Everything a source is made from: the daemon makes one at start and at each reload, and a
+    spec unlike the running source's means a new source."""
 
-    `crop_fraction` is the model's centre crop (its manifest's), applied inside `config.roi`.
-    `keep_view` (snapshots on): a source whose larger view costs something per frame (the Pi
-    camera's main stream) keeps it only then; the others make theirs on demand anyway.
-    `view_references` (a fixed-camera model's manifest): the view is watched for a moved camera (edge/sources/moved.py)."""
-    source = _make(config, crop_fraction, keep_view)
+    config: SourceConfig
+    crop_fraction: float = CROP_FRACTION  # the model's centre crop (its manifest's), applied inside config.roi
+    # Snapshots on: a source whose still costs something per frame (the Pi camera's main stream)
+    # keeps it only then; the others make theirs on demand anyway.
+    keep_view: bool = False
+    # A fixed-camera model's view (its manifest's PNG strip, base64): watched for a moved camera (edge/sources/moved.py).
+    view_references: str | None = None
+
+    @property
+    def crop(self) -> Crop:
+        return Crop(self.config.roi, self.crop_fraction)
+
+
+def make_source(spec: SourceSpec) -> Source:
+    """The source `spec` describes, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py)."""
+    config = spec.config
+    source = _make(config, spec.crop, spec.keep_view)
     if source.live and config.frozen_threshold >= 0:
         from edge.sources.frozen import FrozenGuard
 
         source = FrozenGuard(source, config.frozen_threshold, config.stall_timeout_s)
-    if view_references is not None and config.view_check_s >= 0:
+    if spec.view_references is not None and config.view_check_s >= 0:
+        from edge.model.viewref import decode
         from edge.sources.moved import MovedGuard
 
-        source = MovedGuard(source, view_references, config.view_check_s)  # outside the frozen guard: it sees only frames that are handed on
+        # Outside the frozen guard: it sees only frames that are handed on. The manifest's loader checked the strip.
+        source = MovedGuard(source, decode(spec.view_references), config.view_check_s)
     return source
 
 
-def _make(config: SourceConfig, crop_fraction: float, keep_view: bool) -> Source:
+def _make(config: SourceConfig, crop: Crop, keep_view: bool) -> Source:
     """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
         from edge.sources.images import ImagesSource
 
-        return ImagesSource(config.images, crop_fraction, config.roi)
+        return ImagesSource(config.images, crop)
     if kind == "synthetic":
         from edge.sources.synthetic import SyntheticSource
 
-        return SyntheticSource(config.synthetic, config.roi)
+        return SyntheticSource(config.synthetic, crop)
     if kind == "video":
         from edge.sources.video import VideoSource
 
-        return VideoSource(config.video, crop_fraction, config.stall_timeout_s, config.roi)
+        return VideoSource(config.video, crop, config.stall_timeout_s)
     if kind == "v4l2":
         from edge.sources.v4l2 import V4l2Source
 
-        return V4l2Source(config.v4l2, crop_fraction, config.stall_timeout_s, config.max_fps, config.roi)
+        return V4l2Source(config.v4l2, crop, config.stall_timeout_s, config.max_fps)
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        return Picamera2Source(config.picamera2, crop_fraction, config.stall_timeout_s, config.roi, keep_view)
+        return Picamera2Source(config.picamera2, crop, config.stall_timeout_s, keep_view)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

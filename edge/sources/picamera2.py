@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,8 +11,8 @@ import numpy as np
 from edge.backoff import Backoff
 from edge.errors import SourceError
 from edge.log import PACED
-from edge.model.preprocess import INPUT_SIZE, prepare_array
-from edge.model.region import FULL, is_full, scaler_crop
+from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare_array
+from edge.model.region import NO_CROP, Crop
 from edge.sources import Frame
 from edge.sources.mainview import MainRing, MainView
 from edge.sources.yuv import Converter, make_converter
@@ -69,9 +68,8 @@ class Picamera2Source:
     def __init__(
         self,
         config: Picamera2SourceConfig,
-        crop_fraction: float = 0.875,
+        crop: Crop = STOCK_CROP,
         stall_timeout_s: float = 10.0,
-        roi: Sequence[float] = FULL,
         keep_view: bool = False,
     ) -> None:
         """`keep_view` (snapshots on): capture the main stream with each lores frame and keep it for the
@@ -79,8 +77,7 @@ class Picamera2Source:
         self.config = config
         self.keep_view = keep_view
         self._ring = MainRing() if keep_view else None
-        self.crop_fraction = crop_fraction
-        self.roi = tuple(roi)
+        self.crop = crop
         self.name = f"picamera2:{config.camera}"
         # A reopen must fit in the stall timeout: capture wait + first back-off step + opening.
         self.capture_wait_s = min(max(1.0, 3.0 / config.framerate), stall_timeout_s / 3)
@@ -90,8 +87,7 @@ class Picamera2Source:
         self._convert: Converter | None = None
         self._main: tuple[tuple[int, int], int] = ((0, 0), 0)  # main stream (size, stride), for the view
         self._mapped_array: Any = None  # picamera2.MappedArray
-        self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
-        self._roi_left: tuple[float, ...] = self.roi  # likewise for the region of interest
+        self._crop_left = crop  # what is still to cut in software (NO_CROP once the ISP did it)
         self._as_is = False
         self._read = 0
         self._reopens = 0
@@ -159,7 +155,7 @@ class Picamera2Source:
             cam.start()
             w, h = lores["size"]
             self._convert = make_converter(w, h, int(lores["stride"])) if self._format == "YUV420" else None
-            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_fraction_left >= 1.0 and is_full(self._roi_left)  # no resize, no crop
+            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_left.whole  # no resize, no crop
         except BaseException:
             self._close(cam)
             raise
@@ -187,16 +183,16 @@ class Picamera2Source:
         """Let the ISP cut the region of interest and the centre crop inside it (edge/model/region.py),
         so a 128x128 lores is exactly the model's input: no resize."""
         controls = cam.camera_controls
-        if "ScalerCrop" not in controls or (self.crop_fraction >= 1.0 and is_full(self.roi)):
-            self._crop_fraction_left, self._roi_left = self.crop_fraction, self.roi
+        if "ScalerCrop" not in controls or self.crop.whole:
+            self._crop_left = self.crop
             return
         minimum, full, _default = controls["ScalerCrop"]
-        crop = scaler_crop(self.roi, tuple(full), tuple(minimum)[2:], fraction=self.crop_fraction)
+        crop = self.crop.scaler_crop(tuple(full), tuple(minimum)[2:])
         if "ScalerCrops" in controls:  # Pi 5: one crop per stream, set by configure(); replace the lores one
             cam.set_controls({"ScalerCrops": [crop, crop]})
         else:
             cam.set_controls({"ScalerCrop": crop})
-        self._crop_fraction_left, self._roi_left = 1.0, FULL
+        self._crop_left = NO_CROP
 
     @staticmethod
     def _close(cam: Any) -> None:
@@ -267,7 +263,7 @@ class Picamera2Source:
             rgb = array
         if self._as_is:
             return rgb
-        return prepare_array(np.ascontiguousarray(rgb), INPUT_SIZE, self._crop_fraction_left, self._roi_left)
+        return prepare_array(np.ascontiguousarray(rgb), self._crop_left)
 
     def stats(self) -> SourceCounters:
         return SourceCounters(self._read, reopens=self._reopens, errors=self._errors)
