@@ -114,8 +114,8 @@ def test_the_images_source_and_its_snapshot_view_apply_the_orientation(tmp_path:
     source = ImagesSource(ImagesSourceConfig(path=str(folder)))
     source.open()
     frame = source.read()
-    assert frame is not None and frame.view is not None
-    assert frame.view(1000).size == picture.size  # upright: 600x180, not 180x600
+    assert frame is not None and frame.still is not None
+    assert frame.still(1000).size == picture.size  # upright: 600x180, not 180x600
 
 
 def test_a_huge_picture_in_a_training_folder_is_skipped_unread(tmp_path: Path) -> None:

@@ -172,10 +172,10 @@ def test_every_s_adds_snapshots_between_changes(tmp_path: Path) -> None:
 
 
 def test_a_video_frame_has_a_view_made_on_demand() -> None:
-    from edge.sources.view import av_view
+    from edge.sources.still import av_still
 
     frame = av.VideoFrame.from_ndarray(np.full((720, 1280, 3), 200, np.uint8), format="rgb24").reformat(format="yuv420p")
-    image = av_view(frame, 640)
+    image = av_still(frame, 640)
     assert image.size == (640, 360) and image.mode == "RGB" and abs(int(np.asarray(image).mean()) - 200) <= 2
 
 
@@ -277,15 +277,15 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
 
     from edge.record import Record
     from edge.sources import Frame
-    from edge.sources.view import file_view
+    from edge.sources.still import file_still
 
     writer = SnapshotWriter(parse({"enabled": True, "path": str(tmp_path / "snap")}, SnapshotsConfig))
     writer.open()
     try:
         pixels = np.zeros((128, 128, 3), np.uint8)
-        for seq, view in enumerate((partial(file_view, tmp_path / "gone.jpg"), None)):
+        for seq, view in enumerate((partial(file_still, tmp_path / "gone.jpg"), None)):
             name = writer.claim(True, seq, 1e9, float(seq))
-            writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", view=view))
+            writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", still=view))
             assert writer.flush(30)
         # The photo vanished before its view was made: the input and the record are saved all the same.
         assert writer.stats().to_dict() | {"snapshots_bytes": 0} == {

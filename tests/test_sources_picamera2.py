@@ -207,7 +207,7 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
 
     camera = fake.FakeCamera(scene, platform=platform)
     fake.install(monkeypatch, camera)
-    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig(main_size=(640, 480))), 0.875, keep_view=True))
+    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig(main_size=(640, 480))), 0.875, keep_still=True))
     source.open()
     config = camera.configs[0]
     assert config["main"]["format"] == "YUV420" and config["main"]["size"] == (480, 480)  # the lores aspect: not stretched
@@ -215,11 +215,11 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
     writer.open()
     try:
         frame = source.read()
-        assert frame is not None and frame.view is not None
+        assert frame is not None and frame.still is not None
         name = writer.claim(True, 1, frame.ts, 0.0)
         assert name is not None
         writer.take(Record(1, frame.ts, frame.ts, "cam", frame.origin, (), 0.0, "", "bird", (), name), frame)
-        for _ in range(5):  # the capture thread goes on overwriting the ring: the taken view was frozen
+        for _ in range(5):  # the capture thread goes on overwriting the ring: the taken still was frozen
             assert source.read() is not None
         assert writer.flush()
     finally:
@@ -236,30 +236,30 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
 
 
 def test_a_view_overwritten_before_it_was_taken_is_a_view_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
-    from edge.sources.mainview import SLOTS
+    from edge.sources.mainstill import SLOTS
 
     fake.install(monkeypatch, fake.FakeCamera(scene))
-    source = Picamera2Source(Picamera2SourceConfig(), keep_view=True)
+    source = Picamera2Source(Picamera2SourceConfig(), keep_still=True)
     source.open()
     first = source.read()
-    assert first is not None and first.view is not None
-    assert first.view(200).size == (200, 200)  # still in the ring
-    frozen = first.view.freeze()  # type: ignore[attr-defined]
+    assert first is not None and first.still is not None
+    assert first.still(200).size == (200, 200)  # still in the ring
+    frozen = first.still.freeze()  # type: ignore[attr-defined]
     for _ in range(SLOTS):
         assert source.read() is not None
     with pytest.raises(SourceError, match="overwritten"):  # the writer counts it in snapshots_view_errors
-        first.view(200)
-    assert frozen(200).size == (200, 200)  # a frozen view has its own copy
+        first.still(200)
+    assert frozen(200).size == (200, 200)  # a frozen still has its own copy
     source.close()
 
 
 def test_with_snapshots_off_the_main_stream_is_never_read(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
     camera = fake.FakeCamera(scene)
     fake.install(monkeypatch, camera)
-    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig()), 0.875))  # keep_view defaults to False
+    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig()), 0.875))  # keep_still defaults to False
     source.open()
     frames = [source.read() for _ in range(3)]
     source.close()
-    assert all(f is not None and f.view is None for f in frames)
+    assert all(f is not None and f.still is None for f in frames)
     assert camera.made == ["lores"] * 3  # no main array made, no copy
     assert camera.configs[0]["main"]["format"] == "XBGR8888" and camera.configs[0]["main"]["size"] == (640, 480)  # main as before

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -14,8 +13,7 @@ from edge.model.contract import CROP_FRACTION
 from edge.model.region import Crop
 
 if TYPE_CHECKING:
-    from PIL import Image
-
+    from edge.sources.still import Still
     from edge.stats import SourceCounters
 
 
@@ -26,10 +24,10 @@ class Frame:
     pixels: np.ndarray
     ts: float = field(default_factory=time.time)  # capture or read time, epoch seconds
     origin: str = ""  # e.g. the file name, for logs and records
-    # The whole frame as an RGB image whose longest side is at most the argument, made only when
-    # called (an evidence snapshot): a source sets a cheap closure here (edge/sources/view.py), so
-    # nothing is decoded, scaled or copied per frame. None: the source has no larger view.
-    view: Callable[[int], Image.Image] | None = None
+    # The frame's still: the whole frame as an RGB image whose longest side is at most the argument,
+    # made only when called (an evidence snapshot): a source sets a cheap closure here
+    # (edge/sources/still.py), so nothing is decoded, scaled or copied per frame. None: no still.
+    still: Still | None = None
 
 
 class Source(Protocol):
@@ -62,9 +60,9 @@ class SourceSpec:
 
     config: SourceConfig
     crop_fraction: float = CROP_FRACTION  # the model's centre crop (its manifest's), applied inside config.roi
-    # Snapshots on: a source whose still costs something per frame (the Pi camera's main stream)
-    # keeps it only then; the others make theirs on demand anyway.
-    keep_view: bool = False
+    # Snapshots on: a source whose stills cost something per frame (the Pi camera's main stream)
+    # keeps them only then; the others make theirs on demand anyway.
+    keep_still: bool = False
     # A fixed-camera model's view (its manifest's PNG strip, base64): watched for a moved camera (edge/sources/moved.py).
     view_references: str | None = None
 
@@ -76,7 +74,7 @@ class SourceSpec:
 def make_source(spec: SourceSpec) -> Source:
     """The source `spec` describes, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py)."""
     config = spec.config
-    source = _make(config, spec.crop, spec.keep_view)
+    source = _make(config, spec.crop, spec.keep_still)
     if source.live and config.frozen_threshold >= 0:
         from edge.sources.frozen import FrozenGuard
 
@@ -90,7 +88,7 @@ def make_source(spec: SourceSpec) -> Source:
     return source
 
 
-def _make(config: SourceConfig, crop: Crop, keep_view: bool) -> Source:
+def _make(config: SourceConfig, crop: Crop, keep_still: bool) -> Source:
     """The configured source; its heavy dependency is imported here, lazily."""
     kind = config.kind
     if kind == "images":
@@ -112,5 +110,5 @@ def _make(config: SourceConfig, crop: Crop, keep_view: bool) -> Source:
     if kind == "picamera2":
         from edge.sources.picamera2 import Picamera2Source
 
-        return Picamera2Source(config.picamera2, crop, config.stall_timeout_s, keep_view)
+        return Picamera2Source(config.picamera2, crop, config.stall_timeout_s, keep_still)
     raise AssertionError(f"unknown source kind {kind!r}")  # config parsing rejects these

@@ -13,7 +13,7 @@ from edge.errors import SourceError
 from edge.model.preprocess import IMAGE_SUFFIXES, STOCK_CROP, list_images, load_image
 from edge.model.region import Crop
 from edge.sources import Frame
-from edge.sources.view import file_view
+from edge.sources.still import file_still
 from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ class ImagesSource:
                 continue
             self._read += 1
             self._good_in_pass += 1
-            return Frame(pixels, time.time(), path.name, view=partial(file_view, path))
+            return Frame(pixels, time.time(), path.name, still=partial(file_still, path))
         return None
 
     def stats(self) -> SourceCounters:

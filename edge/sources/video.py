@@ -16,7 +16,7 @@ from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare
 from edge.model.region import Crop
 from edge.sources import Frame
-from edge.sources.view import av_view
+from edge.sources.still import av_still
 from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class AvSource:
             self.backoff.reset()
             self._read += 1
             self._pass_frames += 1
-            return Frame(prepare_av_frame(frame, self.crop), time.time(), self.name, view=partial(av_view, frame))
+            return Frame(prepare_av_frame(frame, self.crop), time.time(), self.name, still=partial(av_still, frame))
         return None
 
     def _reconnect(self) -> bool:
