@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from edge.config import SERVICE_USER
-from edge.doctor import FAIL, OK, Check, Context
+from edge.doctor.check import FAIL, OK, Check, Context
 
 # The unit's StateDirectory=mnv1-edge: systemd creates it, owned by the service user, at each start.
 STATE_DIRECTORY = Path("/var/lib/mnv1-edge")

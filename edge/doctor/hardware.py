@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from edge.doctor import OK, SKIP, WARN, Check
+from edge.doctor.check import OK, SKIP, WARN, Check
 from edge.throttle import FirmwareFlags, decode
 
 

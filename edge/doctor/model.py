@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.doctor import FAIL, OK, SKIP, WARN, Check, Context
+from edge.doctor.check import FAIL, OK, SKIP, WARN, Check, Context
 from edge.errors import EdgeError
 
 RUNTIME_FIX = "pip install ai-edge-litert into the venv (the legacy tflite-runtime 2.14 has no int8 XNNPACK and needs numpy<2)"

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from edge.sources import Frame, Source
+from edge.sources.frame import Frame, Source
 from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.frozen")

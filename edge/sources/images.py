@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from edge.errors import SourceError
 from edge.model.preprocess import IMAGE_SUFFIXES, STOCK_CROP, list_images, load_image
 from edge.model.region import Crop
-from edge.sources import Frame
+from edge.sources.frame import Frame
 from edge.sources.still import file_still
 from edge.stats import SourceCounters
 

@@ -13,7 +13,7 @@ from edge.errors import SourceError
 from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare_array
 from edge.model.region import NO_CROP, Crop
-from edge.sources import Frame
+from edge.sources.frame import Frame
 from edge.sources.mainstill import MainRing, MainStill
 from edge.sources.yuv import Converter, make_converter
 from edge.stats import SourceCounters

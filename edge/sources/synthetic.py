@@ -11,7 +11,7 @@ import numpy as np
 
 from edge.model.preprocess import prepare_array
 from edge.model.region import NO_CROP, Crop
-from edge.sources import Frame
+from edge.sources.frame import Frame
 from edge.stats import SourceCounters
 
 if TYPE_CHECKING:

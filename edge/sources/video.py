@@ -15,7 +15,7 @@ from edge.errors import SourceError
 from edge.log import PACED
 from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare
 from edge.model.region import Crop
-from edge.sources import Frame
+from edge.sources.frame import Frame
 from edge.sources.still import av_still
 from edge.stats import SourceCounters
 
