@@ -72,8 +72,8 @@ def test_parse_roi_errors(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("roi", "message"),
     [
-        ([0, 0, 1.2, 1], r"source.roi: must be between 0 and 1, got 1.2"),
-        ([-0.1, 0, 1, 1], r"source.roi: must be between 0 and 1, got -0.1"),
+        ([0, 0, 1.2, 1], r"source.roi: every value must be between 0 and 1, got \[0.0, 0.0, 1.2, 1.0\]"),
+        ([-0.1, 0, 1, 1], r"source.roi: every value must be between 0 and 1, got \[-0.1, 0.0, 1.0, 1.0\]"),
         ([0, 0, 0, 1], r"source.roi: width and height must be greater than 0"),
         ([0.5, 0.5, 0.6, 0.2], r"source.roi: must lie inside the frame"),
         ([0, 0, 1], r"source.roi: expected a list of 4 values"),
