@@ -35,8 +35,8 @@ class SinkFanout:
             for spec in specs:
                 running, was = previous._take(spec.name) if previous is not None else (None, None)
                 if running is None or was != spec:
-                    if running is not None:
-                        self._each("close", lambda s: s.close(), [running])
+                    if previous is not None and running is not None:
+                        previous._each("close", lambda s: s.close(), [running])
                     running = make_sink(spec)
                     running.open()
                     opened.append(running)
