@@ -106,9 +106,14 @@ def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Pa
     stall.touch()  # the camera keeps the connection open and sends nothing
     timer = threading.Timer(1.5, stall.unlink)
     timer.start()
-    frame = source.read()
-    assert frame is not None
+    # Frames the decoder buffered before the stall still come first (more of them on a loaded
+    # machine, where the camera ran ahead of the reader): read through them to the reconnect.
+    t0 = time.monotonic()
+    while source.stats().reconnects == 0 and time.monotonic() - t0 < 15.0:
+        frame = source.read()
+        assert frame is not None
     assert source.stats().errors >= 1 and source.stats().reconnects >= 1
+    assert source.read() is not None  # the camera is back: frames flow again
     source.close()
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge import paths
-from tests.support.daemon import EXE, NotifySocket, base_config, running, write_config
+from tests.support.daemon import EXE, NotifySocket, base_config, running, wait_for_line, write_config
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_a_reload_during_start_up_does_not_send_ready_before_the_first_frame(tmp
     data["source"] = {"kind": "video", "video": {"url": "http://127.0.0.1:9/none.mjpg"}}  # a camera that never answers
     config = write_config(tmp_path / "c.toml", data)
     with running(config, notify=notify) as proc:
-        time.sleep(2.0)  # the model is loaded; no frame will come
+        wait_for_line(proc, " started: ")  # the model is loaded and the signals handled; no frame will come
         proc.send_signal(signal.SIGHUP)
         notify.wait_for("STATUS=reloaded; classifying video:http://127.0.0.1:9/none.mjpg", timeout=10)
         assert notify.count("READY=1", 0, time.monotonic()) == 0

@@ -93,6 +93,28 @@ def base_config(tmp_path: Path, model: Path, **source: Any) -> dict[str, Any]:
     }
 
 
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 60.0) -> str:
+    """The first line of the daemon's stderr that contains `text` (the lines before it are read and
+    dropped); fails after `timeout` seconds. A wait on the daemon itself, not a sleep: a loaded
+    machine starts Python, NumPy and the model several times slower."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+    found: list[str] = []
+
+    def read() -> None:  # a thread: readline blocks, and a text pipe buffers lines select cannot see
+        for line in stream:
+            if text in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        raise AssertionError(f"no line with {text!r} from the daemon within {timeout} s (exit status {proc.poll()})")
+    return found[0]
+
+
 @contextmanager
 def running(config: Path, *args: str, notify: NotifySocket, watchdog_usec: int = 0) -> Iterator[subprocess.Popen[str]]:
     """`start`, and whatever happens in the block: kill the daemon if it still runs, close the socket."""
