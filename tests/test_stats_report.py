@@ -44,21 +44,22 @@ def metrics(path: Path) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return out
 
 
-def matched_report(proc: subprocess.Popen[str], collector: Collector, prom: Path) -> tuple[dict[str, Any], dict[str, Any], bytes]:
-    """(the last stats message, the metrics of the same report, that message's bytes): the daemon is
-    stopped (SIGSTOP) after a stats message and the .prom file read; the same report when the two
-    carry the same uptime, else it runs on to the next message."""
+def matched_report(proc: subprocess.Popen[str], collector: Collector, prom: Path) -> tuple[dict[str, Any], dict[str, Any], bytes, float]:
+    """(the last stats message, the metrics of the same report, that message's bytes, when the daemon
+    was stopped): the daemon is stopped (SIGSTOP) after a stats message and the .prom file read; the
+    same report when the two carry the same uptime, else it runs on to the next message."""
     seen = 0
     for _ in range(10):
         wait_until(lambda seen=seen: sum(t == STATS for t, _ in collector.messages) > seen, 20, "a stats message")  # type: ignore[misc]
         proc.send_signal(signal.SIGSTOP)
+        stopped = time.time()
         with collector.lock:
             stats = [p for t, p in collector.messages if t == STATS]
         seen = len(stats)
         payload = json.loads(stats[-1])
         found = metrics(prom)
         if found["mnv1_edge_uptime_seconds"][()] == payload["uptime_s"]:
-            return payload, found, stats[-1]
+            return payload, found, stats[-1], stopped
         proc.send_signal(signal.SIGCONT)
     raise AssertionError("no stats message matched the metrics file in 10 tries")
 
@@ -81,7 +82,7 @@ def test_a_real_daemons_report_reads_the_same_in_prometheus_home_assistant_and_f
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
         proc = subprocess.Popen([EXE, "run", "--config", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            payload, found, raw = matched_report(proc, collector, prom)
+            payload, found, raw, stopped = matched_report(proc, collector, prom)
             with collector.lock:
                 messages = list(collector.messages)
         finally:
@@ -117,11 +118,11 @@ def test_a_real_daemons_report_reads_the_same_in_prometheus_home_assistant_and_f
     last_seen = report.by_topic()[NODE.format("last_seen")].rendered["value_template"][0]["value"]
     assert last_seen == payload["ts"]
 
-    # fleet: every message the daemon published, read as another device's.
+    # fleet: every message the daemon published, read as another device's, judged when it was stopped.
     fleet = Fleet("mnv1-edge")
     for topic, body in messages:
-        fleet.handle(topic, body, False, time.time())
-    [row] = fleet.rows(time.time())
+        fleet.handle(topic, body, False, stopped)
+    [row] = fleet.rows(stopped)
     assert (row.device_id, row.status, row.version) == ("cam", "online", payload["version"])
     assert (row.fps, row.dropped, row.spool_depth, row.spool_dropped) == (payload["fps"], payload["dropped"], payload["spool_depth"], 0)
     assert row.inference_p50_ms == payload["inference_ms"]["p50"] and row.model_sha == payload["model_sha256"]
