@@ -98,6 +98,18 @@ class SourceReport:
 
 
 @dataclass(frozen=True)
+class Kernels:
+    """Which kernels classify the frames (edge/model/engine.py: "xnnpack" or "builtin"); `fallback`:
+    at load XNNPACK disagreed with the reference kernels, so the built-in ones run (docs/numerics.md)."""
+
+    name: str
+    fallback: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kernels": self.name, "kernel_fallback": int(self.fallback)}
+
+
+@dataclass(frozen=True)
 class SpoolCounters:
     """The MQTT sink's durable spool (edge/sinks/mqtt/spool)."""
 
@@ -160,10 +172,13 @@ class StatsReport:
     stalls: int = 0  # times the source stalled
     stats_interval_s: float = 0.0  # so `fleet` can judge staleness
     heartbeat_s: float = 0.0
+    kernels: Kernels | None = None  # None: not known (a report made without an engine)
 
     def to_dict(self) -> dict[str, Any]:
         """The wire format; every value JSON-ready."""
         out: dict[str, Any] = {**self.window.to_dict(), "dropped": self.source.dropped, "source": self.source.to_dict()}
+        if self.kernels is not None:
+            out |= self.kernels.to_dict()
         # A sink whose own stats() raised has no counters of its own: only its raised calls show.
         out |= {name: dict(sink.counters) for name, sink in self.sinks.items() if sink.counters}
         raised = {name: sink.raised for name, sink in self.sinks.items() if sink.raised}

@@ -26,11 +26,11 @@ NODE = "homeassistant/sensor/mnv1_edge_cam/{}/config"
 # The Raspberry Pi firmware cannot exist here: a vcgencmd that answers as raspberrypi/utils'
 # vcgencmd.c prints the gencmd result ("throttled=0x50005": under-voltage and throttled, now and since boot).
 VCGENCMD = '#!/bin/sh\n[ "$1" = get_throttled ] && echo "throttled=0x50005" || exit 255\n'
-# What the stats message carried before the report was typed: the same keys, and `throttled` now.
+# What the stats message carried before the report was typed (the engine's kernels among them), and `throttled` now.
 WIRE_KEYS = {
     *("device_id", "instance", "version", "sink_uptime_s", "ts", "model_sha256", "window_s", "last_frame_age_s", "uptime_s"),
     *("fps", "frames", "published", "inference_ms", "latency_ms", "cpu_temp_c", "dropped", "source", "file", "mqtt", "prometheus"),
-    *("stalled", "stalls", "stats_interval_s", "heartbeat_s", "throttled"),
+    *("stalled", "stalls", "stats_interval_s", "heartbeat_s", "kernels", "kernel_fallback", "throttled"),
 }
 
 
@@ -99,6 +99,7 @@ def test_a_real_daemons_report_reads_the_same_in_prometheus_home_assistant_and_f
     assert found["mnv1_edge_dropped_frames_total"][()] == payload["dropped"] == payload["source"]["dropped"]
     assert found["mnv1_edge_fps"][()] == payload["fps"] and found["mnv1_edge_stalled_events_total"][()] == payload["stalls"] == 0
     assert found["mnv1_edge_spool_depth"][()] == payload["mqtt"]["spool_depth"]
+    assert found["mnv1_edge_kernel_fallback"][()] == payload["kernel_fallback"] == 0 and payload["kernels"] == "xnnpack"
     assert found["mnv1_edge_sink_write_errors_total"] == {(("sink", name),): 0 for name in ("file", "mqtt", "prometheus")}
     assert payload["throttled"] == 0x50005  # the firmware's flags, from the fake vcgencmd
     flags = {labels[0][1]: value for labels, value in found["mnv1_edge_throttled"].items()}

@@ -1,4 +1,4 @@
-"""The change head: light and a sub-pixel move drop out, a 6 px subject does not, the fit is deterministic, it needs two classes, one empty."""
+"""The change head: light and a sub-pixel move drop out, a 6 px subject does not, it needs two classes, one empty."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from edge import paths
-from edge.train import change, head
+from edge.train import heads
+from edge.train.heads import change
 from tests.test_train_data import two_classes, write_images
 
 
@@ -61,14 +62,12 @@ def test_a_sub_pixel_move_is_no_change_but_a_small_subject_is() -> None:
 
 
 @pytest.mark.slow
-def test_change_head_finds_a_small_subject_on_a_busy_scene_and_is_deterministic() -> None:
+def test_change_head_finds_a_small_subject_on_a_busy_scene() -> None:
+    """(Its fit's determinism: tests/test_train_heads.py, for every head.)"""
     frames, labels = busy_scenes_task(np.random.default_rng(3), 120)
     train, test = slice(0, 60), slice(60, None)
-    empty = labels[train] == 0
-    fitted = head.fit("change", frames[train], labels[train], 2, 1e-3, empty=empty)
-    again = head.fit("change", frames[train], labels[train], 2, 1e-3, empty=empty)
-    assert fitted.prototypes is not None and again.prototypes is not None and fitted.prototypes.shape == (8, 128, 128, 3)
-    assert fitted.kernel.tobytes() == again.kernel.tobytes() and fitted.prototypes.tobytes() == again.prototypes.tobytes()
+    fitted = heads.get("change").fit(frames[train], labels[train], 2, 1e-3, empty=labels[train] == 0)
+    assert isinstance(fitted, change.ChangeFit) and fitted.prototypes.shape == (8, 128, 128, 3)
     assert np.array_equal(np.argmax(fitted.logits(frames[test]), axis=1), labels[test])
     # The score is the nearest scene's: for an empty frame, a wrong scene differs everywhere, the right one hardly at all.
     d = change.distances(frames[test][labels[test] == 0][:3], fitted.prototypes)
@@ -90,8 +89,8 @@ def test_cli_change_head_needs_two_classes_one_empty(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_keras_graph_computes_the_numpy_score() -> None:
-    """The model's graph (edge/train/build.py: the move terms, the moved prototypes side by side,
-    |frame - moved| as two ReLUs) computes, in float64, the score that head.fit and the
+    """The model's graph (ChangeFit.network: the move terms, the moved prototypes side by side,
+    |frame - moved| as two ReLUs) computes, in float64, the score that the fit and the
     cross-validation use, for frames of the scenes and one slid by half a pixel (so that the move
     terms are not zero; on this per-pixel texture, unlike a photo, such a slide is a change)."""
     import keras
@@ -99,8 +98,8 @@ def test_the_keras_graph_computes_the_numpy_score() -> None:
     from edge.train import build
 
     frames, labels = busy_scenes_task(np.random.default_rng(5), 40)
-    fitted = head.fit("change", frames, labels, 2, 1e-3, empty=labels == 0)
-    assert fitted.prototypes is not None
+    fitted = heads.get("change").fit(frames, labels, 2, 1e-3, empty=labels == 0)
+    assert isinstance(fitted, change.ChangeFit)
     slid = np.asarray(Image.fromarray(frames[0]).transform((128, 128), Image.Transform.AFFINE, (1, 0, 0.5, 0, 1, 0), Image.Resampling.BILINEAR))
     test = np.concatenate([frames[:6], slid[None]])
     model = build.keras_model([], fitted, "float64")

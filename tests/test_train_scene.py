@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.train import head, scene
+from edge.train import heads, scenes
+from edge.train.heads import scene
 from tests.test_train_data import two_classes
 
 
@@ -31,15 +32,13 @@ def camouflage_task(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
 
 
 @pytest.mark.slow
-def test_scene_head_finds_what_the_per_position_head_cannot_and_is_deterministic() -> None:
+def test_scene_head_finds_what_the_per_position_head_cannot() -> None:
+    """(Its fit's determinism: tests/test_train_heads.py, for every head.)"""
     x, labels = camouflage_task(np.random.default_rng(5), 240)
     train, test = slice(0, 120), slice(120, None)
-    empty = labels[train] == 0
-    fitted = head.fit("scene-2x", x[train], labels[train], 2, 1e-2, empty=empty)
-    again = head.fit("scene-2x", x[train], labels[train], 2, 1e-2, empty=empty)
-    assert fitted.offsets is not None and again.offsets is not None and fitted.offsets.shape == (8, 64, 2)
-    assert fitted.kernel.tobytes() == again.kernel.tobytes() and fitted.offsets.tobytes() == again.offsets.tobytes()
-    plain = head.fit("positions", x[train], labels[train], 2, 1e-2)
+    fitted = heads.get("scene-2x").fit(x[train], labels[train], 2, 1e-2, empty=labels[train] == 0)
+    assert isinstance(fitted, scene.SceneFit) and fitted.offsets.shape == (8, 64, 2)
+    plain = heads.get("positions").fit(x[train], labels[train], 2, 1e-2)
     scene_acc = np.mean(np.argmax(fitted.logits(x[test]), axis=1) == labels[test])
     plain_acc = np.mean(np.argmax(plain.logits(x[test]), axis=1) == labels[test])
     assert scene_acc >= 0.95 and plain_acc <= 0.8, (scene_acc, plain_acc)
@@ -49,19 +48,18 @@ def test_min_over_scenes_of_the_best_cell_is_the_nearest_scenes_answer() -> None
     """The device takes min over prototypes of (max over cells of w.f + b - w.P_k) instead of looking
     up the nearest prototype; on well separated scenes the two give the same answers."""
     x, labels = camouflage_task(np.random.default_rng(6), 120)
-    fitted = head.fit("scene-2x", x, labels, 2, 1e-2, empty=labels == 0)
-    assert fitted.offsets is not None
-    protos = scene.prototypes(x[labels == 0])
+    fitted = heads.get("scene-2x").fit(x, labels, 2, 1e-2, empty=labels == 0)
+    protos = scenes.prototypes(x[labels == 0])
     kernel, bias = fitted.kernel.astype(np.float64), fitted.bias.astype(np.float64)
     looked_up = (np.einsum("npd,dc->npc", scene.residual(x, protos), kernel) + bias).max(axis=1)
     assert np.array_equal(np.argmax(fitted.logits(x), axis=1), np.argmax(looked_up, axis=1))
 
 
 def test_empty_class_by_name() -> None:
-    assert scene.empty_class(("Absent", "present")) == 0
-    assert scene.empty_class(("door", "None")) == 1
-    assert scene.empty_class(("closed", "open")) is None
-    assert scene.empty_class(("none", "empty", "cat")) is None  # two: which one is the scene alone is not clear
+    assert scenes.empty_class(("Absent", "present")) == 0
+    assert scenes.empty_class(("door", "None")) == 1
+    assert scenes.empty_class(("closed", "open")) is None
+    assert scenes.empty_class(("none", "empty", "cat")) is None  # two: which one is the scene alone is not clear
 
 
 def test_cli_scene_head_without_an_empty_class_is_one_line_exit_65_before_tensorflow(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge.commands import bounded_float, int_at_least, non_negative_int
+from edge.train import heads
 
 HELP = "train a model of your own classes from DIR/<class>/<images> (needs the convert extra), gated and reported"
 
@@ -37,11 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--head",
-        choices=("auto", "features", "probs", "positions", "positions-2x", "scene-2x", "change"),
+        choices=("auto", *heads.NAMES),
         default="auto",
-        help="head input (default: cross-validated choice; positions-2x, for subjects under 10%% of the width, costs ~4x per frame; "
-        "scene-2x, what differs from the empty scene, ~3.5x, needs a class folder named absent, background, empty, none or nothing; "
-        "change, whether the pixels differ from the empty scene at all once it is moved onto the frame, ~3-5x, needs that and one other class)",
+        help="head input (default: cross-validated choice; " + "; ".join(f"{name}, {text}" for name, text in heads.HELP.items()) + ")",
     )
     p.add_argument("--augment-copies", type=non_negative_int, default=3, metavar="N", help="augmented views per image (default: %(default)s)")
     p.add_argument("--no-bias-correction", action="store_true", help="plain per-channel post-training quantization only")
@@ -49,6 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     percent = bounded_float(0, 100)
     g.add_argument("--min-accuracy", type=percent, default=90.0, metavar="PCT", help="int8 held-out accuracy floor (default: %(default)s)")
     g.add_argument("--min-agreement", type=percent, default=95.0, metavar="PCT", help="int8 vs float agreement floor (default: %(default)s)")
+    g.add_argument(
+        "--min-kernel-agreement",
+        type=percent,
+        default=80.0,
+        metavar="PCT",
+        help="share of top-1s this CPU's XNNPACK must give as TFLite's reference kernels do (default: %(default)s)",
+    )
     g.add_argument(
         "--min-images",
         type=int_at_least(2, "one image to train on and one to hold out"),
@@ -85,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         head=args.head,
         augment=Augment(copies=args.augment_copies),
         limits=Limits(args.min_images, args.max_imbalance, args.allow_imbalance),
-        gate=Gate(args.min_accuracy, args.min_agreement),
+        gate=Gate(args.min_accuracy, args.min_agreement, args.min_kernel_agreement),
         bias_correction=not args.no_bias_correction,
     )
     print(train(opts).summary())

@@ -105,7 +105,7 @@ def build_keras(layers: list[Layer], dtype: str = "float32", upscale: int = 1) -
     first op, so the device feeds camera bytes with no per-pixel arithmetic.
 
     `upscale` 2 enlarges the 128x128 input bilinearly to 256x256 inside the network before the
-    backbone (for `train`'s small-subject head, edge/train/positions.py); the ImageNet head, which
+    backbone (for `train`'s small-subject heads, edge/train/heads/); the ImageNet head, which
     pools a 4x4 map, is then left out.
 
     dtype "float64" makes the reference that statistics are measured on: its sums do not depend on

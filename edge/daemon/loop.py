@@ -194,6 +194,7 @@ class Daemon:
             stalls=self._stalls,
             stats_interval_s=self.config.stats_interval_s,
             heartbeat_s=self.config.results.heartbeat_s,
+            kernels=self.pipeline.kernels(),
         )
 
     def _report(self) -> None:

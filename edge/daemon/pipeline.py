@@ -17,7 +17,7 @@ from edge.model.groups import NUM_CLASSES, GroupScorer, configured, unused
 from edge.record import Record
 from edge.sinks import sink_specs
 from edge.sources import Frame, Source, SourceSpec
-from edge.stats import SnapshotCounters, StatsReport
+from edge.stats import Kernels, SnapshotCounters, StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -105,6 +105,11 @@ class FramePipeline:
     def snapshot_counters(self) -> SnapshotCounters | None:
         return self.snapshots.stats() if self.snapshots is not None else None
 
+    def kernels(self) -> Kernels:
+        """The kernels classifying the frames (fallback: at load XNNPACK disagreed with the reference
+        kernels' outputs the manifest records, and TFLite's built-in kernels run instead)."""
+        return Kernels(self.engine.kernels, self.engine.kernel_fallback)
+
     def report(self, stats: StatsReport) -> None:
         self.sinks.report(stats)
 
@@ -128,6 +133,7 @@ class FramePipeline:
         sinks = ", ".join(_sink_desc(self.config, s.name) for s in self.sinks.sinks)
         return (
             f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
+            f"{e['kernel_check']}, "
             f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
             f"source {source.name}, sinks {sinks}, device {self.device}"
             + (f", snapshots {self.config.snapshots.path}" if self.snapshots is not None else "")

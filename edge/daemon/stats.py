@@ -112,6 +112,7 @@ def format_line(report: StatsReport) -> str:
         f"stats: {w.fps:.1f} fps, inference p50 {inf.p50} ms p95 {inf.p95} ms, "
         f"latency p50 {lat.p50} ms p95 {lat.p95} ms, frames {w.frames}, published {w.published}, "
         f"dropped {report.source.dropped}, cpu {temp}{throttled}, source {report.source.to_dict()}"
+        + (", kernels TFLite built-in (XNNPACK disagreed at load)" if report.kernels is not None and report.kernels.fallback else "")
     )
     sinks = [f"{name}: {format_counters(name, sink.counters)}" for name, sink in report.sinks.items() if sink.counters]
     if report.snapshots is not None:

@@ -7,7 +7,7 @@ import hashlib
 import json
 import resource
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from edge import __version__
 from edge.convert.output import write_model, writing
 from edge.errors import GateError
 from edge.fsutil import check_writable, write_atomic
-from edge.train import change, dataset, scene
+from edge.train import dataset, heads, scenes
 from edge.train.augment import Augment
+from edge.train.heads.base import Fitted, Head, Views
 from edge.train.report import Gate, Metrics, TrainReport, confusion_png, measure
 
 CAPTURE_INFO = "capture.json"  # written by `mnv1-edge capture`: how the frames were made
@@ -34,7 +35,7 @@ class Options:
     crop_fraction: float = 1.0  # captured frames are already what the model sees
     held_out: float = 0.3
     held_out_images: Path | None = None  # a second folder-per-class set to measure on, instead of a split
-    head: str = "auto"  # one of head.INPUTS, or "auto" (cross-validated choice)
+    head: str = "auto"  # one of heads.NAMES, or "auto" (cross-validated choice)
     augment: Augment = field(default_factory=Augment)
     limits: dataset.Limits = field(default_factory=dataset.Limits)
     gate: Gate = field(default_factory=Gate)
@@ -57,11 +58,7 @@ def train(opts: Options) -> TrainReport:
     if opts.report:
         check_writable(opts.report, "the report")
     data = dataset.load(opts.images, opts.limits, opts.crop_fraction)  # bad input fails here, before TensorFlow
-    empty = scene.empty_class(data.classes)
-    if opts.head in ("scene-2x", "change") and not _candidate(opts.head, empty, len(data.classes)):
-        need = "one class folder named" if opts.head == "scene-2x" else "exactly two class folders, one named"
-        names = "/".join(scene.EMPTY_NAMES)
-        raise dataset.DatasetError(f"{opts.images}: --head {opts.head} needs {need} {names} (frames of the scene alone)")
+    candidates = _candidates(opts, data.classes)
     from edge.convert import rebuild
     from edge.convert.quantize import quiet
     from edge.convert.source import resolve
@@ -75,68 +72,31 @@ def train(opts: Options) -> TrainReport:
         data, train_idx, test_idx = dataset.with_held_out(data, opts.held_out_images, opts.crop_fraction)
     else:
         train_idx, test_idx = dataset.split(data.paths, data.labels, opts.held_out)
-    frames, labels = opts.augment.expand(data.frames[train_idx], data.labels[train_idx])
-    origin = np.tile(np.arange(len(train_idx)), opts.augment.copies + 1 if opts.augment.copies > 0 else 1)
+    fitted, l2, cv, calibration = _fit(opts, layers, candidates, data, train_idx)
+    chosen = fitted.head
 
-    from edge.train import build, head
+    from edge.train import build
 
     n = len(data.classes)
-    kinds = (opts.head,) if opts.head != "auto" else tuple(k for k in head.INPUTS if _candidate(k, empty, n))
-    # Training views only: nothing held out is needed to fit.
-    inputs = head.backbone_outputs(layers, frames, tuple(k for k in kinds if k != "change"))
-    if "change" in kinds:
-        # Pixel differences from the empty scene: the frames and noisy copies only. The head undoes
-        # a move of about a pixel itself; the random crops move up to 6 % (8 px), which is the view
-        # check's to report. Brightness and contrast drop out of the standardised frame but for the
-        # pixels a x1.25 gain clips, which no real frame of that scene clips: measured, they raised
-        # the absent views' scores into the small subjects' (docs/train.md).
-        still = replace(opts.augment, max_shift=0.0, brightness=0.0, contrast=0.0)
-        inputs["change"] = still.expand(data.frames[train_idx], data.labels[train_idx])[0]
-    originals = np.arange(len(frames)) < len(train_idx)  # expand() puts the unaugmented frames first
-    empty_views = None if empty is None else originals & (labels == empty)
-    kind, l2, cv = head.choose(inputs, labels, origin, n, kinds, empty=empty_views)
-    fitted = head.fit(kind, inputs[kind], labels, n, l2, empty=empty_views)
-    # Calibrate on the training views the head was fitted on (augmented ones too: the light and
-    # noise the device will see), evenly spaced; never on held-out frames. The change head's views
-    # also include its frames slid by up to a pixel: int8 must leave its move terms that range.
-    seen = np.concatenate([inputs["change"], change.moved(data.frames[train_idx])]) if kind == "change" else frames
-    calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
-    del inputs
-
     model, reference = build.keras_model(layers, fitted), build.keras_model(layers, fitted, "float64")
     test_frames, test_labels = data.frames[test_idx], data.labels[test_idx]
     float_probs = build.keras_probs(reference, test_frames)
-    correctable = opts.bias_correction and kind != "change"  # the change head's convolutions are fixed copies and sums
+    correctable = opts.bias_correction and chosen.int8.bias_correction
     correct = correctable and len(train_idx) >= opts.min_bias_correction_images
-    q = build.quantize(model, reference, calibration, correct, dense_per_tensor=kind == "change")
+    q = build.quantize(model, reference, calibration, correct, dense_per_tensor=chosen.int8.dense_per_tensor)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
-    held.append(measure("int8 plain", build.tflite_probs(q.plain, test_frames), test_labels, data.classes, float_probs))
-    if q.corrected is not None:
-        held.append(measure("int8 bias-corrected", build.tflite_probs(q.corrected, test_frames), test_labels, data.classes, float_probs))
-    problems = opts.gate.failures(held[-1])
-    report = _report(opts, data, train_idx, test_idx, kind, cv, held, problems)
+    int8, kernels, kernel_problems = build.int8_metrics(
+        q, test_frames, data.frames[train_idx], test_labels, data.classes, float_probs, opts.gate.min_kernel_agreement
+    )
+    held += int8
+    problems = opts.gate.failures(held[-1]) + kernel_problems
+    report = _report(opts, data, train_idx, test_idx, candidates, chosen, cv, held, problems)
+    report.kernels = kernels
     report.head["l2"] = l2
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
-    if (upscale := head.upscale_of(kind)) > 1:
-        report.notes.append(
-            f"{kind}: the 128x128 input is enlarged {upscale}x inside the model, for small subjects: {head.ARM_COST[kind]} the stock "
-            "model's instructions per frame on a Pi's cores (docs/train.md); --head positions keeps the cost of the stock model"
-        )
-    if fitted.offsets is not None and empty is not None:
-        report.notes.append(
-            f"{kind}: scores what differs from {len(fitted.offsets)} prototypes of the class {data.classes[empty]!r} "
-            "(the empty scene); if the camera is moved or the scene changes for good, capture and train again"
-        )
-    if fitted.prototypes is not None and empty is not None:
-        report.notes.append(
-            f"change: says {data.classes[1 - empty]!r} when the frame's pixels differ from all {len(fitted.prototypes)} prototypes of "
-            f"{data.classes[empty]!r} somewhere: anything the empty frames do not show (a person, a shadow, a moved chair) counts; "
-            f"capture {data.classes[empty]!r} frames of all that happens without the subject; a camera moved by more than about a "
-            "pixel makes every frame count (the daemon's view check reports it); "
-            f"{head.ARM_COST['change']} the stock model's instructions per frame (15.9x with the legacy tflite-runtime: docs/train.md)"
-        )
+    report.notes += fitted.notes(data.classes)
     from edge.train import view
 
     views = view.references(data.frames[train_idx], data.frames[test_idx])
@@ -149,7 +109,7 @@ def train(opts: Options) -> TrainReport:
     if data.skipped:
         report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
     if not problems:
-        provenance = _provenance(opts, source, data, train_idx, kind)
+        provenance = _provenance(opts, source, data, train_idx, chosen.name)
         write_model(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction, views)
         report.model = {
             "path": str(opts.out),
@@ -169,13 +129,36 @@ def train(opts: Options) -> TrainReport:
     return report
 
 
-def _candidate(kind: str, empty: int | None, classes: int) -> bool:
-    """Whether `auto` tries the head input `kind`: the scene heads need an empty class, and the change head answers one yes/no question."""
-    if kind == "scene-2x":
-        return empty is not None
-    if kind == "change":
-        return empty is not None and classes == 2
-    return True
+def _fit(
+    opts: Options, layers: list[Any], candidates: list[Head], data: dataset.Loaded, train_idx: np.ndarray
+) -> tuple[Fitted, float, dict[str, float], np.ndarray]:
+    """(the fitted head, its L2 strength, every candidate's cross-validated accuracy, the frames
+    int8 is calibrated on): all from the training images and their augmented views only."""
+    from edge.train import head
+
+    frames, labels = opts.augment.expand(data.frames[train_idx], data.labels[train_idx])
+    origin = np.tile(np.arange(len(train_idx)), opts.augment.copies + 1 if opts.augment.copies > 0 else 1)
+    training = Views(data.frames[train_idx], data.labels[train_idx], opts.augment, frames)
+    inputs = head.training_inputs(layers, candidates, training)
+    empty = scenes.empty_class(data.classes)
+    originals = np.arange(len(frames)) < len(train_idx)  # expand() puts the unaugmented frames first
+    empty_views = None if empty is None else originals & (labels == empty)
+    n = len(data.classes)
+    chosen, l2, cv = head.choose(inputs, labels, origin, n, candidates, empty=empty_views)
+    fitted = chosen.fit(inputs[chosen.name], labels, n, l2, empty_views)
+    seen = chosen.calibration(training, inputs[chosen.name])  # evenly spaced below; never held-out frames
+    calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
+    return fitted, l2, cv, calibration
+
+
+def _candidates(opts: Options, classes: tuple[str, ...]) -> list[Head]:
+    """The heads to fit: --head's, or for `auto` every head the class folders allow."""
+    if opts.head == "auto":
+        return [h for h in heads.all_heads() if h.needs(classes) is None]
+    chosen = heads.get(opts.head)
+    if need := chosen.needs(classes):
+        raise dataset.DatasetError(f"{opts.images}: --head {opts.head} needs {need}")
+    return [chosen]
 
 
 def _report(
@@ -183,7 +166,8 @@ def _report(
     data: dataset.Loaded,
     train_idx: np.ndarray,
     test_idx: np.ndarray,
-    kind: str,
+    candidates: list[Head],
+    chosen: Head,
     cv: dict[str, float],
     held: list[Metrics],
     problems: list[str],
@@ -203,10 +187,11 @@ def _report(
         "crop_fraction": opts.crop_fraction,
         "skipped": list(data.skipped),
     }
-    chosen = "auto: best cross-validated (the 2x heads only if more than 1 point better)" if opts.head == "auto" else "--head"
+    margins = ", ".join(f"{h.name} {h.cost_margin:g}" for h in candidates if h.cost_margin)
+    auto = "auto: best cross-validated" + (f"; a costlier head only if better by more than its margin, in points: {margins}" if margins else "")
     head_info = {
-        "input": kind,
-        "chosen_by": chosen,
+        "input": chosen.name,
+        "chosen_by": auto if opts.head == "auto" else "--head",
         "cv_accuracy": cv,
         "cv": "4 folds of the training images (augmented views stay with their image)",
     }

@@ -1,4 +1,4 @@
-"""The arm64 test userland: a cached Debian rootfs, aarch64 wheelhouses, two venvs, chroot runs under qemu-user.
+"""The arm64 test userlands: cached Debian rootfs (bookworm and trixie), aarch64 wheelhouses, venvs, chroot runs under qemu-user.
 
 Everything slow is cached outside the clone (in $MNV1_EDGE_TEST_CACHE, default
 /var/cache/mnv1-edge-test) and rebuilt only when its recipe changes. Needs root (debootstrap,
@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from tests.pi.image import ensure_rootfs as ensure_trixie_rootfs
+
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MNV1_EDGE_TEST_CACHE", "/var/cache/mnv1-edge-test"))
 ROOTFS = CACHE / "arm64-rootfs"
 MIRROR = os.environ.get("MNV1_EDGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SUITE = "bookworm"  # what 64-bit Raspberry Pi OS is built on
+SUITE = "bookworm"  # what 64-bit Raspberry Pi OS was built on until late 2025 (Python 3.11, glibc 2.36)
 DEBOOTSTRAP = ("debootstrap", "--arch=arm64", "--variant=minbase", "--include=python3,python3-venv", SUITE)
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Debian's qemu-user-static registration; its flags (OPF) include F: the kernel opens the
@@ -36,6 +38,22 @@ BINFMT_CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
 PYTHON = "3.11"  # bookworm's python3
 # pip matches --platform tags exactly; bookworm's glibc 2.36 runs every manylinux tag up to it.
 PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{minor}_aarch64" for minor in range(17, 37)))
+
+
+@dataclass(frozen=True)
+class Os:
+    """A Debian release as a chroot: its Python, the manylinux tags its glibc runs, where venvs go in it."""
+
+    name: str
+    python: str
+    platforms: tuple[str, ...]
+    venv_prefix: str
+
+
+BOOKWORM = Os("bookworm", PYTHON, PLATFORMS, "/opt/mnv1-edge")
+# Today's Raspberry Pi OS: Python 3.13, glibc 2.41. Its rootfs is the emulated Pi's (tests/pi/image.py),
+# shared so it is built once; venvs go where the Pi's image leaves them out.
+TRIXIE = Os("trixie", "3.13", ("manylinux2014_aarch64", *(f"manylinux_2_{minor}_aarch64" for minor in range(17, 42))), "/opt/mnv1-edge-test")
 # Where the chroot sees the checkout, the shared data and the test's output folder.
 IN_REPO, IN_SHARED, IN_OUT = "/mnt/repo", "/mnt/shared", "/mnt/out"
 PYCACHE = "/var/cache/mnv1-edge-pycache"  # the repo is mounted read-only; bytecode goes here
@@ -58,16 +76,17 @@ class Venv:
     name: str
     runtime: str  # the MNV1_EDGE_RUNTIME it runs with
     requirements: tuple[str, ...]
+    os: Os = BOOKWORM
 
     @property
     def key(self) -> str:
-        recipe = "\n".join((*self.requirements, *PLATFORMS, PYTHON))
+        recipe = "\n".join((*self.requirements, *self.os.platforms, self.os.python))
         return hashlib.sha256(recipe.encode()).hexdigest()[:12]
 
     @property
     def path(self) -> str:
         """The venv's path inside the rootfs."""
-        return f"/opt/mnv1-edge/venv-{self.name}"
+        return f"{self.os.venv_prefix}/venv-{self.name}"
 
 
 CURRENT = Venv(
@@ -77,7 +96,15 @@ CURRENT = Venv(
 )
 # Many Pi OS bookworm images carry tflite-runtime 2.14, built against NumPy 1.x.
 LEGACY = Venv("legacy", "tflite-runtime", ("tflite-runtime==2.14.*", "numpy<2", _host_pin("pillow", "pillow"), "paho-mqtt>=2,<3", "pytest>=8"))
-VENVS = (CURRENT, LEGACY)
+# On trixie with the NumPy Debian ships (2.2, what python3-picamera2 brings); tflite-runtime stops at
+# Python 3.11 (no cp313 wheel exists), so trixie has no legacy venv.
+TRIXIE_CURRENT = Venv(
+    "trixie",
+    "ai-edge-litert",
+    (_host_pin("ai-edge-litert", "ai-edge-litert"), "numpy==2.2.*", _host_pin("pillow", "pillow"), "paho-mqtt>=2,<3", "pytest>=8"),
+    TRIXIE,
+)
+VENVS = (CURRENT, LEGACY, TRIXIE_CURRENT)
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,7 @@ class Arm64:
     """A prepared arm64 userland; `command` builds the argv of one run inside it."""
 
     rootfs: Path
+    trixie_rootfs: Path
     shared: Path
     host_legacy_python: Path  # an x86_64 venv with the legacy venv's requirements
     timings: Mapping[str, float]
@@ -148,7 +176,8 @@ class Arm64:
             "QEMU_CPU": model.qemu,
             **(env or {}),
         }
-        mounts = [str(self.rootfs), str(REPO), str(self.shared), str(out), str(cpuinfo)]
+        rootfs = self.trixie_rootfs if venv.os is TRIXIE else self.rootfs
+        mounts = [str(rootfs), str(REPO), str(self.shared), str(out), str(cpuinfo)]
         chroot_argv = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in environment.items()), *argv]
         return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-ec", MOUNT_SCRIPT, "sh", *mounts, *chroot_argv]
 
@@ -175,14 +204,17 @@ def prepare(shared: Path) -> Arm64:
         ensure_binfmt()
     with _timed(timings, "rootfs"):
         ensure_rootfs()
+    with _timed(timings, "rootfs-trixie"):
+        trixie = ensure_trixie_rootfs()
+        _mount_points(trixie)
     for venv in VENVS:
         with _timed(timings, f"wheels-{venv.name}"):
             wheels = ensure_wheelhouse(venv)
         with _timed(timings, f"venv-{venv.name}"):
-            ensure_venv(venv, wheels)
+            ensure_venv(venv, wheels, trixie if venv.os is TRIXIE else ROOTFS)
     with _timed(timings, "host-venv-legacy"):
         legacy_python = ensure_host_venv(LEGACY)
-    return Arm64(ROOTFS, shared, legacy_python, timings)
+    return Arm64(ROOTFS, trixie, shared, legacy_python, timings)
 
 
 def ensure_binfmt() -> None:
@@ -229,9 +261,9 @@ def ensure_wheelhouse(venv: Venv) -> Path:
         return house
     tmp = house.with_name(f"{house.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    platforms = [arg for platform in venv.os.platforms for arg in ("--platform", platform)]
     _check(
-        [sys.executable, "-m", "pip", "download", "-q", "--dest", str(tmp), "--only-binary=:all:", "--python-version", PYTHON, *platforms,
+        [sys.executable, "-m", "pip", "download", "-q", "--dest", str(tmp), "--only-binary=:all:", "--python-version", venv.os.python, *platforms,
          *venv.requirements],
         f"download the aarch64 wheels of the {venv.name} venv",
     )  # fmt: skip
@@ -241,28 +273,29 @@ def ensure_wheelhouse(venv: Venv) -> Path:
     return house
 
 
-def ensure_venv(venv: Venv, wheels: Path) -> None:
+def ensure_venv(venv: Venv, wheels: Path, rootfs: Path = ROOTFS) -> None:
     """A venv made in the rootfs by its own python, filled from the wheelhouse by the host's pip.
 
     pip inside the emulated chroot takes ~45 s per venv (all of it interpreting pip); the host's
     pip writes the same files in a few seconds, and compiles the bytecode natively for the same
     Python minor version.
     """
-    where = ROOTFS / venv.path.lstrip("/")
+    where = rootfs / venv.path.lstrip("/")
     stamp = where / ".mnv1-edge-venv"
     if stamp.is_file() and stamp.read_text() == venv.key:
         return
     shutil.rmtree(where, ignore_errors=True)
     _check(
-        ["chroot", str(ROOTFS), "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "python3", "-m", "venv", "--without-pip", venv.path], "create the venv"
+        ["chroot", str(rootfs), "/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "python3", "-m", "venv", "--without-pip", venv.path], "create the venv"
     )
-    site = where / "lib" / f"python{PYTHON}" / "site-packages"
-    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    python = venv.os.python
+    site = where / "lib" / f"python{python}" / "site-packages"
+    platforms = [arg for platform in venv.os.platforms for arg in ("--platform", platform)]
     # Only the wheelhouse: no index, no configured find-links (PIP_CONFIG_FILE=/dev/null).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")} | {"PIP_CONFIG_FILE": os.devnull}
     _check(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--only-binary=:all:", "--python-version", PYTHON,
-         "--implementation", "cp", "--abi", f"cp{PYTHON.replace('.', '')}", *platforms, "--target", str(site), *venv.requirements],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--only-binary=:all:", "--python-version", python,
+         "--implementation", "cp", "--abi", f"cp{python.replace('.', '')}", *platforms, "--target", str(site), *venv.requirements],
         f"install the {venv.name} venv",
         env=env,
     )  # fmt: skip

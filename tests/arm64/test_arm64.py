@@ -1,8 +1,10 @@
 """The converted model, the engine tests and the daemon on an emulated arm64 Debian, current and legacy runtimes.
 
-One module-scoped run classifies the same images on x86_64 (the host) and on arm64 (a bookworm
-chroot under qemu-user, one process per runtime and emulated Pi CPU) and the tests compare the
-raw uint8 outputs. The comparison table is written to $MNV1_EDGE_TEST_CACHE/arm64-report.md.
+One module-scoped run classifies the same images on x86_64 (the host) and on arm64 (bookworm and
+trixie chroots under qemu-user, one process per OS, runtime and emulated Pi CPU) and the tests
+compare the raw uint8 outputs. Trixie (Python 3.13, NumPy 2.2) has ai-edge-litert only:
+tflite-runtime publishes no wheel for Python 3.13, which a test keeps checking. The comparison table is
+written to $MNV1_EDGE_TEST_CACHE/arm64-report.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 from edge import paths
 from edge.convert.dataset import read_labelled
 from edge.model.preprocess import list_images
-from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, Arm64, Venv, locked, prepare
+from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, TRIXIE, TRIXIE_CURRENT, Arm64, Venv, locked, prepare
 
 pytestmark = pytest.mark.arm64
 
@@ -53,16 +55,17 @@ class Run:
     arch: str  # "x86_64" or "aarch64"
     cpu: str  # the emulated CPU on aarch64, "host" on x86_64
     runtime: str  # "ai-edge-litert", "tflite-runtime" or "ai-edge-litert without XNNPACK"
+    os: str = "bookworm"  # the arm64 chroot's Debian release
 
     @property
     def name(self) -> str:
-        return f"{self.arch}/{self.cpu}/{self.runtime}"
+        return f"{self.arch}/{self.cpu}/{self.runtime}" + (f"/{self.os}" if self.arch == "aarch64" and self.os != "bookworm" else "")
 
 
 X86_CURRENT = Run("x86_64", "host", "ai-edge-litert")
 X86_LEGACY = Run("x86_64", "host", "tflite-runtime")
 X86_BUILTIN = Run("x86_64", "host", "ai-edge-litert without XNNPACK")
-ARM_RUNS = tuple(Run("aarch64", cpu, venv.runtime) for venv in (CURRENT, LEGACY) for cpu in CPUS)
+ARM_RUNS = tuple(Run("aarch64", cpu, venv.runtime, venv.os.name) for venv in (CURRENT, LEGACY, TRIXIE_CURRENT) for cpu in CPUS)
 
 
 def images() -> list[Path]:
@@ -90,7 +93,9 @@ def out(arm64: Arm64, converted_model: Path, tmp_path_factory: pytest.TempPathFa
     return folder
 
 
-def venv_of(runtime: str) -> Venv:
+def venv_of(runtime: str, os_name: str = "bookworm") -> Venv:
+    if os_name == TRIXIE.name:
+        return TRIXIE_CURRENT
     return CURRENT if runtime == CURRENT.runtime else LEGACY
 
 
@@ -98,7 +103,7 @@ def probe_command(run: Run, arm64: Arm64, out: Path) -> tuple[list[str], dict[st
     if run.arch == "aarch64":
         argv = ["python", f"{IN_REPO}/{PROBE}", f"{IN_OUT}/{MODEL}"]
         argv += [f"{IN_SHARED}/{p.relative_to(paths.shared_dir())}" for p in images()]
-        return arm64.command(venv_of(run.runtime), argv, out, run.cpu), None
+        return arm64.command(venv_of(run.runtime, run.os), argv, out, run.cpu), None
     python = str(arm64.host_legacy_python) if run == X86_LEGACY else sys.executable
     flags = ["--no-xnnpack"] if run == X86_BUILTIN else []
     env = os.environ | {"PYTHONPATH": str(REPO), "MNV1_EDGE_RUNTIME": venv_of(run.runtime.split()[0]).runtime}
@@ -182,7 +187,7 @@ def write_report(reports: dict[Run, dict[str, Any]], timings: Mapping[str, float
     (CACHE / "arm64-report.md").write_text("\n".join(text) + "\n")
 
 
-@pytest.mark.parametrize("run", ARM_RUNS, ids=lambda r: f"{r.runtime}-{r.cpu}")
+@pytest.mark.parametrize("run", ARM_RUNS, ids=lambda r: f"{r.runtime}-{r.cpu}" + (f"-{r.os}" if r.os != "bookworm" else ""))
 def test_arm64_classifies_as_x86_64(run: Run, probes: dict[Run, dict[str, Any]]) -> None:
     """Same runtime, other architecture: same frames, same top-1 and top-5 on every image; the
     outputs themselves may differ by one step of the uint8 output (XNNPACK's x86 and NEON kernels
@@ -217,7 +222,7 @@ def run_inside(arm64: Arm64, venv: Venv, argv: list[str], out: Path, timeout: fl
     return subprocess.run(arm64.command(venv, argv, out), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.mark.parametrize("venv", (CURRENT, LEGACY), ids=lambda v: v.name)
+@pytest.mark.parametrize("venv", (CURRENT, LEGACY, TRIXIE_CURRENT), ids=lambda v: v.name)
 def test_engine_tests_pass_on_arm64(venv: Venv, arm64: Arm64, out: Path) -> None:
     argv = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", IN_REPO, "-m", "not system and not arm64"]
     done = run_inside(arm64, venv, argv + [f"{IN_REPO}/{t}" for t in SUITE], out, timeout=900)
@@ -226,7 +231,7 @@ def test_engine_tests_pass_on_arm64(venv: Venv, arm64: Arm64, out: Path) -> None
     assert passed and int(passed.group(1)) >= len(SUITE) and " skipped" not in done.stdout, done.stdout[-500:]
 
 
-@pytest.mark.parametrize("venv", (CURRENT, LEGACY), ids=lambda v: v.name)
+@pytest.mark.parametrize("venv", (CURRENT, LEGACY, TRIXIE_CURRENT), ids=lambda v: v.name)
 def test_daemon_runs_on_arm64(venv: Venv, arm64: Arm64, out: Path, probes: dict[Run, dict[str, Any]]) -> None:
     work = out / f"daemon-{venv.name}"
     work.mkdir()
@@ -249,6 +254,24 @@ def test_daemon_runs_on_arm64(venv: Venv, arm64: Arm64, out: Path, probes: dict[
     records = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in records] == list(range(DAEMON_FRAMES))
     # every sample image, classified by the daemon on arm64, gets the probe's arm64 top-1
-    probe = {r["image"].split("/")[-1]: r["top5"][0][0] for r in probes[Run("aarch64", "cortex-a72", venv.runtime)]["results"]}
+    probe = {r["image"].split("/")[-1]: r["top5"][0][0] for r in probes[Run("aarch64", "cortex-a72", venv.runtime, venv.os.name)]["results"]}
     assert {r["source"] for r in records} == {p.name for p in list_images(paths.sample_images())}
     assert all(r["top_k"][0]["class_index"] == probe[r["source"]] for r in records)
+
+
+def test_trixie_runs_python_3_13_and_numpy_2_2(probes: dict[Run, dict[str, Any]]) -> None:
+    for cpu in CPUS:
+        report = probes[Run("aarch64", cpu, "ai-edge-litert", TRIXIE.name)]
+        assert report["python"].startswith("3.13.") and report["numpy"].startswith("2.2."), report["python"] + " " + report["numpy"]
+
+
+def test_tflite_runtime_has_no_wheel_for_trixie(tmp_path: Path) -> None:
+    """Said plainly in the README: the legacy runtime cannot exist on Python 3.13. When tflite-runtime
+    publishes a cp313 aarch64 wheel this fails, and trixie gets a legacy venv too."""
+    platforms = [arg for platform in TRIXIE.platforms for arg in ("--platform", platform)]
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", TRIXIE.python, *platforms,
+         "--dest", str(tmp_path), "tflite-runtime"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "No matching distribution found for tflite-runtime" in done.stderr, done.stderr[-2000:]

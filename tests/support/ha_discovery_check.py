@@ -10,25 +10,34 @@ What runs is Home Assistant's code, not a reading of its docs: the message callb
 homeassistant/components/mqtt/discovery.py `async_start` subscribes (topic matching, supported
 components, abbreviation and `~` expansion), then the platform's DISCOVERY_SCHEMA exactly as
 mixins.async_setup_entity_entry_helper applies it, then MqttValueTemplate for the templates.
-Only the broker subscription is replaced: `mqtt.async_subscribe` hands us the callback instead.
+Only the broker subscription is replaced: the subscribe function hands us the callback instead
+(`mqtt.async_subscribe` in 2024.3, `async_subscribe_internal` in 2026.2; the few other differences
+between the two releases are marked where they are bridged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import importlib
+import inspect
 import json
 import logging
 import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import voluptuous as vol
 from homeassistant.components.mqtt import discovery
-from homeassistant.components.mqtt.const import DATA_MQTT
 from homeassistant.components.mqtt.models import MqttData, MqttValueTemplate, ReceiveMessage
+
+try:  # 2024.3: in const; later releases: in models
+    from homeassistant.components.mqtt.models import DATA_MQTT
+except ImportError:
+    from homeassistant.components.mqtt.const import DATA_MQTT
 from homeassistant.const import __version__ as HA_VERSION
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
@@ -79,12 +88,45 @@ def render(hass: HomeAssistant, config: dict[str, Any], samples: dict[str, list[
         renders = []
         for payload in samples.get(config.get("json_attributes_topic", topic) if key == "json_attributes_template" else topic, []):
             try:
-                value = MqttValueTemplate(config[key], hass=hass).async_render_with_possible_json_value(payload)
+                value = value_template(config[key], hass).async_render_with_possible_json_value(payload)
                 renders.append({"value": jsonable(value), "warnings": log.take()})
             except Exception as exc:  # HA logs these and skips the update: a bug in our template
                 renders.append({"error": f"{type(exc).__name__}: {exc}", "warnings": log.take()})
         out[key] = renders
     return out
+
+
+def value_template(template: Any, hass: HomeAssistant) -> MqttValueTemplate:
+    """2024.3 takes hass as an argument; 2026.2 takes it from the template (which validation left without one)."""
+    if "hass" in inspect.signature(MqttValueTemplate).parameters:
+        return MqttValueTemplate(template, hass=hass)
+    template.hass = hass
+    return MqttValueTemplate(template)
+
+
+def done_signal(discovery_hash: tuple[str, str]) -> Any:
+    """The "discovery done" signal: one placeholder for the hash in 2024.3, one per part in 2026.2."""
+    if str(discovery.MQTT_DISCOVERY_DONE).count("{}") == 1:
+        return discovery.MQTT_DISCOVERY_DONE.format(discovery_hash)
+    return discovery.MQTT_DISCOVERY_DONE.format(*discovery_hash)
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching (+ and #), as the broker applies it to our subscriptions."""
+    want, have = pattern.split("/"), topic.split("/")
+    for i, level in enumerate(want):
+        if level == "#":
+            return True
+        if i >= len(have) or level not in ("+", have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def received(topic: str, payload: str, subscribed: str) -> ReceiveMessage:
+    """2024.3 stamps messages with a datetime, 2026.2 with a monotonic float."""
+    stamp_type = {f.name: f.type for f in dataclasses.fields(ReceiveMessage)}["timestamp"]
+    stamp: Any = time.monotonic() if "float" in str(stamp_type) else datetime.now(timezone.utc)
+    return ReceiveMessage(topic, payload, 0, True, subscribed, stamp)
 
 
 async def check(request: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,14 +137,22 @@ async def check(request: dict[str, Any]) -> list[dict[str, Any]]:
     ha_log.propagate = False  # nothing on stderr: the verdicts carry it
     with tempfile.TemporaryDirectory() as config_dir:
         hass = HomeAssistant(config_dir)
-        mqtt_data = hass.data[DATA_MQTT] = MqttData(client=None, config=[])
+        mqtt_data = hass.data[DATA_MQTT] = MqttData(client=None, config=[])  # type: ignore[arg-type]
+        if hasattr(mqtt_data, "platforms_loaded"):  # 2026.2 sets a platform up first unless it is loaded
+            mqtt_data.platforms_loaded.update(discovery.SUPPORTED_COMPONENTS)
         callbacks: dict[str, Any] = {}
 
-        async def subscribe(hass: HomeAssistant, topic: str, callback: Any, qos: int = 0, encoding: str = "utf-8") -> Any:
+        def subscribe_internal(hass: HomeAssistant, topic: str, callback: Any, qos: int = 0, encoding: str = "utf-8", job_type: Any = None) -> Any:
             callbacks[topic] = callback
             return lambda: None
 
-        discovery.mqtt.async_subscribe = subscribe
+        async def subscribe(hass: HomeAssistant, topic: str, callback: Any, qos: int = 0, encoding: str = "utf-8") -> Any:
+            return subscribe_internal(hass, topic, callback)
+
+        if hasattr(discovery, "async_subscribe_internal"):
+            discovery.async_subscribe_internal = subscribe_internal
+        else:
+            discovery.mqtt.async_subscribe = subscribe
         prefix = request["discovery_prefix"]
         await discovery.async_start(hass, prefix, None)
         log.take()
@@ -113,15 +163,16 @@ async def check(request: dict[str, Any]) -> list[dict[str, Any]]:
         for message in request["messages"]:
             topic, payload = message["topic"], message["payload"]
             seen.clear()
-            # The subscription a real broker would deliver this topic on (one or two levels of ids).
-            sub = f"{prefix}/+/+/+/config" if topic.count("/") - prefix.count("/") == 4 else f"{prefix}/+/+/config"
-            callbacks[sub](ReceiveMessage(topic, payload, 0, True, sub, datetime.now(timezone.utc)))
+            # The subscription a real broker would deliver this topic on (none: Home Assistant never sees it).
+            sub = next((pattern for pattern in callbacks if matches(pattern, topic)), None)
+            if sub is not None:
+                callbacks[sub](received(topic, payload, sub))
             await hass.async_block_till_done()
             results.append(validate(hass, topic, payload, list(seen), request.get("samples", {}), log))
             for item in seen:  # forget it, so the next message for the same entity is "new" again
                 discovery_hash = item.discovery_data["discovery_hash"]
                 mqtt_data.discovery_already_discovered.discard(discovery_hash)
-                async_dispatcher_send(hass, discovery.MQTT_DISCOVERY_DONE.format(discovery_hash), None)
+                async_dispatcher_send(hass, done_signal(discovery_hash), None)
             await hass.async_block_till_done()
         await hass.async_stop(force=True)
     return results

@@ -1,4 +1,7 @@
-"""Checks discovery messages with Home Assistant's own MQTT discovery code, run in its venv (`make ha-venv`) as a subprocess."""
+"""Checks discovery messages with Home Assistant's own MQTT discovery code, run in a release's venv as a subprocess.
+
+Releases and their venvs: tests/support/ha_core.py (2024.3.3: `make ha-venv`; 2026.2.3 on trixie's Python 3.13
+in a chroot: `make ha-venv-2026`, root only)."""
 
 from __future__ import annotations
 
@@ -10,8 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.ha_core import RELEASES, Release
+
 HA_VENV = Path(os.environ.get("MNV1_EDGE_HA_VENV", "/var/cache/mnv1-edge-test/ha-venv"))
 SCRIPT = Path(__file__).with_name("ha_discovery_check.py")
+# Keys we send for newer releases that older ones drop silently, as planned: default_entity_id (2025.10 on)
+# beside object_id, so that the entity ids stay the same on every release.
+LATER_KEYS = frozenset({"default_entity_id"})
 
 
 class HaVenvMissing(RuntimeError):
@@ -32,9 +40,10 @@ class Verdict:
 
     @property
     def clean(self) -> bool:
-        """Accepted, with no key silently dropped and every template rendered without a warning."""
+        """Accepted, with no key silently dropped (but LATER_KEYS) and every template rendered without a warning."""
         renders = [r for rs in self.rendered.values() for r in rs]
-        return self.outcome == "accepted" and not self.ignored and not any("error" in r or r["warnings"] for r in renders)
+        dropped = set(self.ignored) - LATER_KEYS
+        return self.outcome == "accepted" and not dropped and not any("error" in r or r["warnings"] for r in renders)
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,22 @@ def python() -> Path:
     return exe
 
 
+def release(version: str) -> Release:
+    """A release whose venv exists, else HaVenvMissing naming the make target that builds it."""
+    if version == "2024.3.3":
+        return Release(version, python().parent.parent)
+    found = RELEASES[version]
+    if not found.available:
+        raise HaVenvMissing(f"Home Assistant {version}: no venv in {found.root}; run `make ha-venv-2026` (as root)")
+    return found
+
+
 def check(
     messages: Iterable[tuple[str, str]],
     discovery_prefix: str = "homeassistant",
     samples: Mapping[str, Sequence[str | bytes]] | None = None,
     timeout: float = 120,
+    version: str = "2024.3.3",
 ) -> Report:
     """Each (config topic, payload) through Home Assistant's discovery; `samples` (state topic ->
     payloads) are rendered through every template that reads that topic."""
@@ -67,7 +87,10 @@ def check(
         "samples": {t: [p.decode() if isinstance(p, bytes) else p for p in ps] for t, ps in (samples or {}).items()},
     }
     # -I: isolated from our PYTHONPATH and user site, so only the venv's packages are seen.
-    proc = subprocess.run([str(python()), "-I", str(SCRIPT)], input=json.dumps(request), capture_output=True, text=True, timeout=timeout)
+    ha = release(version)
+    inside = "/mnt/ha-support"
+    argv = ha.argv(["-I", f"{inside}/{SCRIPT.name}"], binds=[(SCRIPT.parent, inside)]) if ha.root else ha.argv(["-I", str(SCRIPT)])
+    proc = subprocess.run(argv, input=json.dumps(request), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{SCRIPT.name} failed (exit {proc.returncode}): {proc.stderr[-4000:]}")
     data = json.loads(proc.stdout)

@@ -103,7 +103,7 @@ def wheelhouse(dest: Path) -> None:
     if not (cache / ".complete").is_file():
         tmp = CACHE_DIR / f"{cache.name}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        run([DEPLOY / "build-wheelhouse", "--extras", EXTRAS, tmp], timeout=900)
+        run([DEPLOY / "build-wheelhouse", "--os", "bookworm", "--extras", EXTRAS, tmp], timeout=900)
         for wheel in tmp.glob("mnv1_edge-*.whl"):
             wheel.unlink()
         (tmp / ".complete").write_text("")

@@ -174,6 +174,14 @@ def _diagnostics(stats: str) -> list[Entity]:
     ]
 
 
+def entity_id_keys(component: str, object_id: str) -> dict[str, str]:
+    """The entity id asked for, in both of Home Assistant's keys: `object_id` (up to 2026.3; 2026.4 drops
+    it silently) and `default_entity_id` (from 2025.10, which prefers it). Both give the same id, e.g.
+    sensor.mnv1_edge_cam_answer, on every release (tests/test_homeassistant_releases.py runs 2024.3.3
+    and 2026.2.3): the default_entity_id is the object id slugified as Home Assistant does."""
+    return {"object_id": object_id, "default_entity_id": f"{component}.{re.sub(r'[^a-z0-9]+', '_', object_id.lower()).strip('_')}"}
+
+
 def discovery_messages(
     discovery_prefix: str, device_id: str, topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False
 ) -> list[tuple[str, str]]:
@@ -194,7 +202,7 @@ def discovery_messages(
     }
     messages = []
     for entity in entities(topic_prefix, answers=answers, snapshots=snapshots, view_check=view_check):
-        ids = {"unique_id": f"{node}_{entity.key}", "object_id": f"{node}_{entity.key}"}
+        ids = {"unique_id": f"{node}_{entity.key}", **entity_id_keys(entity.component, f"{node}_{entity.key}")}
         payload = json.dumps({**entity.config, **common, **ids}, separators=(",", ":"), ensure_ascii=False)
         messages.append((config_topic(discovery_prefix, device_id, entity), payload))
     return messages
