@@ -83,11 +83,12 @@ def frames(out: Path) -> dict[str, Path]:
     from benchmarks.tasks import presence_task
     from edge import paths
     from edge.model.preprocess import list_images, load_image
+    from edge.model.region import NO_CROP
 
     files = {"heads": out / "models" / "heads.npy", "stock": out / "models" / "stock.npy"}
     if not files["heads"].is_file():
         task = presence_task(out / "probe", paths.dev_images(), paths.sample_images() / "parrot.jpg", FRAMES, seed=5)
-        np.save(files["heads"], np.stack([load_image(p, fraction=1.0) for name in ("absent", "present") for p in list_images(task / name)]))
+        np.save(files["heads"], np.stack([load_image(p, NO_CROP) for name in ("absent", "present") for p in list_images(task / name)]))
     if not files["stock"].is_file():
         np.save(files["stock"], np.stack([load_image(p) for p in list_images(paths.dev_images())[:FRAMES]]))
     return files

@@ -176,18 +176,19 @@ def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_pat
     # The manifest carries the empty scene for the daemon's moved-camera check (edge/sources/moved.py).
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
+    from edge.model.region import NO_CROP
     from edge.model.viewref import ShiftEstimator
 
     refs = Engine(out, threads=1).manifest.view_references()
     assert refs is not None and refs.shape[1:] == (64, 64) and 1 <= len(refs) <= 8
-    frame, estimator = load_image(sorted((images / "absent").iterdir())[-1], fraction=1.0), ShiftEstimator(refs)
+    frame, estimator = load_image(sorted((images / "absent").iterdir())[-1], NO_CROP), ShiftEstimator(refs)
     assert estimator.estimate(frame)[0] < 1.0
     assert abs(estimator.estimate(np.roll(frame, 4, axis=1))[0] - 4) < 1.0
     # ... and the daemon, given frames of a camera panned by 6 px, says so once.
     moved = tmp_path / "moved"
     moved.mkdir()
     for i, path in enumerate(sorted((images / "absent").iterdir())[:6]):
-        Image.fromarray(np.roll(load_image(path, fraction=1.0), 6, axis=1)).save(moved / f"{i}.png")
+        Image.fromarray(np.roll(load_image(path, NO_CROP), 6, axis=1)).save(moved / f"{i}.png")
     source = {"kind": "images", "view_check_s": 0, "images": {"path": str(moved)}}
     config = write_config(
         tmp_path / "config.toml", {"state_dir": str(tmp_path), "model": {"path": str(out)}, "source": source, "sinks": {"stdout": {"enabled": True}}}

@@ -15,6 +15,7 @@ from edge.model.contract import CROP_FRACTION, NUM_CLASSES, top_k
 from edge.model.interpreter import Interpreter
 from edge.model.manifest import KernelProbes, Manifest, SelfTest, manifest_path
 from edge.model.preprocess import load_image
+from edge.model.region import Crop
 
 # Frames besides the self-test's that the Engine's kernel check runs at load: an XNNPACK invoke each
 # (7 M instructions for the stock model on a Pi 3's A53, 21 M for the change head; docs/numerics.md).
@@ -45,7 +46,7 @@ def make_manifest(
     interp = Interpreter(model, 1, builtin_kernels=True)
     ranked: list[tuple[float, int, np.ndarray, SelfTest]] = []
     for image in reference_images:
-        frame = load_image(image, fraction=crop_fraction)
+        frame = load_image(image, Crop(fraction=crop_fraction))
         first, second = top_k(interp.classify(frame), labels, 2)
         ranked.append(
             (

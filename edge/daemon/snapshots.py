@@ -1,13 +1,13 @@
 """Evidence snapshots: the frame behind an answer change as JPEGs beside its record, in a folder bounded by size and count."""
 
 # The pipeline thread only decides (`claim`, which names the files so the published record can say
-# which) and hands over the frame (`take`: a 48 KiB copy of the model's input and the source's view
-# closure, frozen first when it reads a reused buffer: the Pi camera's main stream). Encoding, the
-# larger view's decode and the fsync'ed writes happen in this module's own thread, so an SD card's
+# which) and hands over the frame (`take`: a 48 KiB copy of the model's input and the frame's still
+# (edge/sources/still.py), frozen first when it reads a reused buffer: the Pi camera's main stream).
+# Encoding, the still's decode and the fsync'ed writes happen in this module's own thread, so an SD card's
 # slow fsync delays a snapshot, never a frame. A snapshot is 2 or 3 files
 # sharing a stem, written with write_atomic (no reader sees a torn file):
 #   <stem>.jpg        the model's input (128x128, after the region of interest): what the record names
-#   <stem>-view.jpg   the source's whole frame, longest side <= max_side (when the source has one)
+#   <stem>-view.jpg   the frame's still: the whole frame, longest side <= max_side (when the source has one)
 #   <stem>.json       the record, with its `snapshot` field
 # Before a snapshot is written, the oldest snapshots are deleted until it fits under max_files and
 # max_bytes, so the folder never holds more (a write_atomic temp file replaces its final name).
@@ -15,7 +15,7 @@
 # A record names its snapshot before the writer has written it, so a name is claimed only when the
 # snapshot can be written: the folder exists (re-created if it was deleted), has room for the input
 # and the record (NEEDED_BYTES), and the writer is not failing (after a failure, claims wait for a
-# probe write that succeeds, once per back-off step). A view that cannot be written or does not fit
+# probe write that succeeds, once per back-off step). A still that cannot be written or does not fit
 # max_bytes is left out; the input and the record always fit the smallest caps. What is left is a
 # write failing in the instant after the claim (an I/O error, the disk filled meanwhile): counted.
 
@@ -41,6 +41,8 @@ from edge.errors import SinkError
 from edge.fsutil import explain_mkdir, write_atomic
 from edge.log import PACED
 from edge.record import rfc3339
+from edge.sources.still import ReusedStill, Still
+from edge.stats import SnapshotCounters
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -79,17 +81,18 @@ class _Kept:
 class _Job:
     record: Record
     pixels: np.ndarray
-    view: Callable[[int], Image.Image] | None
+    still: Still | None
 
 
 class SnapshotWriter:
     """`open`, then per published record `claim` (the file name, or None) and `take`; `close` at the end."""
 
     def __init__(self, config: SnapshotsConfig, publish: Callable[[bytes], None] | None = None) -> None:
-        """`publish` gets each saved snapshot's JPEG (the view, else the input), in the writer thread."""
+        """`publish` gets each saved snapshot's JPEG (the still, else the input), in the writer thread."""
         self.config = config
         self.folder = Path(config.path)
         self.publish = publish
+        # view_errors: snapshots saved without their still (<stem>-view.jpg), by its published name
         self.counters = {"saved": 0, "dropped": 0, "skipped": 0, "no_room": 0, "errors": 0, "view_errors": 0}
         self._kept: deque[_Kept] = deque()
         self._files = 0
@@ -101,7 +104,7 @@ class SnapshotWriter:
         self._failing = False  # the writer's last save failed: claims wait for a probe write to succeed
         self._retry_at = 0.0  # monotonic time of the next probe while failing
         self._retry_s = 1.0
-        self._said_view_too_large = False
+        self._said_still_too_large = False
         self._lost = False  # the folder was deleted and made again: what _kept lists is gone
 
     # --- pipeline thread ---------------------------------------------------------------------
@@ -198,15 +201,12 @@ class SnapshotWriter:
 
     def take(self, record: Record, frame: Frame) -> None:
         """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer),
-        and a view on a reused buffer (the Pi camera's, edge/sources/mainview.py) is frozen now."""
-        view = frame.view
-        freeze = getattr(view, "freeze", None)
-        if freeze is not None:
-            view = freeze()
-        self._jobs.put(_Job(record, frame.pixels.copy(), view))  # claim() took a place in the queue
+        and a still on a reused buffer (the Pi camera's, edge/sources/mainstill.py) is frozen now."""
+        still = frame.still.freeze() if isinstance(frame.still, ReusedStill) else frame.still
+        self._jobs.put(_Job(record, frame.pixels.copy(), still))  # claim() took a place in the queue
 
-    def stats(self) -> dict[str, int]:
-        return {f"snapshots_{k}": v for k, v in self.counters.items()} | {"snapshots_files": self._files, "snapshots_bytes": self._bytes}
+    def stats(self) -> SnapshotCounters:
+        return SnapshotCounters(**self.counters, files=self._files, bytes=self._bytes)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued snapshot is written (or `timeout`); True when none is left."""
@@ -245,12 +245,12 @@ class SnapshotWriter:
         assert name is not None
         stem = name.removesuffix(".jpg")
         files: list[tuple[str, bytes]] = []
-        if job.view is not None:
+        if job.still is not None:
             try:
-                files.append((stem + "-view.jpg", self._jpeg(job.view(self.config.max_side))))
+                files.append((stem + "-view.jpg", self._jpeg(job.still(self.config.max_side))))
             except Exception as exc:  # the image file went away, a frame that will not convert
                 self.counters["view_errors"] += 1
-                log.debug("snapshots: no view for %s: %s", stem, exc)
+                log.debug("snapshots: no still for %s: %s", stem, exc)
         files.append((stem + ".json", (job.record.to_json() + "\n").encode()))
         from PIL import Image
 
@@ -259,13 +259,13 @@ class SnapshotWriter:
         if files[0][0].endswith("-view.jpg") and size > self.config.max_bytes:
             # The input and the record always fit (NEEDED_BYTES is under the smallest max_bytes).
             self.counters["view_errors"] += 1
-            if not self._said_view_too_large:
+            if not self._said_still_too_large:
                 log.warning(
                     "snapshots: a view of %d bytes does not fit snapshots.max_bytes (%d); saved without it: raise max_bytes or lower max_side",
                     len(files[0][1]),
                     self.config.max_bytes,
                 )
-                self._said_view_too_large = True
+                self._said_still_too_large = True
             size -= len(files.pop(0)[1])
         if size > self.config.max_bytes:
             raise SinkError(f"{size} bytes do not fit snapshots.max_bytes")
@@ -282,9 +282,9 @@ class SnapshotWriter:
             try:
                 write_atomic(self.folder / file_name, data, FILE_MODE)
             except OSError as exc:
-                if file_name.endswith("-view.jpg"):  # the view is extra: the input and the record may still fit
+                if file_name.endswith("-view.jpg"):  # the still is extra: the input and the record may still fit
                     self.counters["view_errors"] += 1
-                    log.debug("snapshots: no view for %s: %s", stem, exc)
+                    log.debug("snapshots: no still for %s: %s", stem, exc)
                     continue
                 raise
             kept.names.append(file_name)
@@ -293,8 +293,8 @@ class SnapshotWriter:
             self._bytes += len(data)
         self.counters["saved"] += 1
         if self.publish is not None:
-            view = [data for file_name, data in files if file_name.endswith("-view.jpg") and file_name in kept.names]
-            self.publish(view[0] if view else files[-1][1])  # the view when it was saved, else the input (never the record)
+            still = [data for file_name, data in files if file_name.endswith("-view.jpg") and file_name in kept.names]
+            self.publish(still[0] if still else files[-1][1])  # the still when it was saved, else the input (never the record)
 
     def _jpeg(self, image: Image.Image) -> bytes:
         out = io.BytesIO()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.doctor import FAIL, OK, SKIP, WARN, Check, Context
+from edge.doctor.check import FAIL, OK, SKIP, WARN, Check, Context
 from edge.errors import EdgeError
 
 if TYPE_CHECKING:

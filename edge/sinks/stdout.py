@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edge.stats import SinkCounters
 
 if TYPE_CHECKING:
     from edge.record import Record
+    from edge.stats import StatsReport
 
 log = logging.getLogger("edge.sinks.stdout")
 
@@ -38,11 +40,12 @@ class StdoutSink:
             return
         self._written += 1
 
-    def report(self, stats: Mapping[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         pass  # stats go to the log, not into the result stream
 
-    def stats(self) -> dict[str, Any]:
-        return {"written": self._written, "errors": self._errors, "records_lost": self._errors}
+    def stats(self) -> SinkCounters:
+        counters = {"written": self._written, "errors": self._errors, "records_lost": self._errors}
+        return SinkCounters(counters, lost=self._errors, errors=self._errors)
 
     def flush(self) -> None:
         pass  # unbuffered

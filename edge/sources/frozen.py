@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from edge.sources import Frame, Source
+from edge.sources.frame import Frame, Source
+from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.frozen")
 
@@ -117,8 +119,8 @@ class FrozenGuard:
                 self.source.close()
             # A frozen frame is not handed on: the daemon's stall timer then sees the stall too.
 
-    def stats(self) -> dict[str, int]:
-        return {**self.source.stats(), "frozen": self._freezes, "frozen_reopens": self._reopens}
+    def stats(self) -> SourceCounters:
+        return replace(self.source.stats(), frozen=self._freezes, frozen_reopens=self._reopens)
 
     def interrupt(self) -> None:
         self.source.interrupt()

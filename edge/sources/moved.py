@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from dataclasses import replace
 
 import numpy as np
 
 from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
-from edge.sources import Frame, Source
+from edge.sources.frame import Frame, Source
+from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.moved")
 
@@ -72,9 +74,9 @@ class MovedGuard:
             what,
         )
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> SourceCounters:
         off = int(self._state != "as trained")
-        return {**self.source.stats(), "view_shift_px": round(self._shift), "view_moved": self._moved, "view_off": off}
+        return replace(self.source.stats(), view_shift_px=round(self._shift), view_moved=self._moved, view_off=off)
 
     def interrupt(self) -> None:
         self.source.interrupt()

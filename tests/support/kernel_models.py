@@ -92,6 +92,7 @@ def train_heads(out: Path) -> None:
     from benchmarks.tasks import presence_task
     from edge import paths
     from edge.model.preprocess import list_images, load_image
+    from edge.model.region import NO_CROP
     from edge.train.head import INPUTS
     from edge.train.report import Gate
     from edge.train.run import Options, train
@@ -99,7 +100,7 @@ def train_heads(out: Path) -> None:
     task = presence_task(out / "task", paths.dev_images(), paths.sample_images() / "parrot.jpg", 60, seed=3)
     for head in INPUTS:
         train(Options(task, out / f"{head}.tflite", source=str(paths.float_model()), head=head, gate=Gate(0.0, 0.0, 0.0)))
-    frames = [load_image(p, fraction=1.0) for name in ("absent", "present") for p in list_images(task / name)]
+    frames = [load_image(p, NO_CROP) for name in ("absent", "present") for p in list_images(task / name)]
     np.save(out / "frames.npy", np.stack(frames))
 
 
