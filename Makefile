@@ -85,8 +85,8 @@ demo: $(VENV)/.setup $(DEMO_MODEL)
 	@echo "results also appended to build/demo-results.jsonl"
 
 lint: $(VENV)/.setup-test
-	$(BIN)/ruff check edge tests
-	$(BIN)/ruff format --check edge tests
+	$(BIN)/ruff check edge tests benchmarks
+	$(BIN)/ruff format --check edge tests benchmarks
 	$(BIN)/mypy
 
 test-unit: setup-test $(MODEL)

@@ -1,0 +1,1 @@
+"""Measurements that produce documented figures (docs/); not shipped: the wheel packages only edge*."""
