@@ -152,6 +152,10 @@ def test_the_table_marks_autos_choice_both_kernels_and_failures(tmp_path: Path) 
     assert rows[2].startswith("| fake scene: 10 / 10 | features | 100.0 | 95.0 (90.0) | 0.0 | 10.0 (20.0) |")
     assert "failed (exit 65): error: the scale is wrong" in rows[3]
     assert rows[4].startswith("|  | **auto** (features) |")
+    assert (
+        run.verdict(case, ("features", "change", "auto"), trained, results)
+        == "- fake: best on the later frames features 95.0; auto took features: 95.0"
+    )
 
 
 def test_cli_lists_cases_and_names_an_unknown_one() -> None:

@@ -104,6 +104,7 @@ def _run(args: argparse.Namespace, prepared: list[tuple[sources.Case, Prepared]]
     trained = run.train_all(args.work, jobs, shlex.split(args.train_args), args.jobs, source)
     results = run.measure_all(args.work, jobs, trained)
     text = run.table(prepared, heads, trained, results)
+    text += "\n" + "\n".join(run.verdict(case, heads, trained, results) for case, _ in prepared) + "\n"
     text += "\n" + "\n".join(run.describe(case, prep) for case, prep in prepared) + "\n"
     print(text)
     if args.out:

@@ -177,6 +177,17 @@ def _num(x: Any) -> str:
     return "–" if x is None else f"{float(x):.1f}"
 
 
+def verdict(case: Case, heads: tuple[str, ...], trained: dict[Job, dict[str, Any]], results: dict[Job, dict[str, Any]]) -> str:
+    """Which head did best on the later frames (reference kernels), and what auto took."""
+    scores = {h: results[Job(case, h)]["reference"]["accuracy"] for h in heads if h != "auto" and Job(case, h) in results}
+    line = f"- {case.name}: best on the later frames "
+    line += ", ".join(f"{h} {a:.1f}" for h, a in sorted(scores.items(), key=lambda kv: -kv[1])[:2]) if scores else "(none measured)"
+    auto = Job(case, "auto")
+    if auto in results:
+        line += f"; auto took {trained[auto].get('chosen')}: {results[auto]['reference']['accuracy']:.1f}"
+    return line
+
+
 def describe(case: Case, prep: Prepared) -> str:
     """One line per case for the report under the table: what was trained on and measured."""
     scene = case.scene

@@ -111,17 +111,19 @@ def load(path: Path = MANIFEST) -> Manifest:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         sources = {k: _source(k, v, path.parent) for k, v in data["sources"].items()}
         scenes = {s["name"]: _scene(s, sources) for s in data["scenes"]}
+        cases = {name: _half(scene) for name, scene in scenes.items()}
+        for c in data.get("cases", []):
+            start = None if c.get("train_from") is None else int(c["train_from"])
+            cases[c["name"]] = Case(c["name"], c["title"], scenes[c["scene"]], int(c["train_before"]), int(c["test_from"]), start)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FootageError(f"{path}: not a footage manifest ({type(exc).__name__}: {exc})") from exc
-    cases: dict[str, Case] = {}
-    for scene in scenes.values():
-        # The default case: the first half of the evaluated frames in time for training, every later one measured.
-        half = scene.first + (scene.last - scene.first + 1) // 2
-        cases[scene.name] = Case(scene.name, scene.title, scene, half, half)
-    for c in data.get("cases", []):
-        scene = scenes[c["scene"]]
-        cases[c["name"]] = Case(c["name"], c["title"], scene, int(c["train_before"]), int(c["test_from"]), c.get("train_from"))
     return Manifest(sources, scenes, cases)
+
+
+def _half(scene: Scene) -> Case:
+    """Every scene's own case: trained on the first half of its evaluated frames in time, measured on every later one."""
+    half = scene.first + (scene.last - scene.first + 1) // 2
+    return Case(scene.name, scene.title, scene, half, half)
 
 
 def _source(key: str, d: dict[str, Any], base: Path) -> Source:
