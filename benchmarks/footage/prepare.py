@@ -149,9 +149,10 @@ def _frame(work: Path, scene: Scene, n: int, roi: tuple[float, float, float, flo
     """The region as the daemon's images source makes it: the project's own crop and bilinear resize
     (load_image with source.roi; no centre crop: a model trained on captured frames records 1.0)."""
     from edge.model.preprocess import load_image
+    from edge.model.region import Crop
 
     path = local_path(work, scene.source, scene.input.format(n=n))
-    return load_image(path, fraction=1.0, roi=roi)
+    return load_image(path, Crop(roi=roi, fraction=1.0))
 
 
 def _save(pixels: np.ndarray, ts: float, out: Path) -> None:
