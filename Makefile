@@ -81,10 +81,10 @@ demo: $(VENV)/.setup $(DEMO_MODEL)
 	@printf '%s\n' 'device_id = "demo"' 'state_dir = "build/demo-state"' \
 	  '[model]' 'path = "$(DEMO_MODEL)"' \
 	  '[source]' 'kind = "images"' '[source.images]' 'path = "$(DEMO_PHOTOS)"' \
-	  '[results]' 'top_k = 3' 'smoothing = "none"' 'publish = "every"' \
-	  '[sinks.stdout]' 'enabled = true' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
+	  '[results]' 'top_k = 3' 'smoothing = "none"' 'publish = "every"' 'groups = ["animal", "vehicle", "food"]' \
+	  '[sinks.stdout]' 'enabled = true' 'format = "text"' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
 	$(BIN)/mnv1-edge run --config build/demo.toml
-	@echo "results also appended to build/demo-results.jsonl"
+	@echo "each answer is a label group (or other); the records, with scores and top-3 labels: build/demo-results.jsonl"
 
 lint: $(VENV)/.setup-test
 	$(BIN)/ruff check edge tests benchmarks

@@ -88,7 +88,7 @@ def make_sink(spec: SinkSpec) -> Sink:
     if isinstance(c, StdoutSinkConfig):
         from edge.sinks.stdout import StdoutSink
 
-        return StdoutSink()
+        return StdoutSink(text=c.format == "text")
     if isinstance(c, FileSinkConfig):
         from edge.sinks.file import FileSink
 
