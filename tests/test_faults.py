@@ -1,4 +1,4 @@
-"""Bad inputs and faults through the real CLI: one clear line and a sysexits status (docs/faults.md lists them)."""
+"""Bad inputs and faults through the real CLI: one clear line and a sysexits status (docs/design/faults.md lists them)."""
 
 from __future__ import annotations
 
