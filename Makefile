@@ -12,7 +12,7 @@ MODEL := models/mobilenet_v1_0.25_128_int8.tflite
 DEMO_APT := python3-venv
 TEST_APT := python3-venv mosquitto mosquitto-clients debootstrap systemd-container qemu-user-static qemu-system-arm qemu-utils e2fsprogs iproute2 openssh-client openssl
 
-.PHONY: setup setup-test apt-demo apt-test model demo lint check test test-unit test-system test-arm64 test-pi bench clean
+.PHONY: setup setup-test apt-demo apt-test model demo lint check test test-unit test-system test-arm64 test-haswell test-pi bench clean
 
 # Debian packages missing from a list, installed with apt (needs root).
 apt_install = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -81,24 +81,28 @@ demo: $(VENV)/.setup $(DEMO_MODEL)
 	@printf '%s\n' 'device_id = "demo"' 'state_dir = "build/demo-state"' \
 	  '[model]' 'path = "$(DEMO_MODEL)"' \
 	  '[source]' 'kind = "images"' '[source.images]' 'path = "$(DEMO_PHOTOS)"' \
-	  '[results]' 'top_k = 3' 'smoothing = "none"' 'publish = "every"' \
-	  '[sinks.stdout]' 'enabled = true' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
+	  '[results]' 'top_k = 3' 'smoothing = "none"' 'publish = "every"' 'groups = ["animal", "vehicle", "food"]' \
+	  '[sinks.stdout]' 'enabled = true' 'format = "text"' '[sinks.file]' 'path = "build/demo-results.jsonl"' > build/demo.toml
 	$(BIN)/mnv1-edge run --config build/demo.toml
-	@echo "results also appended to build/demo-results.jsonl"
+	@echo "each answer is a label group (or other); the records, with scores and top-3 labels: build/demo-results.jsonl"
 
 lint: $(VENV)/.setup-test
 	$(BIN)/ruff check edge tests benchmarks
 	$(BIN)/ruff format --check edge tests benchmarks
 	$(BIN)/mypy
 
-# The fast loop: lint, types and every test not marked slow, system, arm64 or pi, on both cores. No root,
+# The fast loop: lint, types and every test not marked slow, system, arm64, haswell or pi, on both cores. No root,
 # no apt, no network (the venv, the model and a mosquitto binary on PATH come from one `make test` or
 # `make setup-test model`). `make test` stays the one full command.
 check: lint $(MODEL)
-	$(BIN)/pytest -q -n 2 -m "not slow and not system and not arm64 and not pi" tests
+	$(BIN)/pytest -q -n 2 -m "not slow and not system and not arm64 and not haswell and not pi" tests
 
 test-unit: setup-test $(MODEL)
-	$(BIN)/pytest -q -m "not system and not arm64 and not pi" tests
+	$(BIN)/pytest -q -m "not system and not arm64 and not haswell and not pi" tests
+
+# x86 AVX2 without VNNI emulated on any x86 host: XNNPACK's int8 kernels there against TFLite's reference kernels.
+test-haswell: setup-test $(MODEL)
+	$(BIN)/pytest -q -m haswell tests
 
 test-system: setup-test $(MODEL)
 	$(BIN)/pytest -q -m system tests
@@ -110,7 +114,7 @@ test-pi: setup-test $(MODEL)
 	$(BIN)/pytest -q -m pi tests
 
 # tests/pi (make test-pi) is left out until it fits the time budget: the role's install in the emulated
-# Pi runs past its 30-minute limit today (docs/platform.md, "Cost of the stages").
+# Pi runs past its 30-minute limit today (docs/design/platform.md, "Cost of the stages").
 test: setup-test lint $(MODEL)
 	$(BIN)/pytest -q -m "not pi" tests
 
@@ -156,7 +160,7 @@ $(HA_2026_ROOT)/.complete:
 .PHONY: ha-venv-2026
 
 # Instructions per frame of the daemon's own paths on emulated Pi cores (A53, A72, A76) with the
-# arm_cost tool of ../shared (needs root; about 4 minutes); what each run measures: docs/arm-cost.md.
+# arm_cost tool of ../shared (needs root; about 4 minutes); what each run measures: docs/design/arm-cost.md.
 # The guest runs next to an extracted aarch64 PyAV wheel (a Pi with picamera2 has python3-av).
 ARM_COST ?= ../shared/tools/arm_cost
 .PHONY: arm-cost

@@ -1,6 +1,6 @@
 """arm_cost script-mode guest: instructions per frame of mnv1-edge's own pipeline on emulated Pi cores.
 
-Run by ../shared/tools/arm_cost/measure.sh (docs/arm-cost.md has the exact commands); this checkout is
+Run by ../shared/tools/arm_cost/measure.sh (docs/design/arm-cost.md has the exact commands); this checkout is
 mounted at /mnt/repo. One unit = one frame:
 
   invoke           Engine.invoke(frame): copy a 128x128x3 frame into the input tensor + invoke
@@ -58,13 +58,13 @@ def make_config(scenario: str, model: str, tmp: Path, threads: int) -> Any:
 
 
 def camera_source(config: Any, scenes: list[Any]) -> Any:
-    from edge.sources import make_source
+    from edge.sources import SourceSpec, make_source
     from tests.support import fake_picamera2 as fake
 
     fmt = config.source.picamera2.lores_format
     camera = fake.FakeCamera(scenes[0], platform=fake.Platform.PISP if fmt == "BGR888" else fake.Platform.VC4)
     fake.install(_SetItem(), camera)
-    source = make_source(config.source, 0.875)
+    source = make_source(SourceSpec(config.source, 0.875))
     source.open()
     inner: Any = getattr(source, "source", source)  # the frozen-frame guard wraps the camera source
     cam = inner._cam
@@ -97,7 +97,7 @@ def main() -> None:
     from edge.daemon.pipeline import FramePipeline
     from edge.daemon.sequence import RecordSequence
     from edge.daemon.stats import Stats
-    from edge.sources import make_source
+    from edge.sources import SourceSpec, make_source
 
     tmp = Path(tempfile.gettempdir()) / "armcost-pipeline"
     config = make_config(args.scenario, args.model, tmp, args.threads)
@@ -105,7 +105,7 @@ def main() -> None:
     pipeline = FramePipeline(config, seq)
     pipeline.open_sinks(None)
     stats = Stats()
-    synthetic = make_source(make_config("process", args.model, tmp, 1).source, 0.875)
+    synthetic = make_source(SourceSpec(make_config("process", args.model, tmp, 1).source, 0.875))
     synthetic.open()
     frames = [synthetic.read() for _ in range(8)]
     pool = [f.pixels for f in frames if f is not None]

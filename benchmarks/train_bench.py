@@ -65,6 +65,7 @@ def size_breakdown(model: Path, images: Path) -> str:
     """int8 accuracy on held-out 'present' frames by subject width (the names record it)."""
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
+    from edge.model.region import NO_CROP
 
     data, test = held_out(images)
     engine = Engine(model)
@@ -73,7 +74,7 @@ def size_breakdown(model: Path, images: Path) -> str:
         name = data.paths[i].stem
         width = int(name.rsplit("_w", 1)[1])
         bucket = "absent" if width == 0 else "5-10%" if width < 0.10 * tasks.FRAME[0] else "10-20%"
-        right = int(np.argmax(engine.classify(load_image(data.paths[i], fraction=1.0)))) == int(data.labels[i])
+        right = int(np.argmax(engine.classify(load_image(data.paths[i], NO_CROP)))) == int(data.labels[i])
         rows[bucket][0] += right
         rows[bucket][1] += 1
     return ", ".join(f"{k}: {r}/{n}" for k, (r, n) in rows.items())

@@ -41,6 +41,21 @@ def reference_model(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
+def head_models(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every head `train` writes (<head>.tflite with manifest), trained once per session on the tiny
+    parrot task, and frames.npy, its 60 frames: tests/support/kernel_models.py."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("heads")
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "tests.support.kernel_models", str(out)], capture_output=True, text=True, env=env, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
 def converted_model(shared: Path) -> Path:
     """The model `make model` converts (the test command builds it before pytest runs)."""
     model = paths.default_model()

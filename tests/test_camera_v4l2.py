@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from edge.config import SourceConfig, V4l2SourceConfig, VideoSourceConfig
-from edge.sources import make_source
+from edge.model.preprocess import STOCK_CROP
+from edge.model.region import Crop
+from edge.sources import SourceSpec, make_source
 from edge.sources.v4l2 import V4l2Source
 from edge.sources.v4l2_caps import Mode, choose_mode, device_fd, wait_readable
 
@@ -24,10 +26,12 @@ WEBCAM = {"yuyv422": [(640, 480), (160, 120), (320, 240), (1280, 720)], "mjpeg":
 
 
 def test_the_smallest_native_size_covering_the_crop_is_chosen() -> None:
-    assert choose_mode(WEBCAM, 128, 0.875) == Mode("yuyv422", 320, 240)  # 160x120 would need upscaling
-    assert choose_mode({"mjpeg": [(1280, 720), (1920, 1080)]}, 128, 0.875) == Mode("mjpeg", 1280, 720, lowres=2)  # 320x180 >= 147
-    assert choose_mode(WEBCAM, 128, 0.875, wanted="mjpeg") == Mode("mjpeg", 640, 480, lowres=1)
-    assert choose_mode({"mjpeg": [(160, 120)]}, 128, 0.875) is None
+    assert choose_mode(WEBCAM, STOCK_CROP.need(128)) == Mode("yuyv422", 320, 240)  # 160x120 would need upscaling
+    assert choose_mode({"mjpeg": [(1280, 720), (1920, 1080)]}, STOCK_CROP.need(128)) == Mode("mjpeg", 1280, 720, lowres=2)  # 320x180 >= 147
+    assert choose_mode(WEBCAM, STOCK_CROP.need(128), wanted="mjpeg") == Mode("mjpeg", 640, 480, lowres=1)
+    assert choose_mode({"mjpeg": [(160, 120)]}, STOCK_CROP.need(128)) is None
+    # Each axis needs its own: a region half the width needs twice the width (293 px), not twice the height too.
+    assert choose_mode(WEBCAM, Crop((0.0, 0.0, 0.5, 1.0), 0.875).need(128)) == Mode("yuyv422", 320, 240)
 
 
 def test_capture_options_and_rate_cap() -> None:
@@ -96,7 +100,7 @@ def camera(shared: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iter
 
 def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Path]) -> None:
     url, stall = camera
-    source = make_source(SourceConfig(kind="video", stall_timeout_s=1.0, video=VideoSourceConfig(url=url, reconnect_max_s=0.1)), 0.875)
+    source = make_source(SourceSpec(SourceConfig(kind="video", stall_timeout_s=1.0, video=VideoSourceConfig(url=url, reconnect_max_s=0.1))))
     source.open()
     assert source.read() is not None
     stall.touch()  # the camera keeps the connection open and sends nothing
@@ -105,10 +109,10 @@ def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Pa
     # Frames the decoder buffered before the stall still come first (more of them on a loaded
     # machine, where the camera ran ahead of the reader): read through them to the reconnect.
     t0 = time.monotonic()
-    while source.stats()["reconnects"] == 0 and time.monotonic() - t0 < 15.0:
+    while source.stats().reconnects == 0 and time.monotonic() - t0 < 15.0:
         frame = source.read()
         assert frame is not None
-    assert source.stats()["errors"] >= 1 and source.stats()["reconnects"] >= 1
+    assert source.stats().errors >= 1 and source.stats().reconnects >= 1
     assert source.read() is not None  # the camera is back: frames flow again
     source.close()
 
@@ -116,7 +120,7 @@ def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Pa
 @pytest.mark.parametrize("camera", ["frozen"], indirect=True)
 def test_a_stream_repeating_one_picture_is_frozen_and_reopened(camera: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     url, _ = camera
-    source = make_source(SourceConfig(kind="video", stall_timeout_s=0.5, video=VideoSourceConfig(url=url, reconnect_max_s=0.05)), 0.875)
+    source = make_source(SourceSpec(SourceConfig(kind="video", stall_timeout_s=0.5, video=VideoSourceConfig(url=url, reconnect_max_s=0.05))))
     source.open()
     passed = 0
     timer = threading.Timer(3.0, source.interrupt)
@@ -124,6 +128,6 @@ def test_a_stream_repeating_one_picture_is_frozen_and_reopened(camera: tuple[str
     while source.read() is not None:  # identical frames pass for stall_timeout_s, then are withheld
         passed += 1
     stats = source.stats()
-    assert passed >= 1 and stats["frozen"] == 1 and stats["frozen_reopens"] >= 2 and stats["reconnects"] >= 2
+    assert passed >= 1 and stats.frozen == 1 and stats.frozen_reopens >= 2 and stats.reconnects >= 2
     assert caplog.text.count("frozen; reopening it") == 1  # logged once, however often it is reopened
     source.close()

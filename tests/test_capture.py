@@ -112,7 +112,7 @@ def test_no_frame_from_a_live_source_is_an_error_not_a_hang(tmp_path: Path) -> N
     import edge.sources
 
     original, timeout = edge.sources.make_source, cap.FIRST_FRAME_TIMEOUT_S
-    edge.sources.make_source, cap.FIRST_FRAME_TIMEOUT_S = lambda _c, _f: Silent(), 0.5  # type: ignore[assignment,return-value]
+    edge.sources.make_source, cap.FIRST_FRAME_TIMEOUT_S = lambda _spec: Silent(), 0.5  # type: ignore[assignment,return-value]
     try:
         try:
             cap.capture(cfg, Path("c.toml"), tmp_path / "frames", 0.0, 3)

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from edge.doctor.hardware import cpu_check, decode_throttled, throttle_verdict
+from edge.doctor.hardware import cpu_check, throttle_verdict
+from edge.throttle import decode as decode_throttled
 from tests.support.broker import Mosquitto, free_port
 from tests.support.daemon import EXE, write_config
 

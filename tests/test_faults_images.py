@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from edge.errors import SourceError
-from edge.model.preprocess import load_image
+from edge.model.preprocess import CROP_FRACTION, load_image
+from edge.model.region import Crop
 from edge.train import dataset
 from tests.support.daemon import base_config, write_config
 from tests.support.faults import cli, model, png_bomb
@@ -88,7 +89,7 @@ def test_exif_orientation_is_applied_before_the_crop_and_region(tmp_path: Path, 
     picture.save(plain)
     turned = oriented(picture, tmp_path / "turned.png", orientation)  # PNG: lossless, so the pixels must match exactly
     roi = (0.5, 0.0, 0.5, 0.6)
-    assert np.array_equal(load_image(turned, roi=roi), load_image(plain, roi=roi))
+    assert np.array_equal(load_image(turned, Crop(roi, CROP_FRACTION)), load_image(plain, Crop(roi, CROP_FRACTION)))
     assert np.array_equal(load_image(turned), load_image(plain))
     image, _ = dataset._decode(turned, 128)
     assert image is not None and image.size == picture.size
@@ -113,8 +114,8 @@ def test_the_images_source_and_its_snapshot_view_apply_the_orientation(tmp_path:
     source = ImagesSource(ImagesSourceConfig(path=str(folder)))
     source.open()
     frame = source.read()
-    assert frame is not None and frame.view is not None
-    assert frame.view(1000).size == picture.size  # upright: 600x180, not 180x600
+    assert frame is not None and frame.still is not None
+    assert frame.still(1000).size == picture.size  # upright: 600x180, not 180x600
 
 
 def test_a_huge_picture_in_a_training_folder_is_skipped_unread(tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_the_synthetic_source_applies_the_region(tmp_path: Path) -> None:
     from edge.config import SyntheticSourceConfig
     from edge.sources.synthetic import SyntheticSource
 
-    whole, region = SyntheticSource(SyntheticSourceConfig(frames=1)), SyntheticSource(SyntheticSourceConfig(frames=1), (0.0, 0.0, 0.5, 0.5))
+    whole, region = SyntheticSource(SyntheticSourceConfig(frames=1)), SyntheticSource(SyntheticSourceConfig(frames=1), Crop((0.0, 0.0, 0.5, 0.5)))
     whole.open()
     region.open()
     a, b = whole.read(), region.read()

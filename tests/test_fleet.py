@@ -138,12 +138,12 @@ def test_daemon_stats_carry_what_a_late_reader_needs() -> None:
 
     st = Stats()
     first = st.snapshot()
-    assert first["last_frame_age_s"] is None and first["window_s"] >= 0
-    made = message_time(first["ts"], None)  # the daemon's wall clock, RFC 3339 like the records
+    assert first.last_frame_age_s is None and first.window_s >= 0
+    made = message_time(first.ts, None)  # the daemon's wall clock, RFC 3339 like the records
     assert made is not None and abs(made - time.time()) < 60
     st.add(2.0, 5.0)
     second = st.snapshot()
-    assert second["last_frame_age_s"] is not None and 0 <= second["last_frame_age_s"] <= second["window_s"] + 0.1
+    assert second.last_frame_age_s is not None and 0 <= second.last_frame_age_s <= second.window_s + 0.1
 
 
 def test_table_and_json() -> None:

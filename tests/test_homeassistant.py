@@ -18,6 +18,7 @@ from edge.model.engine import Prediction
 from edge.record import Record
 from edge.sinks.mqtt import homeassistant
 from edge.sinks.mqtt.sink import MqttSink
+from edge.stats import Percentiles, SourceCounters, SourceReport, StatsReport, Window
 from tests.support import ha_core, ha_schema
 from tests.support.broker import Mosquitto
 from tests.support.mqtt_clients import wait_until
@@ -225,7 +226,8 @@ def test_the_sink_announces_to_home_assistant_and_resends_on_online(broker: Mosq
     try:
         expected = {t for t, _ in homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=("bird", "dog"), snapshots=True)}
         sink.write(record(1))
-        sink.report({"fps": 9.5, "frames": 10, "inference_ms": {"p50": 3.0, "p95": 4.0}, "dropped": 1, "cpu_temp_c": 51.2})
+        window = Window("2026-11-29T08:00:00.000Z", 1.0, 0.1, 2.0, 9.5, 10, 1, Percentiles(3.0, 4.0), Percentiles(9.0, 12.0), 51.2)
+        sink.report(StatsReport(window, SourceReport("synthetic:seed=0", 11, 1, SourceCounters(11)), {}))
         wait_until(lambda: set(sub.configs()) == expected and sub.last(STATS) and sub.last(RECORDS), 15, "discovery, stats and a record")
         # Home Assistant's verdict on what actually went over the wire, templates fed the real messages.
         samples = {RECORDS: [sub.last(RECORDS)[0]], STATS: [sub.last(STATS)[0]]}  # type: ignore[index]

@@ -95,7 +95,7 @@ def test_each_failed_handshake_warns_with_its_likely_cause(kind: str, tmp_path: 
                 return [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("edge.sinks.mqtt")]
 
             wait_until(lambda: sum(cause in r.getMessage() for r in warnings()) >= 2, 30, f"two warnings naming the cause ({kind})")
-            assert sink.spool.depth() == 1 and not sink.stats()["mqtt_connected"]
+            assert sink.spool.depth() == 1 and not sink.stats().counters["mqtt_connected"]
             steps = [r for r in warnings() if cause in r.getMessage()]
             assert all(r.levelno == logging.WARNING and "records are spooled; retrying in 1 s" in r.getMessage() for r in steps)
         finally:

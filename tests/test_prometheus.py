@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from edge.daemon.stats import format_line
 from edge.errors import SinkError
 from edge.model.engine import Prediction
 from edge.record import Record
-from edge.sinks import make_sinks
+from edge.sinks import sink_specs
 from edge.sinks.prometheus import PrometheusSink
+from edge.stats import Percentiles, SinkCounters, SnapshotCounters, SourceCounters, SourceReport, SpoolCounters, StatsReport, Window
 from tests.support.daemon import EXE, base_config, write_config
 
 SHA = "ab" * 32
@@ -43,32 +45,19 @@ def record(seq: int, label: str, inference_ms: float, latency_s: float) -> Recor
     return Record(**fields)
 
 
-def stats(**extra: Any) -> dict[str, Any]:
-    """A stats dict as the daemon builds it: its own figures, the source's, each sink's under its name."""
-    return {
-        "uptime_s": 12.5,
-        "fps": 9.5,
-        "frames": 120,
-        "published": 4,
-        "inference_ms": {"p50": 2.1, "p95": 3.0},
-        "latency_ms": {"p50": 20.0, "p95": 40.0},
-        "cpu_temp_c": 51.5,
-        "dropped": 7,
-        "source": {"name": "picamera2:0", "captured": 127, "dropped": 7, "read": 127, "reopens": 2, "errors": 1},
-        "file": {"written": 4, "errors": 1, "rotations": 0, "rotate_errors": 0, "bytes": 900},
-        "mqtt": {
-            "spool_depth": 3,
-            "spool_bytes": 1234,
-            "spool_dropped": 6,
-            "spool_dropped_size": 5,
-            "spool_dropped_age": 1,
-            "spool_dropped_full": 0,
-            "spool_write_errors": 2,
-            "mqtt_publish_errors": 1,
-            "mqtt_connected": True,
+def stats(window: dict[str, Any] | None = None, **extra: Any) -> StatsReport:
+    """A report as the daemon builds it: its own figures, the source's, each sink's (`window`: changes to the window's)."""
+    spool = SpoolCounters(depth=3, bytes=1234, dropped_size=5, dropped_age=1, write_errors=2)
+    mqtt = {**spool.to_dict(), "mqtt_publish_errors": 1, "mqtt_connected": True}
+    report = StatsReport(
+        Window("2026-11-29T08:00:00.000Z", 60.0, 0.1, 12.5, 9.5, 120, 4, Percentiles(2.1, 3.0), Percentiles(20.0, 40.0), 51.5),
+        SourceReport("picamera2:0", 127, 7, SourceCounters(127, reopens=2, errors=1)),
+        {
+            "file": SinkCounters({"written": 4, "errors": 1, "rotations": 0, "rotate_errors": 0, "bytes": 900}, errors=1),
+            "mqtt": SinkCounters(mqtt, lost=8, errors=3, spool=spool),
         },
-        **extra,
-    }
+    )
+    return replace(report, window=replace(report.window, **(window or {})), **extra)
 
 
 def families(path: Path) -> dict[str, Any]:
@@ -94,7 +83,7 @@ def test_counters_histograms_and_labels_parse_with_prometheus_client(sink: Prome
     answers = ["cat", "cat", "dog", "dog", "cat"]  # two changes
     for i, (label, ms) in enumerate(zip(answers, (1.5, 2.5, 2.5, 40.0, 700.0), strict=True)):
         sink.write(record(i, label, ms, latency_s=0.04))
-    sink.report(stats(throttled=0x50005))
+    sink.report(stats({"throttled": 0x50005}))
     fams = families(tmp_path / "mnv1-edge.prom")
     assert fams["mnv1_edge_frames"].type == "counter" and value(fams, "mnv1_edge_frames", "mnv1_edge_frames_total") == 120
     assert value(fams, "mnv1_edge_published", "mnv1_edge_published_total") == 4
@@ -122,12 +111,12 @@ def test_counters_histograms_and_labels_parse_with_prometheus_client(sink: Prome
     flags = {s.labels["flag"]: s.value for s in fams["mnv1_edge_throttled"].samples}
     assert flags["under_voltage"] == 1 and flags["throttled"] == 1 and flags["arm_frequency_capped"] == 0
     assert flags["under_voltage_occurred"] == 1 and flags["throttled_occurred"] == 1
-    assert sink.stats() == {"written": 1, "errors": 0}
+    assert sink.stats() == SinkCounters({"written": 1, "errors": 0})
     assert "mnv1_edge_view_off" not in fams  # the stock model: no moved-camera check, no such metrics
 
 
 def test_a_scene_models_view_check_is_exported(sink: PrometheusSink, tmp_path: Path) -> None:
-    source = {"name": "picamera2:0", "captured": 127, "view_shift_px": 5, "view_moved": 2, "view_off": 1}
+    source = SourceReport("picamera2:0", 127, 0, SourceCounters(127, view_shift_px=5, view_moved=2, view_off=1))
     sink.write(record(0, "cat", 1.5, latency_s=0.04))
     sink.report(stats(source=source))
     fams = families(tmp_path / "mnv1-edge.prom")
@@ -144,9 +133,9 @@ def test_reports_replace_the_file_whole_and_histograms_accumulate(sink: Promethe
     assert [s.value for s in fams["mnv1_edge_inference_seconds"].samples if s.name.endswith("_count")] == [0]
     first = path.open()  # keeps the first file's inode alive: an in-place rewrite would show through it
     sink.write(record(1, "cat", 2.0, 0.01))
-    sink.report(stats(frames=130))
+    sink.report(stats({"frames": 130}))
     sink.write(record(2, "cat", 2.0, 0.01))
-    sink.report(stats(frames=140))
+    sink.report(stats({"frames": 140}))
     fams = families(path)
     assert value(fams, "mnv1_edge_frames", "mnv1_edge_frames_total") == 140
     assert value(fams, "mnv1_edge_inference_seconds", "mnv1_edge_inference_seconds_count") == 2
@@ -156,7 +145,7 @@ def test_reports_replace_the_file_whole_and_histograms_accumulate(sink: Promethe
 
 
 def test_no_temperature_or_throttling_in_the_stats_means_no_such_metric(sink: PrometheusSink, tmp_path: Path) -> None:
-    sink.report(stats(cpu_temp_c=None))
+    sink.report(stats({"cpu_temp_c": None}))
     fams = families(tmp_path / "mnv1-edge.prom")
     assert "mnv1_edge_cpu_temperature_celsius" not in fams and "mnv1_edge_throttled" not in fams
     assert "mnv1_edge_spool_depth" in fams
@@ -171,11 +160,11 @@ def test_a_write_failure_is_counted_not_raised(tmp_path: Path, caplog: pytest.Lo
     shutil.rmtree(folder)  # node_exporter's folder removed under us (a package purge, a tmpfs not mounted)
     sink.report(stats())
     sink.report(stats())
-    assert sink.stats() == {"written": 1, "errors": 2}
+    assert sink.stats().counters == {"written": 1, "errors": 2}
     assert sum("cannot write Prometheus metrics" in r.message for r in caplog.records) == 1  # once per failing streak
     folder.mkdir()
     sink.report(stats())
-    assert sink.stats() == {"written": 2, "errors": 2} and (folder / "m.prom").is_file()
+    assert sink.stats().counters == {"written": 2, "errors": 2} and (folder / "m.prom").is_file()
 
 
 def test_a_missing_folder_fails_at_open_naming_the_key(tmp_path: Path) -> None:
@@ -188,13 +177,14 @@ def test_config_enables_it_and_checks_the_suffix(tmp_path: Path) -> None:
     assert PrometheusSinkConfig().enabled is False
     assert PrometheusSinkConfig().path == "/var/lib/prometheus/node-exporter/mnv1-edge.prom"
     config = parse({"device_id": "cam", "sinks": {"prometheus": {"enabled": True, "path": str(tmp_path / "m.prom")}}})
-    assert [s.name for s in make_sinks(config)] == ["file", "prometheus"]
+    assert [s.name for s in sink_specs(config)] == ["file", "prometheus"]
     with pytest.raises(ConfigError, match=r"sinks.prometheus.path: must end in .prom"):
         parse({"sinks": {"prometheus": {"enabled": True, "path": "/tmp/m.txt"}}})
 
 
 def test_the_stats_line_lists_each_sinks_counters() -> None:
-    line = format_line(stats(prometheus={"written": 3, "errors": 0}))
+    report = stats()
+    line = format_line(replace(report, sinks={**report.sinks, "prometheus": SinkCounters({"written": 3, "errors": 0})}))
     assert "; file: written 4, errors 1, rotations 0, rotate errors 0, bytes 900" in line
     assert "; mqtt: spool depth 3, spool bytes 1234, " in line and "publish errors 1, connected yes" in line
     assert line.endswith("; prometheus: written 3, errors 0")
@@ -222,28 +212,24 @@ def test_a_running_daemon_writes_metrics_and_logs_sink_counters(tmp_path: Path, 
 
 
 def test_snapshot_counters_reach_the_metrics_and_the_stats_line(sink: PrometheusSink, tmp_path: Path) -> None:
-    snap = {
-        "snapshots_saved": 4,
-        "snapshots_dropped": 2,
-        "snapshots_skipped": 1,
-        "snapshots_no_room": 3,
-        "snapshots_errors": 0,
-        "snapshots_bytes": 9000,
-    }
+    snap = SnapshotCounters(saved=4, dropped=2, skipped=1, no_room=3, files=8, bytes=9000)
     sink.write(record(0, "cat", 1.5, latency_s=0.04))  # the model sha label comes from the records
-    sink.report(stats(**snap))
+    sink.report(stats(snapshots=snap))
     fams = families(tmp_path / "mnv1-edge.prom")
     assert value(fams, "mnv1_edge_snapshots_saved", "mnv1_edge_snapshots_saved_total") == 4
     assert value(fams, "mnv1_edge_snapshots_bytes") == 9000
     lost = {s.labels["reason"]: s.value for s in fams["mnv1_edge_snapshots_lost"].samples}
     assert lost == {"dropped": 2, "skipped": 1, "no_room": 3, "errors": 0}
-    assert "; snapshots: saved 4, dropped 2, skipped 1, no room 3, errors 0, bytes 9000" in format_line(stats(**snap))
+    assert "; snapshots: saved 4, dropped 2, skipped 1, no room 3, errors 0, view errors 0, files 8, bytes 9000" in format_line(stats(snapshots=snap))
 
 
 def test_calls_a_sink_raised_on_count_as_its_errors_and_are_no_sink_of_their_own(sink: PrometheusSink, tmp_path: Path) -> None:
     sink.write(record(0, "cat", 1.5, latency_s=0.04))
-    sink.report(stats(sink_errors={"file": 2}))
+    report = stats()
+    file = report.sinks["file"]
+    raised = replace(report, sinks={**report.sinks, "file": replace(file, errors=file.errors + 2, lost=file.lost + 2, raised=2)})
+    sink.report(raised)
     fams = families(tmp_path / "mnv1-edge.prom")
     errors = {s.labels["sink"]: s.value for s in fams["mnv1_edge_sink_write_errors"].samples}
     assert errors == {"file": 3, "mqtt": 3}  # file: its own write error + two raised calls
-    assert "sink_errors:" not in format_line(stats(sink_errors={"file": 2}))
+    assert "sink_errors:" not in format_line(raised) and raised.to_dict()["sink_errors"] == {"file": 2}

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from edge.config import ConfigError, parse
-from edge.model.preprocess import crop_box, load_image
-from edge.model.region import FULL, parse_roi, pixel_box, scaler_crop
+from edge.model.preprocess import CROP_FRACTION, crop_box, load_image
+from edge.model.region import FULL, Crop, parse_roi, pixel_box, scaler_crop
 from tests.support.daemon import EXE, write_config
 
 MINIMAL = {"sinks": {"stdout": {"enabled": True}}}
@@ -72,8 +72,8 @@ def test_parse_roi_errors(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("roi", "message"),
     [
-        ([0, 0, 1.2, 1], r"source.roi: must be between 0 and 1, got 1.2"),
-        ([-0.1, 0, 1, 1], r"source.roi: must be between 0 and 1, got -0.1"),
+        ([0, 0, 1.2, 1], r"source.roi: every value must be between 0 and 1, got \[0.0, 0.0, 1.2, 1.0\]"),
+        ([-0.1, 0, 1, 1], r"source.roi: every value must be between 0 and 1, got \[-0.1, 0.0, 1.0, 1.0\]"),
         ([0, 0, 0, 1], r"source.roi: width and height must be greater than 0"),
         ([0.5, 0.5, 0.6, 0.2], r"source.roi: must lie inside the frame"),
         ([0, 0, 1], r"source.roi: expected a list of 4 values"),
@@ -103,7 +103,7 @@ def canvas(tmp_path_factory: pytest.TempPathFactory, shared: Path) -> Path:
 
 def test_load_image_crops_to_the_region_before_the_resize(canvas: Path, shared: Path) -> None:
     photo = load_image(shared / "data" / "samples" / "parrot.jpg")
-    region = load_image(canvas, roi=CORNER)
+    region = load_image(canvas, Crop(CORNER, CROP_FRACTION))
     assert abs(region.astype(int) - photo.astype(int)).mean() < 2  # the same pixels, up to resampling
 
 
@@ -162,7 +162,7 @@ def test_a_video_source_crops_to_the_region_before_the_resize(tmp_path: Path, ca
     engine = Engine(converted_model, self_test=False)
 
     def top1(roi: tuple[float, float, float, float]) -> str:
-        source = VideoSource(VideoSourceConfig(url=str(clip)), engine.manifest.crop_fraction, roi=roi)
+        source = VideoSource(VideoSourceConfig(url=str(clip)), Crop(roi, engine.manifest.crop_fraction))
         source.open()
         frame = source.read()
         source.close()

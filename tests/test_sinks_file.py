@@ -28,7 +28,7 @@ def test_appends_one_json_line_per_record(tmp_path: Path) -> None:
     lines = read_lines(tmp_path / "sub" / "r.jsonl")
     assert [d["seq"] for d in lines] == [0, 1, 2]
     assert lines[0]["top_k"] == [{"class_index": 1, "label": "tench, Tinca tinca", "score": 0.5}]
-    assert sink.stats()["written"] == 3 and sink.stats()["errors"] == 0
+    assert sink.stats().counters["written"] == 3 and sink.stats().counters["errors"] == 0
 
 
 def test_rotation_keeps_n_files(tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_rotation_keeps_n_files(tmp_path: Path) -> None:
     seqs = [d["seq"] for name in ("r.jsonl.2", "r.jsonl.1", "r.jsonl") for d in read_lines(tmp_path / name)]
     assert seqs[0] >= 15 and seqs == list(range(seqs[0], 45))  # the oldest went with the rotated-out files
     assert all(p.stat().st_size <= line_bytes * 10 for p in tmp_path.iterdir())
-    assert sink.stats()["rotations"] == 4
+    assert sink.stats().counters["rotations"] == 4
 
 
 def test_open_repairs_a_torn_last_line(tmp_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_a_failed_rotation_keeps_records_coming_and_rotates_once_it_can(tmp_path
     for i in range(12):
         sink.write(record(i))
     assert [d["seq"] for d in read_lines(path)] == list(range(12))  # all there, past max_bytes
-    assert sink.stats()["errors"] == 0 and sink.stats()["rotate_errors"] == 7 and sink.stats()["rotations"] == 0
+    assert sink.stats().counters["errors"] == 0 and sink.stats().counters["rotate_errors"] == 7 and sink.stats().counters["rotations"] == 0
     (blocker / "keep").unlink()
     blocker.rmdir()
     for i in range(12, 15):
@@ -85,7 +85,7 @@ def test_a_failed_rotation_keeps_records_coming_and_rotates_once_it_can(tmp_path
     sink.close()
     assert [d["seq"] for d in read_lines(blocker)] == list(range(12))
     assert [d["seq"] for d in read_lines(path)] == [12, 13, 14]
-    assert sink.stats()["rotations"] == 1 and sink.stats()["errors"] == 0
+    assert sink.stats().counters["rotations"] == 1 and sink.stats().counters["errors"] == 0
 
 
 def test_a_file_deleted_while_open_is_started_again(tmp_path: Path) -> None:
@@ -99,7 +99,7 @@ def test_a_file_deleted_while_open_is_started_again(tmp_path: Path) -> None:
     sink.write(record(2))
     sink.close()
     assert [d["seq"] for d in read_lines(path)] == [1, 2]  # not written into the deleted inode
-    assert sink.stats()["written"] == 3 and sink.stats()["records_lost"] == 0
+    assert sink.stats().counters["written"] == 3 and sink.stats().counters["records_lost"] == 0
 
 
 def test_a_second_writer_of_one_file_is_refused(tmp_path: Path) -> None:

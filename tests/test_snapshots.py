@@ -172,10 +172,10 @@ def test_every_s_adds_snapshots_between_changes(tmp_path: Path) -> None:
 
 
 def test_a_video_frame_has_a_view_made_on_demand() -> None:
-    from edge.sources.view import av_view
+    from edge.sources.still import av_still
 
     frame = av.VideoFrame.from_ndarray(np.full((720, 1280, 3), 200, np.uint8), format="rgb24").reformat(format="yuv420p")
-    image = av_view(frame, 640)
+    image = av_still(frame, 640)
     assert image.size == (640, 360) and image.mode == "RGB" and abs(int(np.asarray(image).mean()) - 200) <= 2
 
 
@@ -277,18 +277,18 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
 
     from edge.record import Record
     from edge.sources import Frame
-    from edge.sources.view import file_view
+    from edge.sources.still import file_still
 
     writer = SnapshotWriter(parse({"enabled": True, "path": str(tmp_path / "snap")}, SnapshotsConfig))
     writer.open()
     try:
         pixels = np.zeros((128, 128, 3), np.uint8)
-        for seq, view in enumerate((partial(file_view, tmp_path / "gone.jpg"), None)):
+        for seq, view in enumerate((partial(file_still, tmp_path / "gone.jpg"), None)):
             name = writer.claim(True, seq, 1e9, float(seq))
-            writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", view=view))
+            writer.take(Record(seq, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x", still=view))
             assert writer.flush(30)
         # The photo vanished before its view was made: the input and the record are saved all the same.
-        assert writer.stats() | {"snapshots_bytes": 0} == {
+        assert writer.stats().to_dict() | {"snapshots_bytes": 0} == {
             **{f"snapshots_{k}": 0 for k in ("dropped", "skipped", "no_room", "errors", "bytes")},
             **{"snapshots_saved": 2, "snapshots_view_errors": 1, "snapshots_files": 4},
         }
@@ -298,8 +298,8 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
         name = writer.claim(True, 2, 1e9, 2.0)
         assert name is not None
         writer.take(Record(2, 1e9, 1e9, "cam", "x", (), 0.0, "", "bird", (), name), Frame(pixels, 1e9, "x"))
-        assert writer.flush(30) and writer.stats()["snapshots_errors"] == 0 and (tmp_path / "snap" / name).is_file()
-        assert writer.stats()["snapshots_files"] == 2  # what the deleted folder held is forgotten
+        assert writer.flush(30) and writer.stats().errors == 0 and (tmp_path / "snap" / name).is_file()
+        assert writer.stats().files == 2  # what the deleted folder held is forgotten
     finally:
         writer.close()
 

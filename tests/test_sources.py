@@ -16,7 +16,7 @@ import pytest
 from edge.config import ImagesSourceConfig, SourceConfig, SyntheticSourceConfig, V4l2SourceConfig, VideoSourceConfig
 from edge.errors import SourceError
 from edge.model.preprocess import load_image
-from edge.sources import make_source
+from edge.sources import SourceSpec, make_source
 from edge.sources.frozen import FrozenGuard
 from edge.sources.images import ImagesSource
 from edge.sources.synthetic import SyntheticSource
@@ -65,7 +65,7 @@ def test_images_folder_skips_a_corrupt_file_and_goes_on(shared: Path, tmp_path: 
         frames.append(frame)
     assert [f.origin for f in frames] == ["bird.bmp", "owl.jpg", "parrot.jpg"]
     assert np.array_equal(frames[2].pixels, load_image(tmp_path / "parrot.jpg"))
-    assert source.stats() == {"read": 3, "skipped": 1, "passes": 1}
+    assert source.stats().to_dict() == {"read": 3, "skipped": 1, "passes": 1}
     assert "skipped unreadable image" in caplog.text and "broken.jpg" in caplog.text
 
 
@@ -74,7 +74,7 @@ def test_images_glob_loops(shared: Path) -> None:
     source.open()
     origins = [source.read().origin for _ in range(9)]  # type: ignore[union-attr]
     assert origins[:4] == ["cat_720p.jpg", "hot_dog.jpg", "owl.jpg", "parrot.jpg"] and origins[4:8] == origins[:4]
-    assert source.stats()["passes"] == 3
+    assert source.stats().passes == 3
 
 
 def test_images_errors_name_the_key(tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_synthetic_is_deterministic_and_finite() -> None:
 
 
 def test_video_file_reads_every_frame_then_ends(video: Path) -> None:
-    source = make_source(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video))), 0.875)
+    source = make_source(SourceSpec(SourceConfig(kind="video", video=VideoSourceConfig(url=str(video)))))
     assert isinstance(source, VideoSource) and not source.live
     source.open()
     frames = []
@@ -153,7 +153,7 @@ def test_a_corrupted_video_file_skips_the_damaged_packets_without_repeating_fram
         frames.append(frame.pixels)
     source.close()
     assert len(frames) == 6 and _close_colour(frames[3], COLOURS[0]) and _close_colour(frames[5], COLOURS[1])
-    damaged_packets = source.stats()["damaged"]
+    damaged_packets = source.stats().damaged
     assert 4 <= damaged_packets <= 6  # the decoder's threads may fold one bad packet's error into the next
     # Logged once per back-off step (1st, 2nd, 4th), not once per packet.
     assert [r.getMessage().rpartition("; ")[2] for r in caplog.records if "damaged packet" in r.getMessage()] == [
@@ -197,7 +197,7 @@ def test_a_looping_file_that_disappears_is_retried_with_back_off(video: Path, tm
     timer = threading.Timer(0.5, source.interrupt)
     timer.start()
     assert source.read() is None  # retried (not a traceback) until interrupted
-    assert source.stats()["reconnects"] >= 2
+    assert source.stats().reconnects >= 2
     source.close()
 
 
@@ -219,7 +219,7 @@ def test_http_stream_reconnects_when_it_ends(http_server: str) -> None:
     source.open()
     frames = [source.read() for _ in range(FRAMES + 2)]
     assert all(f is not None for f in frames)
-    assert source.stats()["reconnects"] >= 1
+    assert source.stats().reconnects >= 1
     source.interrupt()
     assert source.read() is None  # interrupted: returns at once instead of decoding on
     source.close()
@@ -231,11 +231,11 @@ def test_http_stream_down_keeps_retrying_until_interrupted() -> None:
     timer = threading.Timer(0.5, source.interrupt)
     timer.start()
     assert source.read() is None
-    assert source.stats()["reconnects"] >= 2
+    assert source.stats().reconnects >= 2
 
 
 def test_v4l2_missing_device_names_the_key() -> None:
-    guard = make_source(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none")), 0.875)
+    guard = make_source(SourceSpec(SourceConfig(kind="v4l2", v4l2=V4l2SourceConfig(device="/dev/video-none"))))
     assert isinstance(guard, FrozenGuard) and guard.live
     source = guard.source
     assert isinstance(source, V4l2Source)

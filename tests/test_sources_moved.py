@@ -18,7 +18,7 @@ from edge.errors import ModelError
 from edge.model import viewref
 from edge.model.manifest import load_manifest, manifest_path
 from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
-from edge.sources import make_source
+from edge.sources import SourceSpec, make_source
 
 
 def photo(row: int) -> np.ndarray:
@@ -38,9 +38,14 @@ def scenes(shared: Path) -> list[np.ndarray]:
     return [photo(row) for row in (17, 200, 400)]
 
 
+def strip(scenes: list[np.ndarray]) -> str:
+    """The manifest's PNG strip of these views (base64), as `train` stores it."""
+    return viewref.encode(np.stack([viewref.grey(s) for s in scenes]))
+
+
 def references(scenes: list[np.ndarray]) -> np.ndarray:
     """As `train` stores them: grey 64x64, through the manifest's PNG strip."""
-    return viewref.decode(viewref.encode(np.stack([viewref.grey(s) for s in scenes])))
+    return viewref.decode(strip(scenes))
 
 
 def test_shifts_are_measured_and_other_views_do_not_match(scenes: list[np.ndarray]) -> None:
@@ -89,22 +94,22 @@ def test_the_guard_warns_once_when_the_view_moves_and_once_when_it_is_back(
     sequence += [jittered(view, rng) for _ in range(8)]
     folder = frames_folder(tmp_path / "frames", sequence)
     config = parse({"source": {"kind": "images", "images": {"path": str(folder)}, "view_check_s": 0}}).source
-    source = make_source(config, 1.0, view_references=references(scenes))
+    source = make_source(SourceSpec(config, 1.0, view_references=strip(scenes)))
     source.open()
     shifts, off = [], []
     while source.read() is not None:
-        shifts.append(source.stats()["view_shift_px"])
-        off.append(source.stats()["view_off"])
+        shifts.append(source.stats().view_shift_px)
+        off.append(source.stats().view_off)
     source.close()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "edge.sources.moved"]
     assert len(warnings) == 2, warnings
     assert "the view is moved by about 4 px of 128 since the model was trained" in warnings[0] and "train again" in warnings[0]
     assert "the view is back where the model was trained" in warnings[1]
-    assert source.stats()["view_moved"] == 1 and shifts[5] >= MOVED_PX and shifts[-1] == 0
+    assert source.stats().view_moved == 1 and shifts[5] >= MOVED_PX and shifts[-1] == 0
     assert off == [0] * 5 + [1] * 8 + [0] * 6  # moved from the 3rd moved frame until the 3rd frame back (3 of 5 checks)
 
     off = parse({"source": {"kind": "images", "images": {"path": str(folder)}, "view_check_s": -1}}).source
-    assert "view_moved" not in make_source(off, 1.0, view_references=references(scenes)).stats()
+    assert make_source(SourceSpec(off, 1.0, view_references=strip(scenes))).stats().view_moved is None
 
 
 def test_a_damaged_reference_strip_fails_at_load_naming_the_key(tmp_path: Path, shared: Path) -> None:

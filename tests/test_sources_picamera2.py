@@ -10,9 +10,9 @@ import pytest
 
 from edge.config import Picamera2SourceConfig, SourceConfig
 from edge.errors import SourceError
-from edge.model.preprocess import load_image, prepare_array
-from edge.model.region import FULL, scaler_crop
-from edge.sources import make_source
+from edge.model.preprocess import STOCK_CROP, load_image, prepare_array
+from edge.model.region import FULL, NO_CROP, Crop, scaler_crop
+from edge.sources import SourceSpec, make_source
 from edge.sources.picamera2 import Picamera2Source
 from edge.sources.yuv import AvYuv420ToRgb, Yuv420ToRgb, make_converter
 from tests.support import fake_picamera2 as fake
@@ -20,12 +20,12 @@ from tests.support import fake_picamera2 as fake
 
 @pytest.fixture
 def scene(shared: Path) -> np.ndarray:
-    return load_image(shared / "data" / "samples" / "parrot.jpg", size=256, fraction=1.0)
+    return load_image(shared / "data" / "samples" / "parrot.jpg", NO_CROP, size=256)
 
 
 def _expected(scene: np.ndarray) -> np.ndarray:
     """What the model should see: the same centre crop + bilinear resize as every image."""
-    return prepare_array(scene, 128, 0.875)
+    return prepare_array(scene, STOCK_CROP, 128)
 
 
 def test_yuv420_converters_honour_the_stride_and_agree() -> None:
@@ -76,14 +76,14 @@ def test_the_region_of_interest_is_cut_by_the_isp(monkeypatch: pytest.MonkeyPatc
     roi = (0.5, 0.5, 0.5, 0.5)
     camera = fake.FakeCamera(scene, platform=platform)
     fake.install(monkeypatch, camera)
-    source = Picamera2Source(Picamera2SourceConfig(framerate=5.0), 0.875, roi=roi)
+    source = Picamera2Source(Picamera2SourceConfig(framerate=5.0), Crop(roi, 0.875))
     source.open()
     frame = source.read()
     crop = scaler_crop(roi, (0, 0, 256, 256), (64, 64), fraction=0.875)
     sent = camera.started_with[0]
     assert (sent["ScalerCrops"] == [crop, crop]) if platform == fake.Platform.PISP else (sent["ScalerCrop"] == crop)
     # the lores frame is the region's centre crop, as a file of the same picture would be cut
-    assert frame is not None and np.abs(frame.pixels.astype(int) - prepare_array(scene, 128, 0.875, roi)).mean() < 5
+    assert frame is not None and np.abs(frame.pixels.astype(int) - prepare_array(scene, Crop(roi, 0.875), 128)).mean() < 5
     source.close()
 
 
@@ -160,7 +160,7 @@ def test_cancelled_requests_time_out_and_reopen_within_the_stall_timeout(
     camera.fail_opens = 1  # and the first reopen fails too
     frame = source.read()
     assert frame is not None
-    assert source.stats() == {"read": 1, "reopens": 2, "errors": 1}
+    assert source.stats().to_dict() == {"read": 1, "reopens": 2, "errors": 1}
     assert camera.flushes == 1 and camera.opened == 2 and camera.closed == 1  # flushed before stop: no hang
     assert "capture failed (no frame within 0.2 s)" in caplog.text
     source.interrupt()
@@ -173,7 +173,7 @@ def test_a_frozen_camera_is_reopened(monkeypatch: pytest.MonkeyPatch, scene: np.
     camera.noise = 2.0
     fake.install(monkeypatch, camera)
     config = SourceConfig(kind="picamera2", stall_timeout_s=0.3, picamera2=Picamera2SourceConfig(reopen_max_s=0.05))
-    source = make_source(config, 0.875)
+    source = make_source(SourceSpec(config, 0.875))
     source.open()
     for _ in range(3):
         assert source.read() is not None
@@ -184,7 +184,7 @@ def test_a_frozen_camera_is_reopened(monkeypatch: pytest.MonkeyPatch, scene: np.
         frame = source.read()
     assert frame is not None and camera.opened == opened + 1
     stats = source.stats()
-    assert stats["frozen"] == 1 and stats["frozen_reopens"] == 1 and stats["reopens"] == 1
+    assert stats.frozen == 1 and stats.frozen_reopens == 1 and stats.reopens == 1
     assert caplog.text.count("frozen; reopening it") == 1
     source.close()
 
@@ -207,7 +207,7 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
 
     camera = fake.FakeCamera(scene, platform=platform)
     fake.install(monkeypatch, camera)
-    source = make_source(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig(main_size=(640, 480))), 0.875, keep_view=True)
+    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig(main_size=(640, 480))), 0.875, keep_still=True))
     source.open()
     config = camera.configs[0]
     assert config["main"]["format"] == "YUV420" and config["main"]["size"] == (480, 480)  # the lores aspect: not stretched
@@ -215,11 +215,11 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
     writer.open()
     try:
         frame = source.read()
-        assert frame is not None and frame.view is not None
+        assert frame is not None and frame.still is not None
         name = writer.claim(True, 1, frame.ts, 0.0)
         assert name is not None
         writer.take(Record(1, frame.ts, frame.ts, "cam", frame.origin, (), 0.0, "", "bird", (), name), frame)
-        for _ in range(5):  # the capture thread goes on overwriting the ring: the taken view was frozen
+        for _ in range(5):  # the capture thread goes on overwriting the ring: the taken still was frozen
             assert source.read() is not None
         assert writer.flush()
     finally:
@@ -230,36 +230,36 @@ def test_with_snapshots_on_the_view_is_the_main_stream_of_the_same_request(
         view = np.asarray(image.convert("RGB"))
     assert view.shape == (320, 320, 3)  # larger than the 128 px input, bounded by max_side
     # The same centre crop the ISP made for the model, at the view's size: the scene, not noise or padding.
-    assert np.abs(view.astype(int) - prepare_array(scene, 320, 0.875)).mean() < 6
+    assert np.abs(view.astype(int) - prepare_array(scene, STOCK_CROP, 320)).mean() < 6
     assert camera.made.count("main") == camera.made.count("lores") == 6  # both streams of every request
-    assert source.stats()["read"] == 6
+    assert source.stats().read == 6
 
 
 def test_a_view_overwritten_before_it_was_taken_is_a_view_error(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
-    from edge.sources.mainview import SLOTS
+    from edge.sources.mainstill import SLOTS
 
     fake.install(monkeypatch, fake.FakeCamera(scene))
-    source = Picamera2Source(Picamera2SourceConfig(), keep_view=True)
+    source = Picamera2Source(Picamera2SourceConfig(), keep_still=True)
     source.open()
     first = source.read()
-    assert first is not None and first.view is not None
-    assert first.view(200).size == (200, 200)  # still in the ring
-    frozen = first.view.freeze()  # type: ignore[attr-defined]
+    assert first is not None and first.still is not None
+    assert first.still(200).size == (200, 200)  # still in the ring
+    frozen = first.still.freeze()  # type: ignore[attr-defined]
     for _ in range(SLOTS):
         assert source.read() is not None
     with pytest.raises(SourceError, match="overwritten"):  # the writer counts it in snapshots_view_errors
-        first.view(200)
-    assert frozen(200).size == (200, 200)  # a frozen view has its own copy
+        first.still(200)
+    assert frozen(200).size == (200, 200)  # a frozen still has its own copy
     source.close()
 
 
 def test_with_snapshots_off_the_main_stream_is_never_read(monkeypatch: pytest.MonkeyPatch, scene: np.ndarray) -> None:
     camera = fake.FakeCamera(scene)
     fake.install(monkeypatch, camera)
-    source = make_source(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig()), 0.875)  # keep_view defaults to False
+    source = make_source(SourceSpec(SourceConfig(kind="picamera2", picamera2=Picamera2SourceConfig()), 0.875))  # keep_still defaults to False
     source.open()
     frames = [source.read() for _ in range(3)]
     source.close()
-    assert all(f is not None and f.view is None for f in frames)
+    assert all(f is not None and f.still is None for f in frames)
     assert camera.made == ["lores"] * 3  # no main array made, no copy
     assert camera.configs[0]["main"]["format"] == "XBGR8888" and camera.configs[0]["main"]["size"] == (640, 480)  # main as before

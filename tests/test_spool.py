@@ -97,9 +97,9 @@ def test_size_bound_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
     for i in range(1, 1001):
         spool.append(payload(i))
     stats = spool.stats()
-    assert stats["spool_bytes"] <= 65536
-    assert stats["spool_dropped_size"] > 0
-    assert stats["spool_depth"] + stats["spool_dropped_size"] == 1000
+    assert stats.bytes <= 65536
+    assert stats.dropped_size > 0
+    assert stats.depth + stats.dropped_size == 1000
     kept = seqs(spool)
     assert kept == list(range(1001 - len(kept), 1001))  # the newest survive, in order
 
@@ -114,7 +114,7 @@ def test_age_bound_drops_old_records_at_the_cursor(tmp_path: Path) -> None:
         spool.append(payload(i))
     now[0] = 1120.0
     spool.flush()
-    assert spool.stats()["spool_dropped_age"] == 10
+    assert spool.stats().dropped_age == 10
     assert seqs(spool) == list(range(11, 21))
 
 
@@ -132,12 +132,12 @@ def test_a_full_disk_drops_the_oldest_and_keeps_going(tiny_disk: Path) -> None:
     spool = opened(tiny_disk / "spool", max_bytes=100_000_000)  # the disk, not the cap, is the limit
     results = [spool.append(payload(i)) for i in range(1, 3001)]  # ~800 KiB into 256 KiB
     stats = spool.stats()
-    assert stats["spool_dropped_full"] > 0
+    assert stats.dropped_full > 0
     assert results[-1] is True
     kept = seqs(spool)
     assert kept[-1] == 3000 and kept == sorted(kept)
-    assert stats["spool_depth"] == len(kept)
-    assert stats["spool_depth"] + stats["spool_dropped_full"] == 3000
+    assert stats.depth == len(kept)
+    assert stats.depth + stats.dropped_full == 3000
     spool.close()
 
 
@@ -233,5 +233,5 @@ def test_expiry_reads_only_one_header_while_the_oldest_record_is_young(tmp_path:
     before = thread_bytes_read()
     spool.flush()  # appends wait for its lock: it must not read the backlog while nothing expires
     assert thread_bytes_read() - before < 4096
-    assert spool.depth() == 2000 and spool.stats()["spool_dropped_age"] == 0
+    assert spool.depth() == 2000 and spool.stats().dropped_age == 0
     spool.close()

@@ -15,6 +15,7 @@ from PIL import Image
 
 from benchmarks.tasks import presence_task
 from edge import paths
+from edge.convert.manifest import PROBES
 from edge.train.head import INPUTS
 from tests.support.daemon import write_config
 
@@ -64,6 +65,12 @@ def test_model_manifest_and_report(trained: Path) -> None:
     assert report["head"]["input"] in INPUTS and report["gate"]["passed"]
     assert report["model"]["sha256"] == hashlib.sha256(trained.read_bytes()).hexdigest()
     assert trained.with_suffix(".report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # int8 on the reference kernels (held_out, gated) and on this CPU's XNNPACK side by side, on 60 frames
+    kernels = report["kernels"]
+    assert kernels["passed"] and kernels["frames"] == 60 and kernels["min_agreement"] == 80.0
+    assert {"accuracy_reference", "accuracy_xnnpack"} <= set(kernels) and kernels["accuracy_reference"] == report["held_out"][-1]["accuracy"]
+    probes = engine.manifest.kernel_check  # the Engine's check at load passed on them
+    assert probes is not None and len(probes.frames()) == PROBES and engine.kernels == "xnnpack"
 
 
 def test_daemon_runs_the_two_class_model(trained: Path, tiny_task: Path, tmp_path: Path) -> None:
@@ -109,8 +116,10 @@ def test_bench_measures_the_two_class_model(trained: Path) -> None:
 
 def test_change_head_takes_the_camera_bytes_without_a_backbone(tiny_task: Path, tmp_path: Path) -> None:
     """The change head's model: the raw uint8 frame goes straight into the standardisation (the
-    converter's prologue replaced, the shared constants kept), no backbone, int8 agrees with float,
-    and the bytes do not depend on the thread count or oneDNN."""
+    converter's prologue replaced, the shared constants kept; its two means over the whole frame
+    split in two each, which XNNPACK's x86 kernels then sum right), no backbone, int8 agrees with
+    float, XNNPACK on this CPU with the reference kernels, and the bytes do not depend on the thread
+    count or oneDNN."""
     from edge.convert import flatbuf
     from edge.model.engine import Engine
 
@@ -126,7 +135,11 @@ def test_change_head_takes_the_camera_bytes_without_a_backbone(tiny_task: Path, 
     model = flatbuf.read(out.read_bytes(), str(out))
     codes = [flatbuf.opcode(model, op) for op in model.subgraphs[0].operators]
     assert codes[:2] == [flatbuf.QUANTIZE, flatbuf.MEAN] and codes.count(flatbuf.CONV_2D) == 2 and flatbuf.RESIZE_BILINEAR not in codes
+    assert codes.count(flatbuf.MEAN) == 4
     r = json.loads(report.read_text())
+    kernels = r["kernels"]  # the same answers through XNNPACK here as through the reference kernels
+    assert kernels["top1_agreement"] == 100.0 and kernels["max_diff"] <= 2, kernels
+    assert abs(kernels["accuracy_xnnpack"] - kernels["accuracy_reference"]) <= 1.0
     assert r["head"]["input"] == "change" and [m["name"] for m in r["held_out"]] == ["float", "int8 plain"]
     assert any(n.startswith("change: says 'present'") for n in r["notes"]) and not any("bias correction" in n for n in r["notes"])
 
@@ -165,18 +178,19 @@ def test_byte_identical_under_different_threads_and_onednn(shared: Path, tmp_pat
     # The manifest carries the empty scene for the daemon's moved-camera check (edge/sources/moved.py).
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
+    from edge.model.region import NO_CROP
     from edge.model.viewref import ShiftEstimator
 
     refs = Engine(out, threads=1).manifest.view_references()
     assert refs is not None and refs.shape[1:] == (64, 64) and 1 <= len(refs) <= 8
-    frame, estimator = load_image(sorted((images / "absent").iterdir())[-1], fraction=1.0), ShiftEstimator(refs)
+    frame, estimator = load_image(sorted((images / "absent").iterdir())[-1], NO_CROP), ShiftEstimator(refs)
     assert estimator.estimate(frame)[0] < 1.0
     assert abs(estimator.estimate(np.roll(frame, 4, axis=1))[0] - 4) < 1.0
     # ... and the daemon, given frames of a camera panned by 6 px, says so once.
     moved = tmp_path / "moved"
     moved.mkdir()
     for i, path in enumerate(sorted((images / "absent").iterdir())[:6]):
-        Image.fromarray(np.roll(load_image(path, fraction=1.0), 6, axis=1)).save(moved / f"{i}.png")
+        Image.fromarray(np.roll(load_image(path, NO_CROP), 6, axis=1)).save(moved / f"{i}.png")
     source = {"kind": "images", "view_check_s": 0, "images": {"path": str(moved)}}
     config = write_config(
         tmp_path / "config.toml", {"state_dir": str(tmp_path), "model": {"path": str(out)}, "source": source, "sinks": {"stdout": {"enabled": True}}}

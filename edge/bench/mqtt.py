@@ -44,7 +44,7 @@ def run_publish_benchmark(records: int, host: str, port: int, spool_dir: Path) -
     sink.open()
     try:
         deadline = time.monotonic() + 10
-        while not sink.stats()["mqtt_connected"] or sink.stats()["mqtt_holding"]:  # connected, and past the instance check
+        while not sink.stats().counters["mqtt_connected"] or sink.stats().counters["mqtt_holding"]:  # connected, and past the instance check
             if time.monotonic() > deadline:
                 raise SinkError(f"{host}:{port}: no MQTT broker answered within 10 s; start one (e.g. mosquitto -p {port})")
             time.sleep(0.02)
@@ -60,10 +60,11 @@ def run_publish_benchmark(records: int, host: str, port: int, spool_dir: Path) -
             time.sleep(0.002)
         done = time.perf_counter()
         stats = sink.stats()
+        spool = sink.spool.stats()
     finally:
         sink.close()  # persists the cursor and fdatasyncs: part of the bytes written
     disk1 = _disk_write_bytes()
-    spool_bytes = stats["spool_bytes_appended"] + stats["spool_cursor_bytes"]
+    spool_bytes = spool.bytes_appended + spool.cursor_bytes
     disk = None if disk0 is None or disk1 is None else disk1 - disk0
     seconds = done - start
     return {
@@ -76,6 +77,6 @@ def run_publish_benchmark(records: int, host: str, port: int, spool_dir: Path) -
         "spool_bytes_per_record": round(spool_bytes / records, 1),
         "disk_bytes_per_record": None if disk is None else round(disk / records, 1),
         "write_amplification": None if disk is None else round(disk / payload_bytes, 3),
-        "reconnects": stats["mqtt_connects"] - 1,
-        "dropped": stats["spool_dropped"],
+        "reconnects": int(stats.counters["mqtt_connects"]) - 1,
+        "dropped": spool.dropped,
     }

@@ -67,7 +67,7 @@ def run(model: Path, frames: int = 300, batches: int = 5, one_core: bool = True,
         frame_source.open()
         frame = frame_source._pool[0]
         _model_stages(report, model, frame, frames, batches, progress)
-        from edge.sources.costs import camera_steps
+        from edge.bench.camera import camera_steps
 
         for name, step in camera_steps(frame, jpeg).items():  # the camera paths' preprocessing, per frame
             progress(name)

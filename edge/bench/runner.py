@@ -59,7 +59,7 @@ class PipelineRunner:
 
         self.seq = RecordSequence(Path(config.state_dir))
         self.pipeline = FramePipeline(config, self.seq)
-        source = make_source(config.source, self.pipeline.engine.manifest.crop_fraction)
+        source = make_source(self.pipeline.source_spec)
         source.open()
         self.capture = Capture(source)
         self.capture.start()

@@ -3,7 +3,7 @@
 # Per frame: the 720p JPEG pipeline with snapshots on but no change of the answer (one photo, looped)
 # is compared with the same pipeline with them off (`pipeline_jpeg720_draft`): the difference is what
 # every frame pays. Per snapshot: what the pipeline thread pays on a change (claim + queue + a copy of
-# the 128x128 input) and what the writer thread pays (the view decoded from the JPEG at max_side,
+# the 128x128 input) and what the writer thread pays (the still decoded from the JPEG at max_side,
 # two JPEG encodes, three fsync'ed atomic writes), with the bytes it leaves on disk.
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def one_snapshot(work: Path, jpeg: Path, max_side: int = 640) -> dict[str, Any]:
         writer.close()
         source.close()
     return {
-        "source": f"{jpeg.name}, view max_side {max_side}",
+        "source": f"{jpeg.name}, still max_side {max_side}",
         "pipeline_thread_ms": round(statistics.median(pipeline_ms), 3),
         "writer_ms": round(statistics.median(writer_ms), 2),
-        "bytes": stats["snapshots_bytes"] // stats["snapshots_saved"],
-        "files": stats["snapshots_files"] // stats["snapshots_saved"],
+        "bytes": stats.bytes // stats.saved,
+        "files": stats.files // stats.saved,
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from edge.commands import bounded_float, positive_int
@@ -43,43 +45,28 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-class service_lock:
-    """Hold the daemon's `<state_dir>/lock` while capturing: if the service holds it, it owns the
+@contextmanager
+def service_lock(config: Config) -> Iterator[None]:
+    """Hold the daemon's state-directory lock while capturing: if the service holds it, it owns the
     camera, and a second opener would fail or hang; holding it keeps the service from starting meanwhile."""
+    import os
+    from pathlib import Path
 
-    def __init__(self, config: Config) -> None:
-        from pathlib import Path
+    from edge.daemon import statelock
+    from edge.errors import BusyError, SourceError
 
-        from edge.config import STATE_LOCK
-
-        self.path = Path(config.state_dir) / STATE_LOCK
-        self.fd = -1
-
-    def __enter__(self) -> service_lock:
-        import fcntl
-        import os
-
-        from edge.errors import SourceError
-
-        try:
-            self.fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return self  # no lock file (or unreadable): no daemon has run with this state_dir
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            self.fd = -1
-            raise SourceError(
-                f"{self.path}: the service is running and owns the camera; stop it (sudo systemctl stop mnv1-edge), capture, then start it again"
-            ) from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import os
-
-        if self.fd >= 0:
-            os.close(self.fd)  # releases the flock
+    try:
+        fd = statelock.hold(Path(config.state_dir), create=False)  # no lock file: no daemon has run with this state_dir
+    except BusyError:
+        raise SourceError(
+            f"{Path(config.state_dir) / statelock.NAME}: the service is running and owns the camera; "
+            "stop it (sudo systemctl stop mnv1-edge), capture, then start it again"
+        ) from None
+    try:
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the flock
 
 
 def capture(config: Config, config_path: Path, out: Path, every: float, count: int) -> int:
@@ -89,7 +76,7 @@ def capture(config: Config, config_path: Path, out: Path, every: float, count: i
 
     from edge.errors import SinkError, SourceError
     from edge.fsutil import explain_mkdir
-    from edge.sources import make_source
+    from edge.sources import SourceSpec, make_source
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +85,7 @@ def capture(config: Config, config_path: Path, out: Path, every: float, count: i
     _write_info(config, config_path, out)
     # No centre crop: the frames are the region of interest as the model would see it with a model
     # trained on them (`train` records crop_fraction 1 in its manifest, which the daemon then applies).
-    source = make_source(config.source, CAPTURE_CROP)
+    source = make_source(SourceSpec(config.source, CAPTURE_CROP))
     source.open()
     saved = 0
     try:

@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     if args.syntax_only:
         print(f"{args.path}: syntax OK ({summary}); files, folders and devices not checked (--syntax-only)")
         return 0
-    from edge.config.preflight import preflight
+    from edge.daemon.preflight import preflight
 
     result = preflight(config)
     for problem in result.problems:

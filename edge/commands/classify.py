@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     from edge.log import setup
     from edge.model.engine import Engine
     from edge.model.preprocess import load_image
-    from edge.model.region import FULL
+    from edge.model.region import FULL, Crop
 
     setup("warning")  # the decoder's warnings (an upscaled region, Pillow's bomb warning) as log lines
     engine = Engine(Path(args.model or default_model()), threads=args.threads)
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     status = 0
     for image in args.images:
         try:
-            frame = load_image(Path(image), fraction=engine.manifest.crop_fraction, roi=args.roi or FULL, warn_upscaled=True)
+            frame = load_image(Path(image), Crop(args.roi or FULL, engine.manifest.crop_fraction), warn_upscaled=True)
         except EdgeError as exc:
             print(f"mnv1-edge classify: error: {exc}", file=sys.stderr, flush=True)
             status = status or exc.exit_code

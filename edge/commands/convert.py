@@ -40,6 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="POINTS",
         help="min top-1 points relative to Google's quant model, negative = may be below (default: %(default)s)",
     )
+    g.add_argument(
+        "--min-kernel-agreement",
+        type=percent,
+        default=80.0,
+        metavar="PCT",
+        help="min %% of top-1s this CPU's XNNPACK gives as TFLite's reference kernels do (default: %(default)s)",
+    )
     p.add_argument(
         "--latency-rounds",
         type=non_negative_int,
@@ -70,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         labels=Path(args.labels) if args.labels else paths.labels_file(),
         allow_unverified=args.allow_unverified,
         bias_correction=not args.no_bias_correction,
-        gate=None if args.no_gate else Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference),
+        gate=None if args.no_gate else Gate(args.min_agreement, args.max_top1_drop, args.min_top1_vs_reference, args.min_kernel_agreement),
         latency_rounds=args.latency_rounds,
     )
     report = convert(opts)

@@ -25,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--threads", type=thread_count, default=1, help="interpreter threads (default: %(default)s)")
     p.add_argument(
+        "--kernels",
+        choices=("xnnpack", "builtin", "reference"),
+        default="xnnpack",
+        help="run the models on XNNPACK (the device path), TFLite's optimized built-in kernels (the legacy tflite-runtime's) "
+        "or its reference kernels (what the converter's and train's gates measure: the same on every CPU) (default: %(default)s)",
+    )
+    p.add_argument(
         "--rounds", type=non_negative_int, default=300, metavar="N", help="interleaved invokes per model for latency, 0 = skip (default: %(default)s)"
     )
     p.add_argument("--json", metavar="PATH", help="also write the evaluation as JSON ('-' = stdout instead of the table)")
@@ -60,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
     folder = Path(args.images)
     _, frames, labels = load_labelled(folder, args.split)
     models: list[tuple[str, Path | bytes]] = [(m, Path(m)) for m in args.models]
-    evaluation, probs = evaluate(models, frames, labels, f"{folder} ({args.split})", args.threads, args.rounds)
+    where = f"{folder} ({args.split})" + ("" if args.kernels == "xnnpack" else f", TFLite's {args.kernels} kernels")
+    evaluation, probs = evaluate(models, frames, labels, where, args.threads, args.rounds, kernels={m: args.kernels for m in args.models})
     group_results = [[group_accuracy(m, probs[m], np.asarray(labels), groups) for m in args.models] for groups in group_sets]
     data = evaluation.to_dict()
     if group_results:

@@ -64,6 +64,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-accuracy", type=percent, default=90.0, metavar="PCT", help="int8 held-out accuracy floor (default: %(default)s)")
     g.add_argument("--min-agreement", type=percent, default=95.0, metavar="PCT", help="int8 vs float agreement floor (default: %(default)s)")
     g.add_argument(
+        "--min-kernel-agreement",
+        type=percent,
+        default=80.0,
+        metavar="PCT",
+        help="share of top-1s this CPU's XNNPACK must give as TFLite's reference kernels do (default: %(default)s)",
+    )
+    g.add_argument(
         "--min-images",
         type=int_at_least(2, "one image to train on and one to hold out"),
         default=10,
@@ -101,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
         head=args.head,
         augment=Augment(copies=args.augment_copies),
         limits=Limits(args.min_images, args.max_imbalance, args.allow_imbalance),
-        gate=Gate(args.min_accuracy, args.min_agreement),
+        gate=Gate(args.min_accuracy, args.min_agreement, args.min_kernel_agreement),
         bias_correction=not args.no_bias_correction,
     )
     print(train(opts).summary())

@@ -75,11 +75,8 @@ __all__ = [
     "to_toml",
 ]
 
-DEFAULT_PATH = Path("/etc/mnv1-edge/config.toml")
-# <state_dir>/lock: flock'ed (exclusive) by the process that owns the state directory, for its
-# whole life. Two daemons on one state_dir would hand out the same numbers, and consumers dedupe
-# by seq, so the second is refused. The kernel drops the lock when the process dies (no stale lock).
-STATE_LOCK = "lock"
+DEFAULT_PATH = Path("/etc/mnv1-edge/config.toml")  # the unit's --config (systemd/mnv1-edge.service)
+SERVICE_USER = "mnv1-edge"  # the unit's User=, made by systemd/mnv1-edge.sysusers
 
 
 @dataclass(frozen=True)
@@ -92,7 +89,7 @@ class Config:
     source: SourceConfig = section(SourceConfig, "the frame source")
     results: ResultsConfig = section(ResultsConfig, "what is published, and how often")
     sinks: SinksConfig = section(SinksConfig, "where results go")
-    snapshots: SnapshotsConfig = section(SnapshotsConfig, "evidence snapshots (off by default: SD-card wear and privacy; docs/snapshots.md)")
+    snapshots: SnapshotsConfig = section(SnapshotsConfig, "evidence snapshots (off by default: SD-card wear and privacy; docs/guide/snapshots.md)")
     groups: GroupsTable = groups_table()
 
     @property

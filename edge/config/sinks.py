@@ -52,7 +52,10 @@ def same_path(a: str, b: str) -> bool:
 
 @dataclass(frozen=True)
 class StdoutSinkConfig:
-    enabled: bool = setting(False, "print each record as one JSON line on standard output")
+    enabled: bool = setting(False, "print each record on standard output")
+    format: Literal["json", "text"] = setting(
+        "json", "json: the record as one JSON line; text: one line for people (source: answer, score, top label)"
+    )
 
 
 @dataclass(frozen=True)

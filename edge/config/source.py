@@ -65,11 +65,11 @@ class SyntheticSourceConfig:
 @dataclass(frozen=True)
 class SourceConfig:
     kind: Literal["picamera2", "v4l2", "video", "images", "synthetic"] = setting("picamera2", "which source to read frames from")
+    # Checked by region.roi_problem in `check`, the one rule for source.roi and --roi.
     roi: tuple[float, float, float, float] = setting(
         (0.0, 0.0, 1.0, 1.0),
-        "region the model looks at: [x, y, width, height], fractions of the full frame; the model's centre crop applies inside it",
-        ge=0,
-        le=1,
+        "region the model looks at: [x, y, width, height], fractions of the full frame (each between 0 and 1, inside the frame); "
+        "the model's centre crop applies inside it",
     )
     max_fps: float = setting(0.0, "cap on classified frames per second to save CPU; 0 = no cap", ge=0)
     frozen_threshold: float = setting(

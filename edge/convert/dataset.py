@@ -12,8 +12,8 @@ from typing import TypeVar
 import numpy as np
 
 from edge.errors import SourceError
-from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
-from edge.model.preprocess import load_image
+from edge.model.contract import INPUT_SHAPE, NUM_CLASSES
+from edge.model.preprocess import STOCK_CROP, load_image
 
 LABELS_CSV = "labels.csv"
 CSV_COLUMNS = ("file", "synset", "class_index", "class_name")
@@ -86,7 +86,7 @@ def load(paths: list[Path], label: str, minimum: int) -> ImageSet:
     bar = Progress(label, len(paths))
     for path in paths:
         try:
-            frames.append(load_image(path, fraction=CROP_FRACTION))
+            frames.append(load_image(path, STOCK_CROP))
             kept.append(path)
         except SourceError as exc:
             skipped.append(str(exc))

@@ -17,11 +17,12 @@ from edge.model.runtime import delegated_op_counts
 
 
 class Runner(Interpreter):
-    """A named model under evaluation (1 thread, XNNPACK): uint8 RGB frames in, float probabilities out."""
+    """A named model under evaluation (1 thread; XNNPACK, or TFLite's "builtin" or "reference" kernels):
+    uint8 RGB frames in, float probabilities out."""
 
-    def __init__(self, name: str, model: Path | bytes, threads: int = 1):
-        super().__init__(model, threads)
-        self.name = name
+    def __init__(self, name: str, model: Path | bytes, threads: int = 1, kernels: str = "xnnpack"):
+        super().__init__(model, threads, builtin_kernels=kernels == "builtin", reference_kernels=kernels == "reference")
+        self.name, self.kernels = name, kernels
         if self.input_shape != INPUT_SHAPE or self.output_shape[-1] != NUM_CLASSES:
             where = name if isinstance(model, bytes) else str(model)
             want = "x".join(str(n) for n in INPUT_SHAPE)
@@ -115,7 +116,7 @@ class Evaluation:
             agree = "-" if a.agreement is None else f"{a.agreement:.1f}"
             lines.append(f"  {a.name:<28} {a.top1:6.1f} {a.top5:6.1f} {agree:>6} {a.top1_ties:5.1f}")
         if self.latency:
-            lines.append(f"  invoke latency, {self.threads} thread(s), XNNPACK, interleaved:")
+            lines.append(f"  invoke latency, {self.threads} thread(s), interleaved:")
             for lat in self.latency:
                 outside = ",".join(f"{k}x{v}" for k, v in sorted(lat.cpu_ops.items())) or "none"
                 lines.append(f"  {lat.name:<28} median {lat.median_ms:6.3f} ms  {lat.vs_first:5.2f}x  (outside XNNPACK: {outside})")
@@ -130,10 +131,12 @@ def evaluate(
     threads: int = 1,
     rounds: int = 300,
     timed: list[str] | None = None,
+    kernels: dict[str, str] | None = None,
 ) -> tuple[Evaluation, dict[str, np.ndarray]]:
     """Accuracy of every model on the frames (agreement against the first) and the interleaved
-    latency of the `timed` ones (default: all)."""
-    runners = [Runner(name, model, threads) for name, model in models]
+    latency of the `timed` ones (default: all); `kernels` runs the named models on TFLite's
+    "builtin" or "reference" kernels instead of XNNPACK."""
+    runners = [Runner(name, model, threads, (kernels or {}).get(name, "xnnpack")) for name, model in models]
     probs = {r.name: predict(r, frames) for r in runners}
     truth = np.asarray(labels, np.int64)
     baseline = probs[runners[0].name]

@@ -11,6 +11,8 @@ IDENTIFIER = b"TFL3"
 # TFLite builtin operator codes (schema.fbs BuiltinOperator) of the ops the converter reads or edits.
 ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MUL, RESHAPE, RESIZE_BILINEAR, SOFTMAX = 0, 1, 3, 4, 18, 22, 23, 25
 MEAN, CAST, QUANTIZE = 40, 53, 114
+# TensorType values of the tensors the converter adds.
+INT32, INT8 = 2, 9
 
 
 def is_tflite(data: bytes) -> bool:

@@ -24,7 +24,8 @@ INPUT_SCALE = 1.0 / 127.5
 
 
 def convert(keras_model: Any, frames: np.ndarray, dense_per_tensor: bool = False) -> bytes:
-    """Per-channel int8 weights and activations calibrated (min/max) on `frames`; uint8 output.
+    """Per-channel int8 weights and activations calibrated (min/max) on `frames`; uint8 output; long
+    means split for XNNPACK (edge/convert/reductions.py).
     `dense_per_tensor`: fully connected layers' weights get one scale (the change head's layers of
     thousands of outputs would otherwise carry a scale and a zero point per output: 15.3 MB, not
     6.1); the switch is the converter's own, marked experimental in TensorFlow 2.x."""
@@ -46,7 +47,10 @@ def convert(keras_model: Any, frames: np.ndarray, dense_per_tensor: bool = False
 
     with quiet(), rounded_ranges():
         data: bytes = converter.convert()
-    return raw_uint8_input(data)
+    # A mean over the whole frame (the change head's) would overflow XNNPACK's x86 sum kernels: split it.
+    from edge.convert.reductions import split_long_means
+
+    return split_long_means(raw_uint8_input(data), frames)
 
 
 @contextlib.contextmanager

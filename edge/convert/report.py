@@ -8,12 +8,16 @@ from typing import Any
 
 from edge.convert.evaluate import Accuracy, Evaluation
 
+XNNPACK_HERE = "ours, XNNPACK here"  # the evaluation's row of the converted model on this CPU's XNNPACK
+
 
 @dataclass(frozen=True)
 class Gate:
     min_agreement: float  # percent of held-out top-1s equal to the float model's
     max_top1_drop: float  # points of top-1 below the float model allowed
     min_top1_vs_reference: float  # points relative to the reference quant model (negative = may be below)
+    # percent of held-out top-1s XNNPACK on this CPU must share with the reference kernels (edge/convert/kernelgate.py)
+    min_kernel_agreement: float = 80.0
 
     def failures(self, ours: Accuracy, float_: Accuracy, reference: Accuracy | None) -> list[str]:
         problems: list[str] = []
@@ -39,6 +43,8 @@ class ConversionReport:
     targets: dict[str, Any]
     cost: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    # XNNPACK on this CPU against the reference kernels on the held-out images (kernelgate.KernelAgreement)
+    kernels: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -61,8 +67,10 @@ class ConversionReport:
         if self.evaluation is None:
             return [f"NOT MEASURED: {self.gate.get('skipped', 'no evaluation')}"]
         return [
-            f"evaluated on the held-out {self.evaluation.count} images ({self.evaluation.images}):",
+            f"evaluated on the held-out {self.evaluation.count} images ({self.evaluation.images}); "
+            f"ours on TFLite's reference kernels (the gated figure: the same on every CPU), {XNNPACK_HERE!r} beside it:",
             self.evaluation.summary(),
+            *([f"kernels   {self.kernels['summary']}"] if self.kernels else []),
             "targets   " + "  ".join(f"{k}: {'ok' if v['met'] else 'MISSED'} ({v['value']})" for k, v in self.targets.items()),
         ]
 

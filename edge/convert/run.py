@@ -14,7 +14,7 @@ from edge import __version__, paths
 from edge.convert import calibrate, dataset
 from edge.convert.evaluate import Evaluation
 from edge.convert.output import check_delegation, write_model, writing
-from edge.convert.report import ConversionReport, Gate
+from edge.convert.report import XNNPACK_HERE, ConversionReport, Gate
 from edge.convert.source import FloatModelSource, resolve
 from edge.errors import GateError, SourceError
 from edge.fsutil import check_writable
@@ -22,6 +22,7 @@ from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 
 if TYPE_CHECKING:
     from edge.convert.biascorrect import LayerFix
+    from edge.convert.kernelgate import KernelAgreement
 
 
 @dataclass(frozen=True)
@@ -132,14 +133,14 @@ def convert(opts: Options) -> ConversionReport:
         ours, fixes = biascorrect.correct(plain, means, cal.frames)
         clock.lap("bias correction")
 
-    evaluation = None
+    evaluation, kernels = None, None
     if held is not None and opts.gate is not None:
-        evaluation = _measure(opts, plan, source.data, ours, plain, held[1], held[2])
+        evaluation, kernels = _measure(opts, plan, source.data, ours, plain, held[1], held[2])
         clock.lap("evaluate")
     cpu_ops = check_delegation(ours)
-    if evaluation is not None and opts.gate is not None:
+    if evaluation is not None and opts.gate is not None and kernels is not None:
         acc = {a.name: a for a in evaluation.accuracy}
-        problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)"))
+        problems = opts.gate.failures(acc["ours"], acc["float (source)"], acc.get("reference quant (Google)")) + kernels.failures()
         if problems:
             raise GateError(f"{opts.out}: accuracy gate failed: {'; '.join(problems)}; no model written")
 
@@ -148,6 +149,8 @@ def convert(opts: Options) -> ConversionReport:
     _write(opts, ours, labels, _source_info(source) | {"calibration_digest": digest} | gate_note | _converter_info(), cal)
     clock.lap("write + self-test")
     report = _report(opts, source, cal, digest, plan.calibration_split, diff, evaluation, fixes, ours, cpu_ops, clock)
+    if kernels is not None:
+        report.kernels.update(kernels.to_dict() | {"summary": kernels.summary()})
     if opts.report:
         from edge.fsutil import write_atomic
 
@@ -156,21 +159,29 @@ def convert(opts: Options) -> ConversionReport:
     return report
 
 
-def _measure(opts: Options, plan: ImagePlan, float_model: bytes, ours: bytes, plain: bytes, frames: Any, labels: list[int]) -> Evaluation:
-    """Float, Google's quant model when present, ours (and plain PTQ) on the held-out images."""
+def _measure(
+    opts: Options, plan: ImagePlan, float_model: bytes, ours: bytes, plain: bytes, frames: Any, labels: list[int]
+) -> tuple[Evaluation, KernelAgreement]:
+    """Float, Google's quant model when present, ours (and plain PTQ) on the held-out images; ours
+    (and plain PTQ) on TFLite's reference kernels, what the gate measures, and ours on this CPU's
+    XNNPACK beside it, with how far the two agree."""
     from edge.convert.evaluate import evaluate
+    from edge.convert.kernelgate import agreement
+    from edge.model.contract import OUTPUT_STEP
 
     candidates: list[tuple[str, Path | bytes]] = [("float (source)", float_model)]
     if paths.reference_quant_model().is_file():
         candidates.append(("reference quant (Google)", paths.reference_quant_model()))
-    candidates.append(("ours", ours))
+    candidates += [("ours", ours), (XNNPACK_HERE, ours)]
     if opts.bias_correction:
         candidates.append(("ours without bias correction", plain))
-    # Latency only for the three deployable models (plain PTQ has the same graph as ours).
-    timed = [name for name, _ in candidates if name != "ours without bias correction"]
+    # Latency only for the three deployable models, on XNNPACK (plain PTQ has the same graph as ours).
+    timed = [name for name, _ in candidates if name not in ("ours", "ours without bias correction")]
     where = f"{plan.eval_folder} ({_split_text(plan.eval_split)})"
-    evaluation, _ = evaluate(candidates, frames, labels, where, 1, opts.latency_rounds, timed)
-    return evaluation
+    reference = {"ours": "reference", "ours without bias correction": "reference"}
+    evaluation, probs = evaluate(candidates, frames, labels, where, 1, opts.latency_rounds, timed, reference)
+    assert opts.gate is not None
+    return evaluation, agreement(probs["ours"], probs[XNNPACK_HERE], opts.gate.min_kernel_agreement, OUTPUT_STEP)
 
 
 def _split_text(split: str) -> str:
@@ -270,9 +281,9 @@ def _measured(opts: Options, evaluation: Evaluation, fixes: list[LayerFix]) -> t
     }
     if ref is not None:
         targets["top1 >= reference"] = {"met": ours.top1 >= ref.top1, "value": f"{ours.top1:.1f} vs {ref.top1:.1f}"}
-    if "ours" in lat and "reference quant (Google)" in lat:
-        r_ref = lat["ours"].median_ms / lat["reference quant (Google)"].median_ms
+    if XNNPACK_HERE in lat and "reference quant (Google)" in lat:
+        r_ref = lat[XNNPACK_HERE].median_ms / lat["reference quant (Google)"].median_ms
         targets["latency <= 0.6x reference"] = {"met": r_ref <= 0.6, "value": f"{r_ref:.2f}x"}
-    if "ours" in lat:
-        targets["latency <= 0.7x float"] = {"met": lat["ours"].vs_first <= 0.7, "value": f"{lat['ours'].vs_first:.2f}x"}
+    if XNNPACK_HERE in lat:
+        targets["latency <= 0.7x float"] = {"met": lat[XNNPACK_HERE].vs_first <= 0.7, "value": f"{lat[XNNPACK_HERE].vs_first:.2f}x"}
     return techniques, targets

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 from edge.errors import EdgeError
 from edge.sources import Frame, Source
+from edge.stats import SourceReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -95,5 +95,5 @@ class Capture:
         if self._thread.is_alive():
             log.warning("%s: capture did not stop within %.1f s; leaving it", self.source.name, CAPTURE_JOIN_S)
 
-    def stats(self) -> dict[str, Any]:
-        return {"name": self.source.name, "captured": self.captured, "dropped": self.slot.dropped, **self.source.stats()}
+    def stats(self) -> SourceReport:
+        return SourceReport(self.source.name, self.captured, self.slot.dropped, self.source.stats())

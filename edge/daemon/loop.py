@@ -12,18 +12,18 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from edge import __version__
 from edge.config import Config, load
-from edge.config.preflight import preflight
 from edge.daemon.capture import POLL_S, Capture
 from edge.daemon.notify import Notifier
 from edge.daemon.pipeline import FramePipeline
+from edge.daemon.preflight import preflight
 from edge.daemon.sequence import RecordSequence
-from edge.daemon.stats import Stats, format_line, records_lost
+from edge.daemon.stats import Stats, format_line
 from edge.errors import EdgeError, SourceError
-from edge.sources import Source, make_source
+from edge.sources import Source, SourceSpec, make_source
+from edge.stats import StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -78,8 +78,7 @@ class Daemon:
         try:
             self.pipeline = FramePipeline(self.config, self.seq)
             self.pipeline.open_sinks(self.config_path)
-            manifest = self.pipeline.engine.manifest
-            source = make_source(self.config.source, manifest.crop_fraction, self.config.snapshots.enabled, manifest.view_references())
+            source = make_source(self.pipeline.source_spec)
             source.open()
             self.capture = Capture(source)
             self.capture.start()
@@ -183,16 +182,20 @@ class Daemon:
             self._stalled = False
             log.info("frames from %s are flowing again", self.capture.source.name)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatsReport:
         assert self.pipeline is not None and self.capture is not None
-        cap = self.capture.stats()
-        stats = self.stats.snapshot(dropped=cap["dropped"], source=cap)
-        stats.update(self.pipeline.stats())
-        # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
-        stats.update(
-            stalled=self._stalled, stalls=self._stalls, stats_interval_s=self.config.stats_interval_s, heartbeat_s=self.config.results.heartbeat_s
+        return StatsReport(
+            self.stats.snapshot(),
+            self.capture.stats(),
+            self.pipeline.sinks.stats(),
+            self.pipeline.snapshot_counters(),
+            # The daemon's own verdicts, so `mnv1-edge fleet` can tell a stall and the staleness window.
+            stalled=self._stalled,
+            stalls=self._stalls,
+            stats_interval_s=self.config.stats_interval_s,
+            heartbeat_s=self.config.results.heartbeat_s,
+            kernels=self.pipeline.kernels(),
         )
-        return stats
 
     def _report(self) -> None:
         assert self.pipeline is not None
@@ -224,9 +227,8 @@ class Daemon:
             if problems:
                 raise EdgeError("; ".join(problems))
             pipeline = FramePipeline(config, self.seq, previous=self.pipeline)
-            if self._source_changes(config, pipeline):
-                manifest = pipeline.engine.manifest
-                source = make_source(config.source, manifest.crop_fraction, config.snapshots.enabled, manifest.view_references())
+            if pipeline.source_spec != self.pipeline.source_spec:
+                source = make_source(pipeline.source_spec)
                 if config.source.kind not in CAMERAS:  # a file, a folder or a stream opens beside the running one
                     source.open()
         except Exception as exc:  # nothing was touched: the running pipeline is still good
@@ -237,7 +239,7 @@ class Daemon:
             log.warning("state_dir changed to %s: takes effect at the next restart", config.state_dir)
         old = self.pipeline
         old.flush()
-        if source is not None and not self._swap_source(source, config):
+        if source is not None and not self._swap_source(source, pipeline.source_spec):
             self._ready_again("reload failed; running the previous configuration")
             return
         self.pipeline, self.config = pipeline, config
@@ -245,33 +247,22 @@ class Daemon:
         try:
             pipeline.open_sinks(self.config_path, previous=old)
         finally:
-            old.close(keep=pipeline.reused)
+            old.close()  # what the new pipeline did not take over
         log.info("reloaded: %s", pipeline.describe(self.capture.source))
         self._ready_again(f"reloaded; classifying {self.capture.source.name}")
 
-    def _source_changes(self, config: Config, pipeline: FramePipeline) -> bool:
-        assert self.pipeline is not None
-        old = self.pipeline
-        return (
-            config.source != old.config.source
-            or pipeline.engine.manifest.crop_fraction != old.engine.manifest.crop_fraction
-            or pipeline.engine.manifest.view_references_png_base64 != old.engine.manifest.view_references_png_base64
-            or config.snapshots.enabled != old.config.snapshots.enabled  # the Pi camera keeps its main stream only for snapshots
-        )
-
-    def _swap_source(self, source: Source, config: Config) -> bool:
+    def _swap_source(self, source: Source, spec: SourceSpec) -> bool:
         """Stop the running capture and start `source` (a camera is opened only now: it cannot be held
         twice). A camera that will not open gives way to the previous source again: False, and the
         previous configuration runs on; if that cannot open either, the error ends the daemon."""
         assert self.capture is not None and self.pipeline is not None
         self.capture.stop()
-        if config.source.kind in CAMERAS:
+        if spec.config.kind in CAMERAS:
             try:
                 source.open()
             except Exception as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
-                old = self.pipeline.engine.manifest
-                source = make_source(self.config.source, old.crop_fraction, self.config.snapshots.enabled, old.view_references())
+                source = make_source(self.pipeline.source_spec)
                 source.open()
                 self.capture = Capture(source)
                 self.capture.start()
@@ -291,10 +282,10 @@ class Daemon:
         """The exit summary's warning: records a sink lost in this run, counted after it closed
         (a spool dropping its backlog at close counts too)."""
         assert self.pipeline is not None
-        sinks = self.pipeline.sinks.stats()
-        for name, lost in records_lost(sinks).items():
-            if lost:
-                log.warning("sink %s: %d of %d published records lost in this run (see its records_lost in stats)", name, lost, self.stats.published)
+        for name, sink in self.pipeline.sinks.stats().items():
+            if sink.lost:
+                published = self.stats.published
+                log.warning("sink %s: %d of %d published records lost in this run (see its records_lost in stats)", name, sink.lost, published)
 
     def _shutdown(self) -> None:
         if self.capture is not None:

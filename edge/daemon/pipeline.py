@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from edge.config import Config
 from edge.daemon.fanout import SinkFanout
@@ -16,8 +15,9 @@ from edge.daemon.stats import Stats
 from edge.model.engine import Engine
 from edge.model.groups import NUM_CLASSES, GroupScorer, configured, unused
 from edge.record import Record
-from edge.sinks import make_sinks
-from edge.sources import Frame, Source
+from edge.sinks import sink_specs
+from edge.sources import Frame, Source, SourceSpec
+from edge.stats import Kernels, SnapshotCounters, StatsReport
 
 log = logging.getLogger("edge.daemon")
 
@@ -52,37 +52,23 @@ class FramePipeline:
         else:
             self.filter = ResultFilter(config.results, labels, GroupScorer(groups, len(labels)) if groups else None)
         self.sinks = SinkFanout()
-        self.reused: set[str] = set()
-        self.snapshots = SnapshotWriter(config.snapshots, self._publish_snapshot) if config.snapshots.enabled else None
+        self.snapshots = SnapshotWriter(config.snapshots, self.sinks.publish_snapshot) if config.snapshots.enabled else None
+        # The source this configuration reads (a reload makes a new one only when it differs).
+        self.source_spec = SourceSpec(
+            config.source, self.engine.manifest.crop_fraction, config.snapshots.enabled, self.engine.manifest.view_references_png_base64
+        )
 
     def open_sinks(self, config_path: Path | None, previous: FramePipeline | None = None) -> None:
-        """Open this configuration's sinks. An unchanged sink of `previous` is kept running (an MQTT
-        session survives a reload); a changed one is closed before its successor opens, because a
-        spool directory and an MQTT client id cannot be held twice."""
-        old = {s.name: s for s in previous.sinks.sinks} if previous else {}
+        """Open the snapshot writer and this configuration's sinks; the fan-out takes over those of
+        `previous` that are unchanged (edge/daemon/fanout.py)."""
+        specs = sink_specs(self.config, config_path, self.answers, self.view_check, self.seq.advance_past)
         try:
             if self.snapshots is not None:
                 self.snapshots.open()
-            for sink in make_sinks(self.config, config_path, self.answers, self.view_check, self.seq.advance_past):
-                before = old.get(sink.name)
-                if before is not None and previous is not None:
-                    same = (
-                        getattr(previous.config.sinks, sink.name),
-                        previous.device,
-                        previous.answers,
-                        previous.config.snapshots.published,
-                        previous.view_check,
-                    ) == (getattr(self.config.sinks, sink.name), self.device, self.answers, self.config.snapshots.published, self.view_check)
-                    if same:
-                        self.sinks.sinks.append(before)
-                        self.reused.add(sink.name)
-                        continue
-                    previous.sinks.sinks.remove(before)
-                    previous.sinks.close_one(before)
-                sink.open()
-                self.sinks.sinks.append(sink)
+            self.sinks.open(specs, previous.sinks if previous is not None else None)
         except BaseException:
-            self.close(keep=self.reused)
+            if self.snapshots is not None:
+                self.snapshots.close()
             raise
 
     def process(self, frame: Frame, stats: Stats, paced: bool = False) -> Record | None:
@@ -116,11 +102,15 @@ class FramePipeline:
         stats.add(inference_ms, (time.time() - frame.ts) * 1e3)
         return record
 
-    def stats(self) -> dict[str, Any]:
-        """The sinks' counters by sink name, and the snapshot writer's (snapshots_*) when enabled."""
-        return {**self.sinks.stats(), **(self.snapshots.stats() if self.snapshots is not None else {})}
+    def snapshot_counters(self) -> SnapshotCounters | None:
+        return self.snapshots.stats() if self.snapshots is not None else None
 
-    def report(self, stats: dict[str, Any]) -> None:
+    def kernels(self) -> Kernels:
+        """The kernels classifying the frames (fallback: at load XNNPACK disagreed with the reference
+        kernels' outputs the manifest records, and TFLite's built-in kernels run instead)."""
+        return Kernels(self.engine.kernels, self.engine.kernel_fallback)
+
+    def report(self, stats: StatsReport) -> None:
         self.sinks.report(stats)
 
     def flush(self) -> None:
@@ -128,17 +118,11 @@ class FramePipeline:
             self.snapshots.flush()
         self.sinks.flush()
 
-    def close(self, keep: set[str] | frozenset[str] = frozenset()) -> None:
+    def close(self) -> None:
+        """Close the snapshot writer and every sink still in the fan-out (those a reload took over are not)."""
         if self.snapshots is not None:
             self.snapshots.close()
-        self.sinks.close(keep)
-
-    def _publish_snapshot(self, jpeg: bytes) -> None:
-        """From the snapshot writer's thread: hand the JPEG to the sinks that publish images (MQTT)."""
-        for sink in list(self.sinks.sinks):
-            publish = getattr(sink, "snapshot", None)
-            if publish is not None:
-                publish(jpeg)
+        self.sinks.close()
 
     def describe(self, source: Source) -> str:
         """The start-up line: runtime, delegate, model and self-test, source and sinks."""
@@ -149,6 +133,7 @@ class FramePipeline:
         sinks = ", ".join(_sink_desc(self.config, s.name) for s in self.sinks.sinks)
         return (
             f"runtime {e['runtime']} {e['runtime_version']}, delegate {e['delegate']} ({sum(e['delegated_ops'].values())} ops; outside: {cpu_ops}), "
+            f"{e['kernel_check']}, "
             f"threads {e['threads']}, model {e['model']} sha256 {e['model_sha256']}, {test}, "
             f"source {source.name}, sinks {sinks}, device {self.device}"
             + (f", snapshots {self.config.snapshots.path}" if self.snapshots is not None else "")

@@ -7,69 +7,20 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
 import time
 from pathlib import Path
 
-from edge.config import STATE_LOCK
-from edge.errors import BusyError, ConfigError
+from edge.daemon import statelock
+from edge.errors import ConfigError
 from edge.fsutil import explain_mkdir, write_atomic
 
 log = logging.getLogger("edge.seq")
 
 BLOCK = 1000
 FILE_NAME = "seq"
-
-
-def lock_state_dir(state_dir: Path) -> int:
-    """Take <state_dir>/STATE_LOCK without waiting; returns the descriptor that holds it (close it
-    to release). BusyError names the holder's pid when another process has it."""
-    path = Path(state_dir) / STATE_LOCK
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except PermissionError:
-        # Left by a run as another user (sudo mnv1-edge run): flock works on a read-only
-        # descriptor too, only the pid is not recorded.
-        fd = _open_read_only(path)
-    except OSError as exc:
-        raise ConfigError(f"state_dir: cannot open {path} ({exc.strerror or exc}); it must be writable by the service") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(fd)
-        os.close(fd)
-        raise BusyError(
-            f"state_dir: {state_dir} is in use by another mnv1-edge (pid {holder}); stop it first, or give this one a state_dir of its own"
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # a read-only lock file: the lock holds, the pid is just not shown to a second daemon
-    return fd
-
-
-def _holder(fd: int) -> str:
-    """The pid recorded in the lock file, if that process lives (a holder that could not write
-    its pid leaves an older one behind)."""
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    try:
-        os.kill(int(text), 0)
-    except PermissionError:
-        return text  # alive, another user's
-    except (ValueError, OSError):
-        return "?"
-    return text
-
-
-def _open_read_only(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"state_dir: cannot open {path} ({exc.strerror or exc}); it must be readable by the service") from exc
 
 
 class RecordSequence:
@@ -83,7 +34,7 @@ class RecordSequence:
             Path(state_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"state_dir: cannot create {state_dir} ({explain_mkdir(Path(state_dir), exc)})") from exc
-        self._lock_fd = lock_state_dir(Path(state_dir))
+        self._lock_fd = statelock.hold(Path(state_dir))
         try:
             text = self.path.read_text().strip() if self.path.exists() else "0"
         except OSError as exc:

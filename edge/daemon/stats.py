@@ -1,4 +1,4 @@
-"""Running statistics for the periodic stats line: fps, latency percentiles, CPU temperature."""
+"""Running statistics for the periodic report: fps, latency percentiles, CPU temperature, the firmware's flags; the journal line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from edge.record import rfc3339
-from edge.sinks import sink_counters
+from edge.stats import Percentiles, StatsReport, Window
+from edge.throttle import FirmwareFlags
 
 THERMAL = Path("/sys/class/thermal")
 
@@ -43,7 +44,7 @@ def read_temperature(path: Path | None) -> float | None:
 class Stats:
     """Per-frame figures in preallocated rings; `snapshot` summarises the window since the last one."""
 
-    def __init__(self, window: int = 4096) -> None:
+    def __init__(self, window: int = 4096, firmware: FirmwareFlags | None = None) -> None:
         self._inference = np.zeros(window, np.float64)
         self._latency = np.zeros(window, np.float64)
         self._i = 0
@@ -54,6 +55,7 @@ class Stats:
         self._window_start = self.started
         self._last_frame: float | None = None
         self._thermal = find_cpu_thermal_zone()
+        self._firmware = firmware or FirmwareFlags()
 
     def add(self, inference_ms: float, latency_ms: float) -> None:
         i = self._i
@@ -68,65 +70,53 @@ class Stats:
         elapsed = (now if now is not None else time.monotonic()) - self._window_start
         return self._in_window / elapsed if elapsed > 0 else 0.0
 
-    def snapshot(self, **extra: Any) -> dict[str, Any]:
-        """A JSON-ready dict for the log line and every sink's report(); starts a new window."""
+    def snapshot(self) -> Window:
+        """This window's figures; starts a new window."""
         now = time.monotonic()
         n = min(self._in_window, len(self._inference))
         idx = (self._i - n + np.arange(n)) % len(self._inference)
 
-        def pct(values: np.ndarray) -> dict[str, float | None]:
+        def pct(values: np.ndarray) -> Percentiles:
             if n == 0:
-                return {"p50": None, "p95": None}
+                return Percentiles()
             p50, p95 = np.percentile(values[idx], (50, 95))
-            return {"p50": round(float(p50), 3), "p95": round(float(p95), 3)}
+            return Percentiles(round(float(p50), 3), round(float(p95), 3))
 
         last = self._last_frame
-        out: dict[str, Any] = {
-            "ts": rfc3339(time.time()),  # wall clock: lets a late reader of a retained copy judge its age
-            "window_s": round(now - self._window_start, 1),
-            "last_frame_age_s": round(now - last, 1) if last is not None else None,
-            "uptime_s": round(now - self.started, 1),
-            "fps": round(self.fps(now), 2),
-            "frames": self.frames,
-            "published": self.published,
-            "inference_ms": pct(self._inference),
-            "latency_ms": pct(self._latency),
-            "cpu_temp_c": read_temperature(self._thermal),
-        }
-        out.update(extra)
+        flags = self._firmware.read()
+        window = Window(
+            ts=rfc3339(time.time()),
+            window_s=round(now - self._window_start, 1),
+            last_frame_age_s=round(now - last, 1) if last is not None else None,
+            uptime_s=round(now - self.started, 1),
+            fps=round(self.fps(now), 2),
+            frames=self.frames,
+            published=self.published,
+            inference_ms=pct(self._inference),
+            latency_ms=pct(self._latency),
+            cpu_temp_c=read_temperature(self._thermal),
+            throttled=flags[0] if flags is not None else None,
+        )
         self._in_window = 0
         self._window_start = now
-        return out
+        return window
 
 
-# The MQTT sink loses a record only when its spool drops it (size, age, full disk), cannot store it
-# (another write error) or is closing; the others count their own `records_lost`.
-_LOST_KEYS = {"mqtt": ("spool_dropped", "spool_write_errors", "mqtt_dropped_closed")}
-
-
-def records_lost(stats: Mapping[str, Any]) -> dict[str, int]:
-    """Records each sink lost for good (write failed, dropped from the spool, or the sink raised):
-    `published` counts records handed to the sinks, this is what did not arrive."""
-    raised: Mapping[str, int] = stats.get("sink_errors", {})
-    lost: dict[str, int] = {}
-    for name, own in sink_counters(stats).items():
-        lost[name] = sum(int(own.get(key, 0)) for key in _LOST_KEYS.get(name, ("records_lost",))) + int(raised.get(name, 0))
-    return lost
-
-
-def format_line(stats: dict[str, Any]) -> str:
+def format_line(report: StatsReport) -> str:
     """The human stats line for the journal, ending with each sink's counters."""
-    inf, lat = stats["inference_ms"], stats["latency_ms"]
-    temp = f"{stats['cpu_temp_c']:.1f} °C" if stats.get("cpu_temp_c") is not None else "n/a"
+    w = report.window
+    inf, lat = w.inference_ms, w.latency_ms
+    temp = f"{w.cpu_temp_c:.1f} °C" if w.cpu_temp_c is not None else "n/a"
+    throttled = f", throttled 0x{w.throttled:x}" if w.throttled is not None else ""
     line = (
-        f"stats: {stats['fps']:.1f} fps, inference p50 {inf['p50']} ms p95 {inf['p95']} ms, "
-        f"latency p50 {lat['p50']} ms p95 {lat['p95']} ms, frames {stats['frames']}, published {stats['published']}, "
-        f"dropped {stats.get('dropped', 0)}, cpu {temp}, source {stats.get('source', {})}"
+        f"stats: {w.fps:.1f} fps, inference p50 {inf.p50} ms p95 {inf.p95} ms, "
+        f"latency p50 {lat.p50} ms p95 {lat.p95} ms, frames {w.frames}, published {w.published}, "
+        f"dropped {report.source.dropped}, cpu {temp}{throttled}, source {report.source.to_dict()}"
+        + (", kernels TFLite built-in (XNNPACK disagreed at load)" if report.kernels is not None and report.kernels.fallback else "")
     )
-    sinks = [f"{name}: {format_counters(name, value)}" for name, value in sink_counters(stats).items()]
-    snapshots = {k: v for k, v in stats.items() if k.startswith("snapshots_")}
-    if snapshots:
-        sinks.append(f"snapshots: {format_counters('snapshots', snapshots)}")
+    sinks = [f"{name}: {format_counters(name, sink.counters)}" for name, sink in report.sinks.items() if sink.counters]
+    if report.snapshots is not None:
+        sinks.append(f"snapshots: {format_counters('snapshots', report.snapshots.to_dict())}")
     return "; ".join([line, *sinks])
 
 

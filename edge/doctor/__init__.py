@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from edge.doctor.check import FAIL, OK, SKIP, WARN, Check, Context, source_kind
 from edge.errors import EX_CONFIG, EX_UNAVAILABLE
 
-if TYPE_CHECKING:
-    from edge.config import Config
-
-OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
-
-
-@dataclass(frozen=True)
-class Check:
-    check: str  # short name, e.g. "python", "broker"
-    status: str  # OK, WARN, FAIL, or SKIP (not needed with this config)
-    detail: str  # what was found, and how it was checked
-    fix: str = ""  # what to do about a WARN or FAIL
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Context:
-    """What every check may look at: the config (None when it did not load) and the service user."""
-
-    config_path: Path
-    config: Config | None
-    user: str  # the user whose permissions the directory checks test
+__all__ = ["FAIL", "OK", "SKIP", "WARN", "Check", "Context", "exit_status", "run_all", "source_kind"]
 
 
 def run_all(config_path: Path, user: str) -> list[Check]:
@@ -51,7 +27,3 @@ def exit_status(checks: list[Check]) -> int:
     if not failed:
         return 0
     return EX_CONFIG if any(c.check == "config" for c in failed) else EX_UNAVAILABLE
-
-
-def source_kind(ctx: Context) -> str:
-    return ctx.config.source.kind if ctx.config is not None else ""

@@ -7,7 +7,7 @@ import ssl
 import time
 from typing import Any
 
-from edge.doctor import FAIL, OK, SKIP, Check, Context
+from edge.doctor.check import FAIL, OK, SKIP, Check, Context
 from edge.errors import EdgeError
 
 TIMEOUT_S = 5.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 from typing import Any
 
-from edge.doctor import FAIL, OK, SKIP, WARN, Check, Context, source_kind
+from edge.doctor.check import FAIL, OK, SKIP, WARN, Check, Context, source_kind
 
 PICAMERA2_FIX = (
     "sudo apt install python3-picamera2, and make the venv see it: python3 -m venv --system-site-packages "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge.doctor import FAIL, OK, Check
+from edge.doctor.check import FAIL, OK, Check
 from edge.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edge.doctor import FAIL, OK, Check, Context
+from edge.config import SERVICE_USER
+from edge.doctor.check import FAIL, OK, Check, Context
 
-SERVICE_USER = "mnv1-edge"
 # The unit's StateDirectory=mnv1-edge: systemd creates it, owned by the service user, at each start.
 STATE_DIRECTORY = Path("/var/lib/mnv1-edge")
 

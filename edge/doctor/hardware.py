@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 
-from edge.doctor import OK, SKIP, WARN, Check
-
-THROTTLED_SYSFS = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
-# vcgencmd get_throttled bits (Raspberry Pi firmware documentation): the low bits are "now", bit + 16 "since boot".
-THROTTLE_BITS = {0: "under-voltage", 1: "ARM frequency capped", 2: "throttled", 3: "soft temperature limit"}
+from edge.doctor.check import OK, SKIP, WARN, Check
+from edge.throttle import FirmwareFlags, decode
 
 
 def checks() -> list[Check]:
@@ -51,37 +46,15 @@ def cpu_check(machine: str, flags: set[str]) -> Check:
     return Check("cpu", WARN, f"{machine}: not a CPU mnv1-edge is tested on", "")
 
 
-def decode_throttled(value: int) -> tuple[list[str], list[str]]:
-    """(flags set now, flags set since boot) of a get_throttled value."""
-    now = [name for bit, name in THROTTLE_BITS.items() if value >> bit & 1]
-    since = [name for bit, name in THROTTLE_BITS.items() if value >> (bit + 16) & 1]
-    return now, since
-
-
-def _read_throttled() -> tuple[int, str] | None:
-    vcgencmd = shutil.which("vcgencmd")
-    if vcgencmd:
-        try:
-            out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True, timeout=5, check=False).stdout
-            if "=" in out:
-                return int(out.split("=", 1)[1].strip(), 16), "vcgencmd get_throttled"
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
-    try:
-        return int(THROTTLED_SYSFS.read_text().strip(), 16), str(THROTTLED_SYSFS)
-    except (OSError, ValueError):
-        return None
-
-
 def throttle_check() -> Check:
-    found = _read_throttled()
+    found = FirmwareFlags().read()
     if found is None:
         return Check("power", SKIP, "no vcgencmd and no firmware get_throttled file: not a Raspberry Pi")
     return throttle_verdict(*found)
 
 
 def throttle_verdict(value: int, where: str) -> Check:
-    now, since = decode_throttled(value)
+    now, since = decode(value)
     if not now and not since:
         return Check("power", OK, f"{where}: 0x{value:x}, no under-voltage or throttling since boot")
     detail = f"{where}: 0x{value:x}; now: {', '.join(now) or 'none'}; since boot: {', '.join(since) or 'none'}"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.doctor import FAIL, OK, SKIP, WARN, Check, Context
+from edge.doctor.check import FAIL, OK, SKIP, WARN, Check, Context
 from edge.errors import EdgeError
+
+if TYPE_CHECKING:
+    from edge.model.engine import Engine
 
 RUNTIME_FIX = "pip install ai-edge-litert into the venv (the legacy tflite-runtime 2.14 has no int8 XNNPACK and needs numpy<2)"
 
@@ -30,6 +34,24 @@ def checks(ctx: Context) -> list[Check]:
     return checks + _model(ctx)
 
 
+def _kernels(engine: Engine, require_xnnpack: bool) -> Check:
+    """XNNPACK against the reference kernels' outputs on the manifest's frames (the Engine's check at load)."""
+    check = engine.kernel_check
+    if check is None:
+        return Check("kernels", SKIP, "no XNNPACK to check against TFLite's reference kernels")
+    if check.agrees:
+        return Check("kernels", OK, check.describe())
+    fix = "convert or train the model again with this version of mnv1-edge"
+    if require_xnnpack:
+        return Check(
+            "kernels",
+            FAIL,
+            f"{check.describe()}: the daemon refuses the model (model.require_xnnpack = true)",
+            fix + ", or set model.require_xnnpack = false",
+        )
+    return Check("kernels", WARN, f"{check.describe()}: the daemon runs the built-in kernels instead, more slowly", fix)
+
+
 def _model(ctx: Context) -> list[Check]:
     from edge.model.engine import REQUIRED_DELEGATED, Engine
 
@@ -52,6 +74,7 @@ def _model(ctx: Context) -> list[Check]:
         out.append(Check("xnnpack", status, detail + ("" if m.require_xnnpack else "; model.require_xnnpack = false runs it slower"), RUNTIME_FIX))
     else:
         out.append(Check("xnnpack", OK, f"XNNPACK takes every convolution ({delegated}); {sum(engine.not_delegated.values())} other ops on the CPU"))
+    out.append(_kernels(engine, m.require_xnnpack))
     try:
         ms = engine.run_self_test()
     except EdgeError as exc:

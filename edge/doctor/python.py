@@ -6,7 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from edge.doctor import FAIL, OK, WARN, Check, Context, source_kind
+from edge.doctor.check import FAIL, OK, WARN, Check, Context, source_kind
 
 MIN_VERSION = (3, 10)  # pyproject.toml requires-python
 

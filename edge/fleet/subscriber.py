@@ -12,6 +12,7 @@ from typing import Any
 from edge.config import MqttSinkConfig
 from edge.errors import EX_UNAVAILABLE, EdgeError
 from edge.fleet.state import Fleet, Row
+from edge.sinks.mqtt.connection import login_refused
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.diagnose import plain_port_answered, speaks_tls
 
@@ -87,7 +88,7 @@ class Subscriber:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
-            hint = " (check --username and the password)" if reason_code.value in (0x86, 0x87, 4, 5) else ""
+            hint = " (check --username and the password)" if login_refused(reason_code) else ""
             self._refused = f"refused the connection: {reason_code}{hint}"
             return
         client.subscribe([(topic, 1) for topic in self.fleet.topics])

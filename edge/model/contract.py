@@ -12,6 +12,7 @@ INPUT_SHAPE = (1, INPUT_SIZE, INPUT_SIZE, 3)
 NUM_CLASSES = 1001  # ImageNet's 1000 plus class 0, "background"
 # The central part of each dimension kept before resizing: how the model was trained and evaluated.
 CROP_FRACTION = 0.875
+OUTPUT_STEP = 1.0 / 256  # the uint8 probabilities' quantization step (TFLite's softmax output: scale 1/256, zero point 0)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The one image-file decoder: bounded size, EXIF orientation, 16-bit and float pixels to 8 bits, RGB."""
 
 # Every path that reads an image file for the model (classify, the images source, train, the
-# converter's calibration and evaluation sets) and the snapshot view of such a file comes through
+# converter's calibration and evaluation sets) and the snapshot still of such a file comes through
 # `decode`, so they agree on what the picture is:
 # * A small file can declare a huge image (a 518 KB PNG of 13000x13000 decodes to 500 MB, more than a
 #   Pi Zero 2 W has). Pillow only refuses beyond ~179 M pixels, and merely warns (on stderr, outside
@@ -52,6 +52,8 @@ def decode(path: Path, need: Need, draft: bool = True, max_pixels: int = MAX_PIX
     before decoding. SourceError (one line naming the file) for anything unreadable."""
     try:
         with open_image(path) as image:
+            if image.format != "JPEG":  # Pillow's PNG getexif decodes all pixels looking for a late eXIf chunk
+                bound(image, path, image.size, False, max_pixels)
             orientation = _orientation(image)
             width, height = image.size
             if orientation in _SIDEWAYS:

@@ -11,8 +11,10 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file
+from edge.model import kernels
 from edge.model.contract import INPUT_SHAPE, Prediction, top_k
 from edge.model.interpreter import Interpreter
+from edge.model.kernels import KernelCheck
 from edge.model.manifest import Manifest, load_manifest, manifest_path
 from edge.model.runtime import Runtime, delegated_op_counts, load_runtime
 
@@ -32,7 +34,15 @@ def _shape(shape: tuple[int, ...], dtype: str) -> str:
 class Engine:
     """Runs one model on 128x128 uint8 RGB frames and returns dequantized probabilities."""
 
-    def __init__(self, model: Path, threads: int = 1, expected_sha256: str = "", self_test: bool = True, require_xnnpack: bool = True):
+    def __init__(
+        self,
+        model: Path,
+        threads: int = 1,
+        expected_sha256: str = "",
+        self_test: bool = True,
+        require_xnnpack: bool = True,
+        check_kernels: bool = True,
+    ):
         self.model_path = Path(model)
         if self.model_path.is_dir():
             raise ModelError(f"{model}: is a folder; give the model file (.tflite) with its manifest beside it")
@@ -53,6 +63,10 @@ class Engine:
             if require_xnnpack:
                 raise ModelError(f"{problem}; install ai-edge-litert, or set model.require_xnnpack = false to run slower without it")
             log.warning("%s: running on TFLite's built-in kernels, several times slower; install ai-edge-litert", problem)
+        self.kernels = "xnnpack" if self.delegated else "builtin"  # which kernels classify the frames
+        self.kernel_check: KernelCheck | None = None
+        if check_kernels and self.delegated:
+            self._check_kernels(require_xnnpack)
         self.labels = self.manifest.labels
         if self_test:
             self.run_self_test()
@@ -72,6 +86,49 @@ class Engine:
                 f"{where}: the manifest says output {_shape(m.output_shape, m.output_dtype)} with {len(m.labels)} labels, "
                 f"the model has {_shape(*got_out)}"
             )
+
+    def _check_kernels(self, require_xnnpack: bool) -> None:
+        """Run the self-test and probe frames through XNNPACK and compare with the outputs of TFLite's
+        reference kernels the manifest records (a manifest without them: the self-test frame, against
+        the built-in kernels run here). A CPU whose XNNPACK kernels compute this model otherwise (as x86
+        without VNNI did an int8 mean: edge/convert/reductions.py) gets the built-in kernels, with one
+        warning, or a refusal."""
+        t0 = time.perf_counter()
+        where = str(manifest_path(self.model_path))
+        probes, st = self.manifest.kernel_check, self.manifest.self_test
+        expected = probes.reference_outputs(where) if probes is not None else None
+        if st is None:
+            return  # run_self_test says so
+        frames = [st.frame(where), *(probes.frames(where) if probes is not None and expected is not None else [])]
+        builtin = None
+        if expected is None:  # an older manifest: what TFLite's own kernels compute here
+            builtin = Interpreter(self.model_path, self.threads, self.runtime, builtin_kernels=True)
+            expected = kernels.raw_outputs(builtin, frames)
+        if len(expected) != len(frames) or expected.shape[1] != self._model.output_shape[-1]:
+            raise ModelError(f"{where}: kernel_check has {len(expected)} reference outputs for {len(frames)} frames; re-run `mnv1-edge convert`")
+        comparison = kernels.compare(kernels.raw_outputs(self._model, frames), expected)
+        bound = probes.bound if probes is not None and probes.reference_outputs_hex else kernels.MIN_BOUND
+        self.kernel_check = KernelCheck(comparison, bound, kernels.cpu_features(), round((time.perf_counter() - t0) * 1e3, 1))
+        if self.kernel_check.agrees:
+            return
+        problem = (
+            f"{self.model_path}: XNNPACK on this CPU ({self.kernel_check.cpu}) computes this model otherwise than TFLite's reference "
+            f"kernels: {comparison.describe()} (the manifest allows {self.kernel_check.bound})"
+        )
+        if require_xnnpack:
+            raise ModelError(
+                f"{problem}; convert or train the model again with this version of mnv1-edge, "
+                "or set model.require_xnnpack = false to run it on the built-in kernels, more slowly"
+            )
+        log.warning("%s: running it on the built-in kernels, more slowly", problem)
+        builtin = builtin or Interpreter(self.model_path, self.threads, self.runtime, builtin_kernels=True)
+        self._model, self.kernels = builtin, "builtin"
+        self.delegated, self.not_delegated = delegated_op_counts(builtin.raw)
+
+    @property
+    def kernel_fallback(self) -> bool:
+        """XNNPACK was there but computed this model otherwise: the built-in kernels run it."""
+        return self.kernel_check is not None and not self.kernel_check.agrees
 
     def invoke(self, frame: np.ndarray) -> None:
         """Copy one 128x128x3 uint8 frame into the input tensor (in place) and run the model."""
@@ -113,6 +170,8 @@ class Engine:
             "runtime": self.runtime.name,
             "runtime_version": self.runtime.version,
             "delegate": "XNNPACK" if self.delegated else "none (TFLite built-in kernels)",
+            "kernels": "XNNPACK" if self.kernels == "xnnpack" else "TFLite built-in" + (" (XNNPACK disagreed)" if self.kernel_fallback else ""),
+            "kernel_check": self.kernel_check.describe() if self.kernel_check is not None else "not run",
             "threads": self.threads,
             "model": str(self.model_path),
             "model_sha256": self.sha256,

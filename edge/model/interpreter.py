@@ -22,8 +22,9 @@ class Interpreter:
         runtime: Runtime | None = None,
         builtin_kernels: bool = False,
         preserve_all_tensors: bool = False,
+        reference_kernels: bool = False,
     ) -> None:
-        self.raw: Any = make_interpreter(model, threads, runtime, builtin_kernels, preserve_all_tensors)
+        self.raw: Any = make_interpreter(model, threads, runtime, builtin_kernels, preserve_all_tensors, reference_kernels)
         inp, out = self.raw.get_input_details()[0], self.raw.get_output_details()[0]
         self.input_index, self.output_index = int(inp["index"]), int(out["index"])
         self.input_shape = tuple(int(x) for x in inp["shape"])

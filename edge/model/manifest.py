@@ -57,6 +57,57 @@ class SelfTest:
 
 
 @dataclass(frozen=True)
+class KernelProbes:
+    """Frames the Engine runs through XNNPACK at load (after the self-test frame), what TFLite's
+    reference kernels output on them all (integer code that computes the same on every CPU), and
+    how far XNNPACK may differ: `bound` output steps, set at conversion from what the kernels
+    measured there (`measured`, with the CPU they ran on)."""
+
+    frames_png_base64: str  # N 128x128 RGB frames side by side in one PNG strip
+    bound: int
+    reference_outputs_hex: tuple[str, ...] = ()  # raw output rows, hex: the self-test frame's, then each probe's
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    def reference_outputs(self, where: str = "manifest") -> np.ndarray | None:
+        """The reference kernels' raw output rows (uint8), or None in a manifest without them."""
+        if not self.reference_outputs_hex:
+            return None
+        try:
+            rows = [np.frombuffer(bytes.fromhex(row), np.uint8) for row in self.reference_outputs_hex]
+        except ValueError as exc:
+            raise ModelError(f"{where}: kernel_check.reference_outputs_hex is not hex ({exc}); re-run `mnv1-edge convert`") from exc
+        if len({len(r) for r in rows}) != 1:
+            raise ModelError(f"{where}: kernel_check.reference_outputs_hex rows differ in length; re-run `mnv1-edge convert`")
+        return np.stack(rows)
+
+    def frames(self, where: str = "manifest") -> list[np.ndarray]:
+        """The probe frames; a damaged strip is the manifest's fault, named as such."""
+        import binascii
+
+        from PIL import Image
+
+        side = INPUT_SHAPE[1]
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(self.frames_png_base64, validate=True))) as img:
+                if img.size[1] != side or img.size[0] % side or img.size[0] > 64 * side:  # checked before decoding
+                    raise ModelError(f"{where}: kernel_check frames are {img.size[0]}x{img.size[1]}, expected 128 high; re-run `mnv1-edge convert`")
+                strip = np.asarray(img.convert("RGB"))
+        except (OSError, ValueError, binascii.Error, Image.DecompressionBombError) as exc:
+            raise ModelError(f"{where}: kernel_check.frames_png_base64 is not a readable PNG ({exc}); re-run `mnv1-edge convert`") from exc
+        return list(np.split(strip, strip.shape[1] // side, axis=1))
+
+    @staticmethod
+    def from_frames(frames: list[np.ndarray], bound: int, reference: np.ndarray, measured: dict[str, Any]) -> KernelProbes:
+        """`frames`: the probes (not the self-test's); `reference`: the raw output rows of the self-test frame and of each probe."""
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.concatenate(frames, axis=1)).save(buf, format="PNG", optimize=True)
+        rows = tuple(np.asarray(row, np.uint8).tobytes().hex() for row in reference)
+        return KernelProbes(base64.b64encode(buf.getvalue()).decode("ascii"), bound, rows, measured)
+
+
+@dataclass(frozen=True)
 class Manifest:
     model_sha256: str
     model_bytes: int
@@ -70,13 +121,17 @@ class Manifest:
     self_test: SelfTest | None = None
     # A fixed-camera model's view (edge/model/viewref.py, edge/sources/moved.py): K grey 64x64 tiles in one PNG strip.
     view_references_png_base64: str | None = None
+    # Probe frames and the bound of the Engine's check of XNNPACK against the built-in kernels
+    # (edge/model/kernels.py); None in manifests written before it: the self-test frame alone, kernels.MIN_BOUND.
+    kernel_check: KernelProbes | None = None
     format: str = FORMAT
 
     def to_json(self) -> str:
         data = asdict(self)
         data["labels"] = list(self.labels)
-        if self.view_references_png_base64 is None:
-            del data["view_references_png_base64"]
+        for optional in ("view_references_png_base64", "kernel_check"):
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
     def view_references(self, where: str = "manifest") -> np.ndarray | None:
@@ -129,9 +184,17 @@ class Manifest:
                 provenance=dict(data.get("provenance", {})),
                 self_test=SelfTest(**st) if st else None,
                 view_references_png_base64=None if data.get("view_references_png_base64") is None else str(data["view_references_png_base64"]),
+                kernel_check=_kernel_probes(data.get("kernel_check")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: malformed manifest ({exc!r}); re-run `mnv1-edge convert`") from exc
+
+
+def _kernel_probes(data: Any) -> KernelProbes | None:
+    if data is None:
+        return None
+    rows = tuple(str(row) for row in data.get("reference_outputs_hex", ()))
+    return KernelProbes(str(data["frames_png_base64"]), int(data["bound"]), rows, dict(data.get("measured", {})))
 
 
 def manifest_path(model: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Region of interest geometry: frame fractions → a pixel box, or a libcamera ScalerCrop rectangle."""
+"""What of a frame the model sees (`Crop`): a pixel box, the pixels a source needs, or a libcamera ScalerCrop rectangle."""
 
 # One decision for every source: the model looks at `source.roi` (fractions of the full frame), and
 # the model's own centre crop (its manifest's crop_fraction) applies inside the region, so a region
@@ -22,13 +22,14 @@
 #     ScalerCrops ([main, lores] in configured order), and libcamera prefers those to ScalerCrop, so
 #     set cam.set_controls({"ScalerCrops": [crop, crop]}) — setting ScalerCrop alone changes nothing.
 #   Pi 4 and earlier (VC4): cam.set_controls({"ScalerCrop": crop}) (one crop for every stream).
-#   Then prepare the lores frame as today: prepare_array(rgb, 128, crop_fraction) (roi left FULL:
-#   the ISP already cropped). The frame's metadata "ScalerCrop"/"ScalerCrops" says what was applied.
+#   Then the lores frame is the model's input as it is (Crop.after_isp: nothing left to cut in
+#   software). The frame's metadata "ScalerCrop"/"ScalerCrops" says what was applied.
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 Roi = tuple[float, float, float, float]  # x, y, width, height as fractions of the full frame
 Rect = tuple[int, int, int, int]  # x, y, width, height in sensor pixels (libcamera Rectangle)
@@ -37,6 +38,54 @@ FULL: Roi = (0.0, 0.0, 1.0, 1.0)
 
 def is_full(roi: Sequence[float]) -> bool:
     return tuple(roi) == FULL
+
+
+@dataclass(frozen=True)
+class Crop:
+    """What of a frame the model sees: the region of interest (`source.roi`, `--roi`: fractions x,
+    y, w, h of the frame), then the model's centre crop (its manifest's crop_fraction) inside it.
+    One value for every source, classify, capture and the images the converter and train read."""
+
+    roi: Roi = FULL
+    fraction: float = 1.0
+
+    @property
+    def whole(self) -> bool:
+        """Nothing is cut: the frame as it is (only resized)."""
+        return self.fraction >= 1.0 and is_full(self.roi)
+
+    def box(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """A Pillow box (left, top, right, bottom) in pixels of a width x height frame."""
+        return crop_box(width, height, self.fraction) if is_full(self.roi) else pixel_box(width, height, self.roi, self.fraction)
+
+    def pixels(self, width: int, height: int) -> tuple[float, float]:
+        """The size in pixels of what the model looks at in a width x height frame."""
+        return region_pixels(width, height, self.roi, self.fraction)
+
+    def problem(self, width: int, height: int) -> str:
+        """ "" when the crop covers at least one pixel of a width x height frame, else why not."""
+        return region_problem(width, height, self.roi, self.fraction)
+
+    def need(self, size: int) -> tuple[int, int]:
+        """The smallest frame (width, height) whose crop still covers size x size pixels: how far a
+        JPEG may be drafted, a video frame scaled down, or how small a webcam mode may be. Capped so
+        a region of 1/65536 of the frame asks for no more than a full decode."""
+        w, h = self.roi[2], self.roi[3]
+        return (math.ceil(min(size / (self.fraction * w), 1e9)), math.ceil(min(size / (self.fraction * h), 1e9)))
+
+    def scaler_crop(self, full: Sequence[int], minimum: Sequence[int] = (1, 1)) -> Rect:
+        """The Pi camera's ScalerCrop showing this crop of the field of view `full` (see scaler_crop)."""
+        return scaler_crop(self.roi, full, minimum, self.fraction)
+
+
+NO_CROP = Crop()  # what is left to cut once the ISP cut the crop (a Pi camera's lores stream)
+
+
+def crop_box(width: int, height: int, fraction: float) -> tuple[float, float, float, float]:
+    """The central `fraction` of each dimension, as a Pillow box (aspect ratio kept)."""
+    dx = width * (1.0 - fraction) / 2.0
+    dy = height * (1.0 - fraction) / 2.0
+    return (dx, dy, width - dx, height - dy)
 
 
 def inner(roi: Sequence[float], fraction: float) -> Roi:

@@ -95,17 +95,20 @@ def make_interpreter(
     runtime: Runtime | None = None,
     builtin_kernels: bool = False,
     preserve_all_tensors: bool = False,
+    reference_kernels: bool = False,
 ) -> Any:
     """An allocated interpreter with the default delegate (XNNPACK) applied.
 
-    `builtin_kernels`: TFLite's own reference kernels instead (no XNNPACK), what the converter
-    compares against and edits with; `preserve_all_tensors` keeps every intermediate readable.
+    `builtin_kernels`: TFLite's own optimized kernels instead (no XNNPACK), what the converter
+    edits with and the Engine falls back to; `reference_kernels`: TFLite's plain reference kernels
+    (BUILTIN_REF: integer code that computes the same on every CPU, several times slower), what the
+    gates measure; `preserve_all_tensors` keeps every intermediate readable.
     """
     runtime = runtime or load_runtime()
     options: dict[str, Any] = {"num_threads": threads}
-    if builtin_kernels:
+    if builtin_kernels or reference_kernels:
         resolver = sys.modules[runtime.interpreter_class.__module__].OpResolverType
-        options["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        options["experimental_op_resolver_type"] = resolver.BUILTIN_REF if reference_kernels else resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     if preserve_all_tensors:
         options["experimental_preserve_all_tensors"] = True
     try:

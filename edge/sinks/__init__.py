@@ -1,14 +1,17 @@
-"""Result sinks: the protocol, and a factory that imports each kind's dependency lazily."""
+"""Result sinks: the protocol, one spec per sink, and a factory that imports each kind's dependency lazily."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from edge.config import Config, FileSinkConfig, MqttSinkConfig, PrometheusSinkConfig, StdoutSinkConfig
 
 if TYPE_CHECKING:
-    from edge.config import Config
     from edge.record import Record
+    from edge.stats import SinkCounters, StatsReport
 
 
 class Sink(Protocol):
@@ -22,66 +25,86 @@ class Sink(Protocol):
 
     def write(self, record: Record) -> None: ...
 
-    def report(self, stats: Mapping[str, Any]) -> None: ...  # the daemon's periodic stats
+    def report(self, stats: StatsReport) -> None: ...  # the daemon's periodic stats
 
-    def stats(self) -> dict[str, Any]: ...  # this sink's own counters, merged into the stats
+    def stats(self) -> SinkCounters: ...  # this sink's own counters, and what it lost
 
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
 
-def make_sinks(
+@runtime_checkable
+class SnapshotPublisher(Protocol):
+    """A sink that also publishes the newest evidence snapshot (the MQTT sink: retained on <prefix>snapshot)."""
+
+    def snapshot(self, jpeg: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkSpec:
+    """Everything one sink is made from. The fan-out keeps a running sink across a reload when its
+    spec is unchanged (an MQTT session survives it) and replaces it when it is not."""
+
+    name: str  # stdout, file, mqtt or prometheus
+    config: StdoutSinkConfig | FileSinkConfig | MqttSinkConfig | PrometheusSinkConfig
+    device: str = ""  # MQTT topics, Prometheus labels
+    # MQTT, for Home Assistant discovery: the names a record's `answer` can take besides "none" (the
+    # configured groups, or a custom model's labels; empty for ImageNet's 1001), one binary_sensor
+    # each; snapshot JPEGs published (an image entity); a fixed-camera model's view watched (a problem sensor).
+    answers: tuple[str, ...] = ()
+    snapshots: bool = False
+    view_check: bool = False
+    # Not compared: the MQTT sink warns when the file holding its secrets is world-readable, and
+    # tells `seq_floor(n)` that record numbers up to n were used as this device (edge/sinks/mqtt/clash.py).
+    config_path: Path | None = field(default=None, compare=False)
+    seq_floor: Callable[[int], None] | None = field(default=None, compare=False)
+
+
+def sink_specs(
     config: Config,
     config_path: Path | None = None,
     answers: tuple[str, ...] = (),
     view_check: bool = False,
     seq_floor: Callable[[int], None] | None = None,
-) -> list[Sink]:
-    """The enabled sinks, not yet opened; the MQTT one (and paho) is imported only when enabled.
+) -> list[SinkSpec]:
+    """The enabled sinks' specs, in the order they get each record."""
+    sinks = config.sinks
+    specs = [SinkSpec("stdout", sinks.stdout)] if sinks.stdout.enabled else []
+    if sinks.file.enabled:
+        specs.append(SinkSpec("file", sinks.file))
+    if sinks.mqtt.enabled:
+        # config.snapshots.published: the newest snapshot JPEG, retained on <prefix>snapshot.
+        mqtt = SinkSpec("mqtt", sinks.mqtt, config.device, answers, config.snapshots.published, view_check, config_path, seq_floor)
+        specs.append(mqtt)
+    if sinks.prometheus.enabled:
+        specs.append(SinkSpec("prometheus", sinks.prometheus, config.device))
+    return specs
 
-    `config_path` lets the MQTT sink warn when the file holding its secrets is world-readable.
-    `answers` are the names a record's `answer` can take besides "none" (the configured groups, or
-    a custom model's labels; empty for ImageNet's 1001): Home Assistant discovery announces one
-    binary_sensor per answer; `view_check` (a fixed-camera model's view is watched) one more for a moved camera.
-    `seq_floor(n)`: the MQTT sink learnt that record numbers up to n were used as this device (edge/sinks/mqtt/clash.py)."""
-    sinks: list[Sink] = []
-    if config.sinks.stdout.enabled:
+
+def make_sink(spec: SinkSpec) -> Sink:
+    """The sink `spec` describes, not yet opened; the MQTT one (and paho) is imported only when made."""
+    c = spec.config
+    if isinstance(c, StdoutSinkConfig):
         from edge.sinks.stdout import StdoutSink
 
-        sinks.append(StdoutSink())
-    if config.sinks.file.enabled:
+        return StdoutSink(text=c.format == "text")
+    if isinstance(c, FileSinkConfig):
         from edge.sinks.file import FileSink
 
-        sinks.append(FileSink(config.sinks.file))
-    if config.sinks.mqtt.enabled:
+        return FileSink(c)
+    if isinstance(c, MqttSinkConfig):
         from edge.sinks.mqtt.sink import MqttSink
 
-        snapshots = config.snapshots.published  # the newest snapshot JPEG, retained on <prefix>snapshot
-        mqtt = config.sinks.mqtt
-        sinks.append(
-            MqttSink(
-                mqtt,
-                device_id=config.device,
-                config_path=config_path,
-                answers=answers,
-                snapshots=snapshots,
-                view_check=view_check,
-                seq_floor=seq_floor,
-            )
+        return MqttSink(
+            c,
+            device_id=spec.device,
+            config_path=spec.config_path,
+            answers=spec.answers,
+            snapshots=spec.snapshots,
+            view_check=spec.view_check,
+            seq_floor=spec.seq_floor,
         )
-    if config.sinks.prometheus.enabled:
-        from edge.sinks.prometheus import PrometheusSink
+    from edge.sinks.prometheus import PrometheusSink
 
-        sinks.append(PrometheusSink(config.sinks.prometheus, device_id=config.device))
-    return sinks
-
-
-# Keys of the stats dict whose values are tables but not a sink's counters (each sink's are under its
-# name); `sink_errors` is the daemon's count of calls each sink raised on.
-_NOT_SINKS = frozenset({"inference_ms", "latency_ms", "source", "throttled", "sink_errors"})
-
-
-def sink_counters(stats: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """Each sink's counters by sink name, as the daemon files them into the stats it reports."""
-    return {name: value for name, value in stats.items() if isinstance(value, Mapping) and name not in _NOT_SINKS}
+    return PrometheusSink(c, device_id=spec.device)

@@ -7,16 +7,17 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edge.errors import SinkError
 from edge.fsutil import explain_mkdir, fsync_dir
+from edge.stats import SinkCounters
 
 if TYPE_CHECKING:
     from edge.config import FileSinkConfig
     from edge.record import Record
+    from edge.stats import StatsReport
 
 # Why this survives kill -9 without torn or duplicated lines: each record is written by a single
 # write(2) of a complete line, which the kernel finishes even if the process is killed right after;
@@ -200,13 +201,14 @@ class FileSink:
             self._open_fd()  # whatever happened above, records go on to a file
         self._rotations += 1
 
-    def report(self, stats: Mapping[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         pass  # the log carries the stats; this file holds only results
 
-    def stats(self) -> dict[str, Any]:
-        return {
+    def stats(self) -> SinkCounters:
+        errors = self._write_errors + self._fsync_errors
+        counters = {
             "written": self._written,
-            "errors": self._write_errors + self._fsync_errors,  # kept for dashboards; the two below split it
+            "errors": errors,  # kept for dashboards; the two below split it
             "write_errors": self._write_errors,
             "fsync_errors": self._fsync_errors,
             "records_lost": self._write_errors,
@@ -214,6 +216,7 @@ class FileSink:
             "rotate_errors": self._rotate_errors,
             "bytes": self._size,
         }
+        return SinkCounters(counters, lost=self._write_errors, errors=errors)
 
     def flush(self) -> None:
         if self.config.fsync != "never":

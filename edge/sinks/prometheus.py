@@ -14,35 +14,29 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__
 from edge.errors import SinkError
 from edge.fsutil import check_writable, write_atomic
-from edge.sinks import sink_counters
+from edge.stats import SinkCounters
+from edge.throttle import BITS, SINCE_BOOT
 
 if TYPE_CHECKING:
     from edge.config import PrometheusSinkConfig
     from edge.record import Record
+    from edge.stats import StatsReport
 
 log = logging.getLogger(__name__)
 
 PREFIX = "mnv1_edge_"
 INFERENCE_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Bits of the firmware's get_throttled mask (vcgencmd get_throttled), when the stats carry it.
-THROTTLE_BITS = {
-    0: "under_voltage",
-    1: "arm_frequency_capped",
-    2: "throttled",
-    3: "soft_temperature_limit",
-    16: "under_voltage_occurred",
-    17: "arm_frequency_capped_occurred",
-    18: "throttled_occurred",
-    19: "soft_temperature_limit_occurred",
-}
+# The firmware's get_throttled bits (edge/throttle.py) as `flag` labels: under_voltage, …, throttled_occurred.
+_FLAGS = {bit: name.lower().replace(" ", "_").replace("-", "_") for bit, name in BITS.items()}
+THROTTLE_FLAGS = _FLAGS | {bit + SINCE_BOOT: f"{name}_occurred" for bit, name in _FLAGS.items()}
 
 
 class Histogram:
@@ -104,7 +98,7 @@ class PrometheusSink:
             self.answer_changes += 1
         self._answer = answer
 
-    def report(self, stats: Mapping[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         text = self.render(stats)
         try:
             # No fsync: the file is rewritten every interval, and an fsync per report would wear the SD card.
@@ -120,8 +114,8 @@ class PrometheusSink:
         self._failing = False
         self._written += 1
 
-    def stats(self) -> dict[str, Any]:
-        return {"written": self._written, "errors": self._errors}
+    def stats(self) -> SinkCounters:
+        return SinkCounters({"written": self._written, "errors": self._errors}, errors=self._errors)
 
     def flush(self) -> None:
         pass  # each report is written whole
@@ -129,7 +123,7 @@ class PrometheusSink:
     def close(self) -> None:
         pass  # the last file stays: node_exporter's node_textfile_mtime_seconds tells its age
 
-    def render(self, stats: Mapping[str, Any]) -> str:
+    def render(self, stats: StatsReport) -> str:
         """The whole .prom file for these stats and the records seen so far."""
         labels = f'device_id="{_escape(self.device_id)}",model_sha="{_escape(self.model_sha[:12] or "unknown")}"'
         out = _Writer(labels)
@@ -143,56 +137,54 @@ class PrometheusSink:
         return out.text()
 
 
-def _pipeline(out: _Writer, stats: Mapping[str, Any]) -> None:
-    source = stats.get("source") or {}
-    out.one("frames_total", "counter", "Frames classified", stats.get("frames", 0))
-    out.one("published_total", "counter", "Records published to the sinks", stats.get("published", 0))
-    out.one("dropped_frames_total", "counter", "Frames replaced by a newer one before classification", stats.get("dropped", 0))
-    out.one("stalled_events_total", "counter", "Times the source stopped delivering frames", _event_count(stats, source, STALL_KEYS))
-    out.one("frozen_events_total", "counter", "Times the camera kept delivering the same frame", _event_count(stats, source, FROZEN_KEYS))
-    out.one("camera_reopens_total", "counter", "Camera reopens and stream reconnects", _event_count(stats, source, REOPEN_KEYS))
-    if "view_moved" in source:  # a fixed-camera model's moved-camera check (edge/sources/moved.py)
-        out.one("view_moved_total", "counter", "Times the view was found moved or unlike the model's training frames", source["view_moved"])
-        out.one("view_off", "gauge", "1 while the view is not as the model was trained", source.get("view_off", 0))
-        out.one("view_shift_pixels", "gauge", "The view's last estimated shift from training, px of the 128 px input", source.get("view_shift_px", 0))
-    out.one("fps", "gauge", "Frames classified per second over the last stats interval", stats.get("fps", 0.0))
-    out.one("uptime_seconds", "gauge", "Seconds since the daemon started", stats.get("uptime_s", 0.0))
-    if "snapshots_saved" in stats:  # only with [snapshots] enabled
-        out.one("snapshots_saved_total", "counter", "Evidence snapshots saved", stats["snapshots_saved"])
-        out.one("snapshots_bytes", "gauge", "Bytes in the snapshot folder", stats.get("snapshots_bytes", 0))
-        dropped = [(f'reason="{k}"', stats.get(f"snapshots_{k}", 0)) for k in ("dropped", "skipped", "no_room", "errors")]
+def _pipeline(out: _Writer, stats: StatsReport) -> None:
+    w, source = stats.window, stats.source.counters
+    out.one("frames_total", "counter", "Frames classified", w.frames)
+    out.one("published_total", "counter", "Records published to the sinks", w.published)
+    out.one("dropped_frames_total", "counter", "Frames replaced by a newer one before classification", stats.source.dropped)
+    out.one("stalled_events_total", "counter", "Times the source stopped delivering frames", stats.stalls)
+    out.one("frozen_events_total", "counter", "Times the camera kept delivering the same frame", source.frozen or 0)
+    out.one("camera_reopens_total", "counter", "Camera reopens and stream reconnects", source.reopened)
+    if source.view_moved is not None:  # a fixed-camera model's moved-camera check (edge/sources/moved.py)
+        out.one("view_moved_total", "counter", "Times the view was found moved or unlike the model's training frames", source.view_moved)
+        out.one("view_off", "gauge", "1 while the view is not as the model was trained", source.view_off or 0)
+        out.one("view_shift_pixels", "gauge", "The view's last estimated shift from training, px of the 128 px input", source.view_shift_px or 0)
+    out.one("fps", "gauge", "Frames classified per second over the last stats interval", w.fps)
+    out.one("uptime_seconds", "gauge", "Seconds since the daemon started", w.uptime_s)
+    if stats.kernels is not None:  # the Engine's kernel check at load (docs/design/numerics.md)
+        help_ = "1 when XNNPACK disagreed with the reference kernels at load: the built-in kernels classify"
+        out.one("kernel_fallback", "gauge", help_, int(stats.kernels.fallback))
+    snapshots = stats.snapshots
+    if snapshots is not None:
+        out.one("snapshots_saved_total", "counter", "Evidence snapshots saved", snapshots.saved)
+        out.one("snapshots_bytes", "gauge", "Bytes in the snapshot folder", snapshots.bytes)
+        lost = {"dropped": snapshots.dropped, "skipped": snapshots.skipped, "no_room": snapshots.no_room, "errors": snapshots.errors}
         out.metric(
             "snapshots_lost_total",
             "counter",
             "Snapshots deleted for the folder's caps, skipped behind, not taken for want of room, or failed",
-            dropped,
+            [(f'reason="{k}"', v) for k, v in lost.items()],
         )
 
 
-def _device(out: _Writer, stats: Mapping[str, Any]) -> None:
-    if stats.get("cpu_temp_c") is not None:
-        out.one("cpu_temperature_celsius", "gauge", "CPU temperature", stats["cpu_temp_c"])
-    flags = _throttle_flags(stats.get("throttled"))
-    if flags:
-        out.metric("throttled", "gauge", "Firmware throttling and under-voltage flags (1 = set)", [(f'flag="{k}"', v) for k, v in flags])
+def _device(out: _Writer, stats: StatsReport) -> None:
+    w = stats.window
+    if w.cpu_temp_c is not None:
+        out.one("cpu_temperature_celsius", "gauge", "CPU temperature", w.cpu_temp_c)
+    if w.throttled is not None:
+        flags = [(f'flag="{name}"', w.throttled >> bit & 1) for bit, name in THROTTLE_FLAGS.items()]
+        out.metric("throttled", "gauge", "Firmware throttling and under-voltage flags (1 = set)", flags)
 
 
-def _sinks(out: _Writer, stats: Mapping[str, Any]) -> None:
-    sinks = sink_counters(stats)
-    raised: Mapping[str, int] = stats.get("sink_errors", {})  # calls the daemon saw a sink raise on
-    errors = [(f'sink="{_escape(k)}"', _sink_errors(v) + int(raised.get(k, 0))) for k, v in sinks.items()]
+def _sinks(out: _Writer, stats: StatsReport) -> None:
+    errors = [(f'sink="{_escape(name)}"', sink.errors) for name, sink in stats.sinks.items()]
     out.metric("sink_write_errors_total", "counter", "Records or reports a sink failed to write", errors)
-    spool = sinks.get("mqtt")
-    if spool is not None and "spool_depth" in spool:
-        out.one("spool_depth", "gauge", "Records waiting in the MQTT spool", spool["spool_depth"])
-        out.one("spool_bytes", "gauge", "Bytes in the MQTT spool", spool.get("spool_bytes", 0))
-        reasons = [(f'reason="{k.removeprefix("spool_dropped_")}"', v) for k, v in spool.items() if k.startswith("spool_dropped_")]
+    spool = next((sink.spool for sink in stats.sinks.values() if sink.spool is not None), None)
+    if spool is not None:
+        out.one("spool_depth", "gauge", "Records waiting in the MQTT spool", spool.depth)
+        out.one("spool_bytes", "gauge", "Bytes in the MQTT spool", spool.bytes)
+        reasons = [('reason="size"', spool.dropped_size), ('reason="age"', spool.dropped_age), ('reason="full"', spool.dropped_full)]
         out.metric("spool_dropped_total", "counter", "Records dropped from the spool unsent, by reason", reasons)
-
-
-STALL_KEYS = ("stalls", "stalled_events", "stall_events")
-FROZEN_KEYS = ("frozen", "frozen_events", "freezes")
-REOPEN_KEYS = ("reopens", "reconnects")
 
 
 class _Writer:
@@ -218,33 +210,6 @@ class _Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
-
-
-def _event_count(stats: Mapping[str, Any], source: Mapping[str, Any], keys: tuple[str, ...]) -> int:
-    """The sum of whichever of `keys` the stats or the source's stats carry (0 when none does)."""
-    total = 0
-    for where in (stats, source):
-        total += sum(int(where[k]) for k in keys if isinstance(where.get(k), int) and not isinstance(where.get(k), bool))
-    return total
-
-
-def _sink_errors(counters: Mapping[str, Any]) -> int:
-    keys = ("errors", "write_errors", "mqtt_publish_errors", "spool_write_errors")
-    return sum(int(counters[k]) for k in keys if isinstance(counters.get(k), int))
-
-
-def _throttle_flags(value: Any) -> list[tuple[str, int]]:
-    """(flag, 0/1) from the firmware's bit mask (int or "0x50005") or a dict of named flags."""
-    if isinstance(value, Mapping):
-        return [(_escape(str(k)), int(bool(v))) for k, v in value.items()]
-    if isinstance(value, str):
-        try:
-            value = int(value, 16)
-        except ValueError:
-            return []
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [(name, (value >> bit) & 1) for bit, name in THROTTLE_BITS.items()]
-    return []
 
 
 def _escape(value: str) -> str:

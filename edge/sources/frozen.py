@@ -4,7 +4,7 @@
 # repeating its last picture, an IP camera serving a cached JPEG) while the daemon's "no frame"
 # stall timer sees frames flowing. Real sensors are never noise-free: consecutive frames of a static
 # scene differ by a few tenths of a level even after the ISP's denoise and the downscale to 128x128
-# (docs/arm-cost.md has the measurement behind the default threshold), so "no change at all, or less
+# (docs/design/arm-cost.md has the measurement behind the default threshold), so "no change at all, or less
 # than that noise" for stall_timeout_s means the pictures are no longer coming from the sensor.
 #
 # Once frozen, frames are withheld (not handed to the daemon) and the source is reopened, at most once
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from edge.sources import Frame, Source
+from edge.sources.frame import Frame, Source
+from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.frozen")
 
@@ -117,8 +119,8 @@ class FrozenGuard:
                 self.source.close()
             # A frozen frame is not handed on: the daemon's stall timer then sees the stall too.
 
-    def stats(self) -> dict[str, int]:
-        return {**self.source.stats(), "frozen": self._freezes, "frozen_reopens": self._reopens}
+    def stats(self) -> SourceCounters:
+        return replace(self.source.stats(), frozen=self._freezes, frozen_reopens=self._reopens)
 
     def interrupt(self) -> None:
         self.source.interrupt()

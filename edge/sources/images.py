@@ -5,16 +5,16 @@ from __future__ import annotations
 import glob
 import logging
 import time
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge.errors import SourceError
-from edge.model.preprocess import IMAGE_SUFFIXES, list_images, load_image
-from edge.model.region import FULL
-from edge.sources import Frame
-from edge.sources.view import file_view
+from edge.model.preprocess import IMAGE_SUFFIXES, STOCK_CROP, list_images, load_image
+from edge.model.region import Crop
+from edge.sources.frame import Frame
+from edge.sources.still import file_still
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import ImagesSourceConfig
@@ -39,10 +39,9 @@ class ImagesSource:
 
     live = False
 
-    def __init__(self, config: ImagesSourceConfig, crop_fraction: float = 0.875, roi: Sequence[float] = FULL) -> None:
+    def __init__(self, config: ImagesSourceConfig, crop: Crop = STOCK_CROP) -> None:
         self.config = config
-        self.crop_fraction = crop_fraction
-        self.roi = tuple(roi)
+        self.crop = crop
         self.name = f"images:{config.path}"
         self._queue: list[Path] = []
         self._good_in_pass = 0
@@ -76,9 +75,7 @@ class ImagesSource:
                 continue
             path = self._queue.pop()
             try:
-                pixels = load_image(
-                    path, fraction=self.crop_fraction, draft=self.config.draft, roi=self.roi, max_pixels=self.config.max_pixels, warn_upscaled=True
-                )
+                pixels = load_image(path, self.crop, draft=self.config.draft, max_pixels=self.config.max_pixels, warn_upscaled=True)
             except SourceError as exc:
                 # A corrupt or vanished file must not stop a folder run: count it, say which, go on.
                 self._skipped += 1
@@ -86,11 +83,11 @@ class ImagesSource:
                 continue
             self._read += 1
             self._good_in_pass += 1
-            return Frame(pixels, time.time(), path.name, view=partial(file_view, path))
+            return Frame(pixels, time.time(), path.name, still=partial(file_still, path))
         return None
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "skipped": self._skipped, "passes": self._passes}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, skipped=self._skipped, passes=self._passes)
 
     def interrupt(self) -> None:
         self._interrupted = True

@@ -1,7 +1,7 @@
 """Moved-camera guard: how far the view has shifted from the one a fixed-camera model was trained on."""
 
 # A model trained on one camera's frames learns that view: nudged by a few pixels, its answers
-# degrade (docs/train.md: the scene head loses 3-8.5 points on the bird task at 2-8 px, the
+# degrade (docs/design/train.md: the scene head loses 3-8.5 points on the bird task at 2-8 px, the
 # per-position head as much) with nothing in the results to show it. So `train` puts small grey
 # references of the view into the manifest when its frames show one (edge/train/view.py), and
 # every source.view_check_s the guard estimates the current frame's translation against the
@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from dataclasses import replace
 
 import numpy as np
 
 from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
-from edge.sources import Frame, Source
+from edge.sources.frame import Frame, Source
+from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.moved")
 
@@ -72,9 +74,9 @@ class MovedGuard:
             what,
         )
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> SourceCounters:
         off = int(self._state != "as trained")
-        return {**self.source.stats(), "view_shift_px": round(self._shift), "view_moved": self._moved, "view_off": off}
+        return replace(self.source.stats(), view_shift_px=round(self._shift), view_moved=self._moved, view_off=off)
 
     def interrupt(self) -> None:
         self.source.interrupt()

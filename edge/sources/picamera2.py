@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.backoff import Backoff
 from edge.errors import SourceError
 from edge.log import PACED
-from edge.model.preprocess import INPUT_SIZE, prepare_array
-from edge.model.region import FULL, is_full, scaler_crop
-from edge.sources import Frame
-from edge.sources.backoff import Backoff
-from edge.sources.mainview import MainRing, MainView
+from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare_array
+from edge.model.region import NO_CROP, Crop
+from edge.sources.frame import Frame
+from edge.sources.mainstill import MainRing, MainStill
 from edge.sources.yuv import Converter, make_converter
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import Picamera2SourceConfig
@@ -68,18 +68,16 @@ class Picamera2Source:
     def __init__(
         self,
         config: Picamera2SourceConfig,
-        crop_fraction: float = 0.875,
+        crop: Crop = STOCK_CROP,
         stall_timeout_s: float = 10.0,
-        roi: Sequence[float] = FULL,
-        keep_view: bool = False,
+        keep_still: bool = False,
     ) -> None:
-        """`keep_view` (snapshots on): capture the main stream with each lores frame and keep it for the
-        frame's view (edge/sources/mainview.py); off, the main stream is never read."""
+        """`keep_still` (snapshots on): capture the main stream with each lores frame and keep it for the
+        frame's still (edge/sources/mainstill.py); off, the main stream is never read."""
         self.config = config
-        self.keep_view = keep_view
-        self._ring = MainRing() if keep_view else None
-        self.crop_fraction = crop_fraction
-        self.roi = tuple(roi)
+        self.keep_still = keep_still
+        self._ring = MainRing() if keep_still else None
+        self.crop = crop
         self.name = f"picamera2:{config.camera}"
         # A reopen must fit in the stall timeout: capture wait + first back-off step + opening.
         self.capture_wait_s = min(max(1.0, 3.0 / config.framerate), stall_timeout_s / 3)
@@ -87,10 +85,9 @@ class Picamera2Source:
         self._cam: Any = None
         self._format = ""
         self._convert: Converter | None = None
-        self._main: tuple[tuple[int, int], int] = ((0, 0), 0)  # main stream (size, stride), for the view
+        self._main: tuple[tuple[int, int], int] = ((0, 0), 0)  # main stream (size, stride), for the stills
         self._mapped_array: Any = None  # picamera2.MappedArray
-        self._crop_fraction_left = crop_fraction  # what is still to crop in software (1.0 when the ISP did it)
-        self._roi_left: tuple[float, ...] = self.roi  # likewise for the region of interest
+        self._crop_left = crop  # what is still to cut in software (NO_CROP once the ISP did it)
         self._as_is = False
         self._read = 0
         self._reopens = 0
@@ -152,25 +149,25 @@ class Picamera2Source:
                 raise self._explain(exc) from exc
             lores, main = cam.camera_config["lores"], cam.camera_config["main"]
             self._main = (tuple(main["size"]), int(main["stride"]))
-            if self._format == "YUV420" or self.keep_view:
+            if self._format == "YUV420" or self.keep_still:
                 check_colour_space(cam.camera_config)
             self._set_crop(cam)
             cam.start()
             w, h = lores["size"]
             self._convert = make_converter(w, h, int(lores["stride"])) if self._format == "YUV420" else None
-            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_fraction_left >= 1.0 and is_full(self._roi_left)  # no resize, no crop
+            self._as_is = (w, h) == (INPUT_SIZE, INPUT_SIZE) and self._crop_left.whole  # no resize, no crop
         except BaseException:
             self._close(cam)
             raise
         self._cam = cam
 
     def _main_config(self) -> dict[str, Any]:
-        """Unread without keep_view. With it, YUV420 (the smallest buffer to copy per frame: 1.5 bytes a
+        """Unread without keep_still. With it, YUV420 (the smallest buffer to copy per frame: 1.5 bytes a
         pixel, the default XBGR8888 is 4) at the lores aspect ratio inside main_size: both streams are
         scaled from the same ISP crop (ScalerCrop; on a Pi 5 we set both ScalerCrops alike), so any
         other shape would be the crop stretched."""
         c = self.config
-        if not self.keep_view:
+        if not self.keep_still:
             return {"size": tuple(c.main_size)}
         (mw, mh), (lw, lh) = c.main_size, c.lores_size
         scale = min(mw / lw, mh / lh)
@@ -186,16 +183,16 @@ class Picamera2Source:
         """Let the ISP cut the region of interest and the centre crop inside it (edge/model/region.py),
         so a 128x128 lores is exactly the model's input: no resize."""
         controls = cam.camera_controls
-        if "ScalerCrop" not in controls or (self.crop_fraction >= 1.0 and is_full(self.roi)):
-            self._crop_fraction_left, self._roi_left = self.crop_fraction, self.roi
+        if "ScalerCrop" not in controls or self.crop.whole:
+            self._crop_left = self.crop
             return
         minimum, full, _default = controls["ScalerCrop"]
-        crop = scaler_crop(self.roi, tuple(full), tuple(minimum)[2:], fraction=self.crop_fraction)
+        crop = self.crop.scaler_crop(tuple(full), tuple(minimum)[2:])
         if "ScalerCrops" in controls:  # Pi 5: one crop per stream, set by configure(); replace the lores one
             cam.set_controls({"ScalerCrops": [crop, crop]})
         else:
             cam.set_controls({"ScalerCrop": crop})
-        self._crop_fraction_left, self._roi_left = 1.0, FULL
+        self._crop_left = NO_CROP
 
     @staticmethod
     def _close(cam: Any) -> None:
@@ -229,7 +226,7 @@ class Picamera2Source:
             try:
                 # With a timeout: on a frontend timeout libcamera cancels the requests and a capture
                 # without one would block forever (picamera2 only hands out completed requests).
-                array, view = self._capture()
+                array, still = self._capture()
             except Exception as exc:  # TimeoutError, ISP errors
                 self._errors += 1
                 why = f"no frame within {self.capture_wait_s:g} s" if isinstance(exc, TimeoutError) else str(exc)
@@ -238,11 +235,11 @@ class Picamera2Source:
                 continue
             self.backoff.reset()
             self._read += 1
-            return Frame(self._prepare(array), time.time(), self.name, view)
+            return Frame(self._prepare(array), time.time(), self.name, still)
         return None
 
-    def _capture(self) -> tuple[np.ndarray, MainView | None]:
-        """The lores array and, with keep_view, a view of the main stream of the same request."""
+    def _capture(self) -> tuple[np.ndarray, MainStill | None]:
+        """The lores array and, with keep_still, a still of the main stream of the same request."""
         if self._ring is None:
             return self._cam.capture_array("lores", wait=self.capture_wait_s), None
         # Both streams from one request (picamera2.py capture_arrays does the same, but copies main
@@ -255,7 +252,7 @@ class Picamera2Source:
                 generation = self._ring.put(mapped.array)
         finally:
             request.release()
-        return lores, MainView(self._ring, generation, *self._main)
+        return lores, MainStill(self._ring, generation, *self._main)
 
     def _prepare(self, array: np.ndarray) -> np.ndarray:
         if self._convert is not None:
@@ -266,10 +263,10 @@ class Picamera2Source:
             rgb = array
         if self._as_is:
             return rgb
-        return prepare_array(np.ascontiguousarray(rgb), INPUT_SIZE, self._crop_fraction_left, self._roi_left)
+        return prepare_array(np.ascontiguousarray(rgb), self._crop_left)
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "reopens": self._reopens, "errors": self._errors}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, reopens=self._reopens, errors=self._errors)
 
     def interrupt(self) -> None:
         self.backoff.stop.set()

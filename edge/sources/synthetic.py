@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge.model.preprocess import prepare_array
-from edge.model.region import FULL
-from edge.sources import Frame
+from edge.model.region import NO_CROP, Crop
+from edge.sources.frame import Frame
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import SyntheticSourceConfig
@@ -21,12 +22,13 @@ POOL = 8  # distinct frames cycled through; more than the daemon can hold at onc
 
 class SyntheticSource:
     """Cycles through a small pool of seeded random 128x128 frames (smooth gradients plus noise,
-    so the model's activations are not degenerate); `fps` > 0 paces them like a camera. A region of
-    interest is cut from each pooled frame once, at open (the whole frame: the frames as they are)."""
+    so the model's activations are not degenerate); `fps` > 0 paces them like a camera. The crop's
+    region of interest is cut from each pooled frame once, at open (the whole frame: the frames as
+    they are); the centre crop is not: the frames are made at the model's size already."""
 
-    def __init__(self, config: SyntheticSourceConfig, roi: Sequence[float] = FULL) -> None:
+    def __init__(self, config: SyntheticSourceConfig, crop: Crop = NO_CROP) -> None:
         self.config = config
-        self.roi = tuple(roi)
+        self.crop = replace(crop, fraction=1.0)
         self.name = f"synthetic:seed={config.seed}"
         self.live = config.fps > 0
         self._pool: list[np.ndarray] = []
@@ -41,7 +43,7 @@ class SyntheticSource:
         for i in range(POOL):
             base = (ramp[:, None, None] * (i % 3 == 0) + ramp[None, :, None] * (i % 3 != 0)) * 0.6
             noise = rng.integers(0, 100, size=(128, 128, 3)).astype(np.float32)
-            self._pool.append(prepare_array(np.clip(base + noise, 0, 255).astype(np.uint8), 128, 1.0, self.roi))
+            self._pool.append(prepare_array(np.clip(base + noise, 0, 255).astype(np.uint8), self.crop, 128))
         self._next_t = time.monotonic()
 
     def read(self) -> Frame | None:
@@ -58,8 +60,8 @@ class SyntheticSource:
         self._count += 1
         return Frame(pixels, time.time(), f"synthetic#{self._count}")
 
-    def stats(self) -> dict[str, int]:
-        return {"read": self._count}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._count)
 
     def interrupt(self) -> None:
         self._stop.set()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.errors import SourceError
-from edge.model.preprocess import INPUT_SIZE
-from edge.model.region import FULL
+from edge.model.preprocess import INPUT_SIZE, STOCK_CROP
+from edge.model.region import Crop
 from edge.sources.v4l2_caps import Mode, choose_mode, device_fd, list_sizes, wait_readable
 from edge.sources.video import AvSource
 
@@ -28,20 +27,17 @@ class V4l2Source(AvSource):
     """A webcam is live (latest frame wins); unplugging it reconnects with back-off, and one that stops
     delivering without disconnecting (FFmpeg's read would block forever) is reopened too."""
 
-    def __init__(
-        self, config: V4l2SourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0, max_fps: float = 0.0, roi: Sequence[float] = FULL
-    ) -> None:
+    def __init__(self, config: V4l2SourceConfig, crop: Crop = STOCK_CROP, stall_timeout_s: float = 10.0, max_fps: float = 0.0) -> None:
         self.config = config
         self.framerate = min(config.framerate, max_fps) if max_fps > 0 else config.framerate
         super().__init__(
             config.device,
-            crop_fraction,
+            crop,
             live=True,
             fmt="v4l2",
             options={},
             name=f"v4l2:{config.device}",
             stall_timeout_s=stall_timeout_s,
-            roi=roi,
         )
         self.mode: Mode | None = None
         self._fd: int | None = None
@@ -59,8 +55,7 @@ class V4l2Source(AvSource):
         except OSError as exc:
             log.warning("%s: cannot list its formats (%s); letting FFmpeg choose", self.name, exc)
             return None
-        # The ROI is cut out of the frame before the centre crop: the capture must cover both.
-        mode = choose_mode(sizes, INPUT_SIZE, self.crop_fraction * min(self.roi[2], self.roi[3]), c.input_format)
+        mode = choose_mode(sizes, self.crop.need(INPUT_SIZE), c.input_format)
         if mode is None:
             log.warning("%s: no YUYV or MJPEG size covers %dx%d after the crop (%s); letting FFmpeg choose", self.name, INPUT_SIZE, INPUT_SIZE, sizes)
         return mode

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import select
 import struct
@@ -70,20 +69,20 @@ class Mode:
     lowres: int = 0  # MJPEG decode scale 1/2^lowres
 
 
-def choose_mode(sizes: dict[str, list[tuple[int, int]]], input_size: int, crop_fraction: float, wanted: str = "auto") -> Mode | None:
-    """The smallest size whose centre crop still covers the model's input: raw YUYV if the camera has
-    one (no decoding at all), else MJPEG decoded at the smallest scale that still covers it."""
-    need = math.ceil(input_size / crop_fraction)
+def choose_mode(sizes: dict[str, list[tuple[int, int]]], need: tuple[int, int], wanted: str = "auto") -> Mode | None:
+    """The smallest size of at least `need` (width, height: what the crop needs, Crop.need): raw YUYV
+    if the camera has one (no decoding at all), else MJPEG decoded at the smallest scale that still covers it."""
+    need_w, need_h = need
     for fmt in ("yuyv422", "mjpeg"):
         if wanted not in ("auto", fmt):
             continue
-        covering = [s for s in sizes.get(fmt, []) if s[0] >= need and s[1] >= need]
+        covering = [s for s in sizes.get(fmt, []) if s[0] >= need_w and s[1] >= need_h]
         if not covering:
             continue
         w, h = min(covering, key=lambda s: (s[0] * s[1], s))
         lowres = 0
         if fmt == "mjpeg":
-            while lowres < MAX_LOWRES and (w >> (lowres + 1)) >= need and (h >> (lowres + 1)) >= need:
+            while lowres < MAX_LOWRES and (w >> (lowres + 1)) >= need_w and (h >> (lowres + 1)) >= need_h:
                 lowres += 1
         return Mode(fmt, w, h, lowres)
     return None

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edge.backoff import Backoff
 from edge.errors import SourceError
 from edge.log import PACED
-from edge.model.preprocess import INPUT_SIZE, prepare
-from edge.model.region import FULL
-from edge.sources import Frame
-from edge.sources.backoff import Backoff
-from edge.sources.view import av_view
+from edge.model.preprocess import INPUT_SIZE, STOCK_CROP, prepare
+from edge.model.region import Crop
+from edge.sources.frame import Frame
+from edge.sources.still import av_still
+from edge.stats import SourceCounters
 
 if TYPE_CHECKING:
     from edge.config import VideoSourceConfig
@@ -47,7 +47,7 @@ class AvSource:
     def __init__(
         self,
         url: str,
-        crop_fraction: float,
+        crop: Crop,
         *,
         live: bool,
         loop: bool = False,
@@ -55,12 +55,10 @@ class AvSource:
         options: dict[str, str] | None = None,
         reconnect_max_s: float = 30.0,
         name: str = "",
-        roi: Sequence[float] = FULL,
         stall_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
-        self.crop_fraction = crop_fraction
-        self.roi = tuple(roi)
+        self.crop = crop
         self.live = live
         self.loop = loop
         self.fmt = fmt
@@ -173,7 +171,7 @@ class AvSource:
             self.backoff.reset()
             self._read += 1
             self._pass_frames += 1
-            return Frame(self._prepare(frame), time.time(), self.name, view=partial(av_view, frame))
+            return Frame(prepare_av_frame(frame, self.crop), time.time(), self.name, still=partial(av_still, frame))
         return None
 
     def _reconnect(self) -> bool:
@@ -193,29 +191,29 @@ class AvSource:
             return False
         return True
 
-    def _prepare(self, frame: Any) -> np.ndarray:
-        # Let swscale shrink large frames first (like JPEG draft mode): the crop must keep at
-        # least twice the model's input, then Pillow does the same crop (region of interest, then
-        # centre crop) + bilinear resize as for every other source.
-        need_w = 2 * math.ceil(INPUT_SIZE / (self.crop_fraction * self.roi[2]))
-        need_h = 2 * math.ceil(INPUT_SIZE / (self.crop_fraction * self.roi[3]))
-        scale = max(need_w / frame.width, need_h / frame.height)
-        if scale < 1.0:
-            w = max(2, round(frame.width * scale) // 2 * 2)
-            h = max(2, round(frame.height * scale) // 2 * 2)
-            image = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
-        else:
-            image = frame.to_image()
-        return np.asarray(prepare(image, INPUT_SIZE, self.crop_fraction, self.roi))
-
-    def stats(self) -> dict[str, int]:
-        return {"read": self._read, "reconnects": self._reconnects, "errors": self._errors, "damaged": self._damaged}
+    def stats(self) -> SourceCounters:
+        return SourceCounters(self._read, reconnects=self._reconnects, errors=self._errors, damaged=self._damaged)
 
     def interrupt(self) -> None:
         self.backoff.stop.set()
 
     def close(self) -> None:
         self._disconnect()
+
+
+def prepare_av_frame(frame: Any, crop: Crop) -> np.ndarray:
+    """A decoded PyAV VideoFrame as the model's input. swscale shrinks a large frame first (like JPEG
+    draft mode) as far as the crop keeps twice the model's input, then Pillow does the same crop +
+    bilinear resize as for every other source."""
+    need_w, need_h = crop.need(INPUT_SIZE)
+    scale = max(2 * need_w / frame.width, 2 * need_h / frame.height)
+    if scale < 1.0:
+        w = max(2, round(frame.width * scale) // 2 * 2)
+        h = max(2, round(frame.height * scale) // 2 * 2)
+        image = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA").to_image()
+    else:
+        image = frame.to_image()
+    return np.asarray(prepare(image, crop))
 
 
 def is_stream(url: str) -> bool:
@@ -225,18 +223,17 @@ def is_stream(url: str) -> bool:
 class VideoSource(AvSource):
     """A video file (read at inference pace, optionally looping) or a network stream (live)."""
 
-    def __init__(self, config: VideoSourceConfig, crop_fraction: float = 0.875, stall_timeout_s: float = 10.0, roi: Sequence[float] = FULL) -> None:
+    def __init__(self, config: VideoSourceConfig, crop: Crop = STOCK_CROP, stall_timeout_s: float = 10.0) -> None:
         stream = is_stream(config.url)
         options = {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"} if config.url.lower().startswith("rtsp") else {}
         super().__init__(
             config.url,
-            crop_fraction,
+            crop,
             live=stream,
             loop=config.loop,
             options=options,
             reconnect_max_s=config.reconnect_max_s,
             name=f"video:{config.url}",
-            roi=roi,
             stall_timeout_s=stall_timeout_s,
         )
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from edge.convert.output import check_delegation
 from edge.train.heads.base import Fitted
+from edge.train.report import Metrics, measure
 
 
 def keras_model(layers: list[Any], fitted: Fitted, dtype: str = "float32") -> Any:
@@ -52,20 +53,49 @@ def quantize(model: Any, reference: Any, calibration: np.ndarray, bias_correctio
     return Quantized(plain, corrected, check_delegation(corrected or plain, "trained model"))
 
 
-def tflite_probs(model: bytes, frames: np.ndarray) -> np.ndarray:
-    """The uint8 model's dequantized probabilities (XNNPACK, 1 thread), as the device computes them."""
-    from edge.model.contract import dequantize_table
-    from edge.model.runtime import make_interpreter
+def tflite_probs(model: bytes, frames: np.ndarray, kernels: str = "reference") -> np.ndarray:
+    """The uint8 model's dequantized probabilities (1 thread) on TFLite's reference kernels (the same
+    on every CPU), or on "xnnpack" as this CPU's device path computes them, or "builtin"."""
+    from edge.convert import kernelgate
 
-    interp = make_interpreter(model, 1)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    table = dequantize_table(out["quantization"])
-    rows = []
-    for frame in frames:
-        interp.set_tensor(inp["index"], frame[None])
-        interp.invoke()
-        rows.append(table[interp.get_tensor(out["index"])[0]])
-    return np.stack(rows)
+    return kernelgate.probabilities(model, kernelgate.outputs(model, frames, kernels))
+
+
+KERNEL_FRAMES = 200  # held-out frames, then training frames, on which XNNPACK must agree with the reference kernels
+
+
+def int8_metrics(
+    q: Quantized,
+    test: np.ndarray,
+    train: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+    float_probs: np.ndarray,
+    min_kernel_agreement: float,
+) -> tuple[list[Metrics], np.ndarray, dict[str, Any], list[str]]:
+    """Held-out metrics of the int8 models on the reference kernels (plain, then bias-corrected when
+    there is one: the last is the deployed model), the deployed model's held-out probabilities there,
+    the deployed model on this CPU's XNNPACK beside them on the held-out and up to KERNEL_FRAMES
+    training frames (edge/convert/kernelgate.py), and the kernel gate's failures."""
+    from edge.convert import kernelgate
+
+    deployed = q.corrected or q.plain
+    count = min(len(train), max(0, KERNEL_FRAMES - len(test)))
+    frames = np.concatenate([test, train[np.linspace(0, len(train) - 1, count).astype(np.int64)]]) if count else test
+    reference, xnnpack = kernelgate.outputs(deployed, frames, "reference"), kernelgate.outputs(deployed, frames, "xnnpack")
+    on_reference = kernelgate.probabilities(deployed, reference[: len(test)])
+    held = [measure("int8 plain", tflite_probs(q.plain, test) if q.corrected is not None else on_reference, labels, classes, float_probs)]
+    if q.corrected is not None:
+        held.append(measure("int8 bias-corrected", on_reference, labels, classes, float_probs))
+    here = measure("int8 on XNNPACK here", kernelgate.probabilities(deployed, xnnpack[: len(test)]), labels, classes, float_probs)
+    agreement = kernelgate.agreement(reference, xnnpack, min_kernel_agreement)
+    kernels = agreement.to_dict() | {
+        "accuracy_reference": held[-1].accuracy,
+        "accuracy_xnnpack": here.accuracy,
+        "agreement_xnnpack_with_float": here.agreement,
+        "summary": agreement.summary(),
+    }
+    return held, on_reference, kernels, agreement.failures()
 
 
 def keras_probs(model: Any, frames: np.ndarray, batch: int = 50) -> np.ndarray:

@@ -125,6 +125,7 @@ def _no_images(folder: Path, name: str) -> DatasetError:
 def load(root: Path, limits: Limits, fraction: float) -> Loaded:
     """Decode every image (corrupt ones skipped and counted) and check counts and balance."""
     from edge.model.preprocess import prepare
+    from edge.model.region import Crop
 
     classes = class_folders(root)
     frames: list[np.ndarray] = []
@@ -146,7 +147,7 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
             if min(image.size) * fraction < limits.min_side:
                 too_small.append(f"{path} is {image.size[0]}x{image.size[1]}")
                 continue
-            frames.append(np.asarray(prepare(image, INPUT_SIZE, fraction)))
+            frames.append(np.asarray(prepare(image, Crop(fraction=fraction))))
             labels.append(index)
             kept.append(path)
             times.append(frame_time(path))

@@ -47,6 +47,7 @@ def _pct(x: Any) -> float:
 class Gate:
     min_accuracy: float = 90.0  # int8 held-out accuracy, percent
     min_agreement: float = 95.0  # int8 vs float custom model, percent
+    min_kernel_agreement: float = 80.0  # top-1s XNNPACK on this CPU shares with the reference kernels, percent
 
     def failures(self, int8: Metrics) -> list[str]:
         problems = []
@@ -68,6 +69,8 @@ class TrainReport:
     model: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # int8 held-out accuracy on this CPU's XNNPACK beside the reference kernels' (held_out), and how far they agree
+    kernels: dict[str, Any] = field(default_factory=dict)
     conditions: dict[str, Any] = field(default_factory=dict)  # the light the frames cover (edge/train/conditions.py)
     mistakes: list[dict[str, Any]] = field(default_factory=list)  # every held-out frame the deployed model got wrong
 
@@ -88,6 +91,11 @@ class TrainReport:
             "held out  "
             + "  ".join(f"{m.name} {m.accuracy:.1f}%" + (f" (agrees {m.agreement:.1f}%)" if m.agreement is not None else "") for m in self.held_out),
         ]
+        if self.kernels:
+            lines.append(
+                f"kernels   int8 held out {self.kernels['accuracy_reference']:.1f}% on TFLite's reference kernels (above: the gated figure, "
+                f"the same on every CPU), {self.kernels['accuracy_xnnpack']:.1f}% on XNNPACK here; {self.kernels['summary']}"
+            )
         worst = min(self.held_out[-1].per_class.items(), key=lambda kv: kv[1]["recall"])
         lines.append(f"weakest   {worst[0]!r}: recall {worst[1]['recall']:.1f}%, precision {worst[1]['precision']:.1f}%")
         if self.mistakes:

@@ -43,7 +43,7 @@ class Options:
     gate: Gate = field(default_factory=Gate)
     bias_correction: bool = True
     # Bias correction fits per-channel means on the calibration images: measured, it lifted int8
-    # accuracy by 4-16 points with 200 training images and cost 11 points with 42 (docs/train.md).
+    # accuracy by 4-16 points with 200 training images and cost 11 points with 42 (docs/design/train.md).
     min_bias_correction_images: int = 100
     max_calibration: int = 300
 
@@ -92,13 +92,13 @@ def train(opts: Options) -> TrainReport:
     q = build.quantize(model, reference, calibration, correct, dense_per_tensor=chosen.int8.dense_per_tensor)
     deployed = q.corrected or q.plain
     held = [measure("float", float_probs, test_labels, data.classes)]
-    int8_probs = build.tflite_probs(q.plain, test_frames)
-    held.append(measure("int8 plain", int8_probs, test_labels, data.classes, float_probs))
-    if q.corrected is not None:
-        int8_probs = build.tflite_probs(q.corrected, test_frames)
-        held.append(measure("int8 bias-corrected", int8_probs, test_labels, data.classes, float_probs))
-    problems = opts.gate.failures(held[-1])
+    int8, int8_probs, kernels, kernel_problems = build.int8_metrics(
+        q, test_frames, data.frames[train_idx], test_labels, data.classes, float_probs, opts.gate.min_kernel_agreement
+    )
+    held += int8
+    problems = opts.gate.failures(held[-1]) + kernel_problems
     report = _report(opts, data, split, candidates, choice, held, problems)
+    report.kernels = kernels
     report.conditions = cover
     report.notes += [conditions.narrow_note(cover)] if cover["narrow"] else []
     report.notes += _probe_notes(choice)

@@ -1,4 +1,4 @@
-"""The MQTT sink's paho client: construction (last will, credentials, TLS, windows), back-off and its log lines."""
+"""The MQTT sink's paho client: construction (last will, credentials, TLS, windows), its back-off, reason codes and log lines."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import ssl
 import threading
 from typing import TYPE_CHECKING, Any
 
+from edge.backoff import Backoff
 from edge.errors import SinkError
 from edge.log import PACED
 from edge.sinks.mqtt.diagnose import HandshakeWatch, tls_refused_hint
@@ -34,21 +35,14 @@ class Link:
         self.lock = threading.Lock()  # a publish batch and a (re)connect never interleave
 
 
-class Backoff:
-    """Mirrors the delays paho waits between attempts (doubling from 1 s up to `max_s`), for the log lines."""
+def reconnect_max_s(config: MqttSinkConfig) -> int:
+    """paho's reconnect_delay_set takes whole seconds."""
+    return max(RECONNECT_MIN_S, int(config.reconnect_max_s))
 
-    def __init__(self, max_s: float) -> None:
-        self.max_s = max(RECONNECT_MIN_S, int(max_s))
-        self.streak = 0
 
-    def next_delay(self) -> int:
-        """The back-off paho waits after this failure."""
-        delay = min(RECONNECT_MIN_S * 2**self.streak, self.max_s)
-        self.streak = min(self.streak + 1, 30)
-        return int(delay)
-
-    def reset(self) -> None:
-        self.streak = 0
+def paho_backoff(config: MqttSinkConfig) -> Backoff:
+    """The delays paho waits between attempts (doubling from 1 s up to sinks.mqtt.reconnect_max_s), for the log lines."""
+    return Backoff(reconnect_max_s(config), first_s=RECONNECT_MIN_S)
 
 
 def client_class(handshake: HandshakeWatch | None = None) -> type[mqtt.Client]:
@@ -121,7 +115,7 @@ def new_client(
         if config.tls.insecure:
             client.tls_insecure_set(True)
             log.warning("sinks.mqtt.tls.insecure = true: the broker's host name is not checked")
-    client.reconnect_delay_set(RECONNECT_MIN_S, max(RECONNECT_MIN_S, int(config.reconnect_max_s)))
+    client.reconnect_delay_set(RECONNECT_MIN_S, reconnect_max_s(config))
     client.max_inflight_messages_set(config.max_inflight + _EXTRA_INFLIGHT)
     client.max_queued_messages_set(0)  # bounded by the pump's window instead
     return client
@@ -142,12 +136,29 @@ def publish_checked(client: Any, topic: str, payload: str | bytes, qos: int, ret
     return info
 
 
-def log_refused(where: str, reason_code: Any, delay: int) -> None:
-    hint = " (check the username and password)" if reason_code.value in (0x86, 0x87, 4, 5) else ""
+def login_refused(reason_code: Any) -> bool:
+    """A CONNACK refusing the credentials (paho 2 hands MQTT 3.1.1's return codes 4 and 5 to
+    on_connect as these MQTT 5 reason codes; paho's docs: compare them by name)."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    return any(reason_code == ReasonCode(PacketTypes.CONNACK, name) for name in ("Bad user name or password", "Not authorized"))
+
+
+def keepalive_timeout(reason_code: Any) -> bool:
+    """A disconnect because paho gave up waiting for the server (keepalive): a silent server."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    return bool(reason_code == ReasonCode(PacketTypes.DISCONNECT, "Keep alive timeout"))
+
+
+def log_refused(where: str, reason_code: Any, delay: float) -> None:
+    hint = " (check the username and password)" if login_refused(reason_code) else ""
     log.error("MQTT broker %s refused the connection: %s%s; retrying in %d s", where, reason_code, hint, delay, extra=PACED)
 
 
-def log_unreachable(where: str, exc: Exception | None, delay: int, tls: bool = False) -> None:
+def log_unreachable(where: str, exc: Exception | None, delay: float, tls: bool = False) -> None:
     hint = tls_refused_hint(exc) if tls and exc is not None else ""
     if isinstance(exc, ssl.SSLError) and not hint:
         log.error("MQTT broker %s: TLS handshake failed: %s; check sinks.mqtt.tls; retrying in %d s", where, exc, delay, extra=PACED)
@@ -158,6 +169,6 @@ def log_unreachable(where: str, exc: Exception | None, delay: int, tls: bool = F
         log.warning("MQTT broker %s unreachable (%s)%s; records are spooled; retrying in %d s", where, reason, hint, delay, extra=PACED)
 
 
-def log_no_session(where: str, hint: str, delay: int) -> None:
+def log_no_session(where: str, hint: str, delay: float) -> None:
     """TCP connected but the MQTT handshake did not complete: one line per back-off step, with the likely cause."""
     log.warning("MQTT broker %s: no MQTT session: %s; records are spooled; retrying in %d s", where, hint, delay, extra=PACED)

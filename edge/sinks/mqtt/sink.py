@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +17,12 @@ from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.diagnose import HandshakeWatch
 from edge.sinks.mqtt.pump import Pump
 from edge.sinks.mqtt.spool import Spool
+from edge.stats import SinkCounters
 
 if TYPE_CHECKING:
     from edge.config import MqttSinkConfig
     from edge.record import Record
+    from edge.stats import StatsReport
 
 # Threads and who does what:
 # * the pipeline thread calls `write`: one append to the spool (a page-cache write), never blocks on
@@ -74,7 +76,7 @@ class MqttSink:
         self.spool = Spool(Path(config.spool.path), config.spool.max_bytes, config.spool.max_age_s, config.spool.sync_interval_s)
         self.counters = {"published": 0, "acked": 0, "connects": 0, "publish_errors": 0, "dropped_closed": 0}
         self._link = connection.Link()
-        self._backoff = connection.Backoff(config.reconnect_max_s)
+        self._backoff = connection.paho_backoff(config)
         self._pump = Pump(
             self.spool,
             self._link,
@@ -157,17 +159,19 @@ class MqttSink:
         self._snapshot_due = True
         self._pump.wake()
 
-    def report(self, stats: Mapping[str, Any]) -> None:
+    def report(self, stats: StatsReport) -> None:
         """The daemon's periodic stats; published (merged with ours) at most every stats_interval_s."""
-        self._daemon_stats = dict(stats)
+        self._daemon_stats = stats.to_dict()
         self._stats_due = True
         self._pump.wake()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> SinkCounters:
+        """A record is lost only when the spool drops it (size, age, full disk), cannot store it, or the sink is closing."""
         now = time.monotonic()
         clash = self.clash.clash(now)
-        return {
-            **self.spool.stats(),
+        spool = self.spool.stats()
+        counters = {
+            **spool.to_dict(),
             "mqtt_connected": self._link.connected,
             "mqtt_inflight": self._pump.inflight,
             "mqtt_holding": bool(self._hold(now)),
@@ -176,6 +180,8 @@ class MqttSink:
             **({"mqtt_clash_with": self.clash.other.describe()} if clash and self.clash.other else {}),
             **{f"mqtt_{k}": v for k, v in self.counters.items()},
         }
+        lost = spool.dropped + spool.write_errors + self.counters["dropped_closed"]
+        return SinkCounters(counters, lost=lost, errors=self.counters["publish_errors"] + spool.write_errors, spool=spool)
 
     def flush(self) -> None:
         self._pump.sync()
@@ -255,10 +261,10 @@ class MqttSink:
             log.warning("MQTT sink: lost the connection to %s (%s); spooling records and reconnecting", self.where, reason_code)
         elif not was_connected and not self._closing and not refused:
             # TCP connected but no CONNACK came (paho calls neither on_connect nor on_connect_fail):
-            # say why it probably failed. 0x8D: paho gave up waiting (keepalive) on a silent server.
-            # The one exception to "never block": the first failure of a streak may probe the port
-            # for TLS (at most diagnose.PROBE_TIMEOUT_S), while there is no connection to serve.
-            hint = self._watch.hint(keepalive_timeout=getattr(reason_code, "value", 0) == 0x8D)
+            # say why it probably failed. The one exception to "never block": the first failure of a
+            # streak may probe the port for TLS (at most diagnose.PROBE_TIMEOUT_S), while there is
+            # no connection to serve.
+            hint = self._watch.hint(keepalive_timeout=connection.keepalive_timeout(reason_code))
             connection.log_no_session(self.where, hint, self._backoff.next_delay())
         self._pump.wake()
 
@@ -377,7 +383,7 @@ class MqttSink:
                 "ts": rfc3339(time.time()),
                 **({"model_sha256": self._model_sha} if self._model_sha else {}),
                 **self._daemon_stats,
-                **self.stats(),
+                **self.stats().counters,
             }
             text = jsontext.dumps(payload, separators=(",", ":"), default=str)
             # Retained: a late subscriber (Home Assistant, `mnv1-edge fleet`) sees the last stats at once.

@@ -16,6 +16,7 @@ from edge.sinks.mqtt.spool import framing
 from edge.sinks.mqtt.spool.bounds import Bounds
 from edge.sinks.mqtt.spool.cursor import CursorFile, Pos
 from edge.sinks.mqtt.spool.segments import SegmentLog, segment_bytes
+from edge.stats import SpoolCounters
 
 # Why a segment log and not SQLite (WAL), for an SD card and for crash safety:
 #
@@ -241,13 +242,9 @@ class Spool:
         with self._lock:
             return self._bounds.depth()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> SpoolCounters:
         with self._lock:
-            depth = self._bounds.depth()
-            size = self._segments.total_bytes()
-            counters = dict(self.counters)
-        dropped = counters["dropped_size"] + counters["dropped_age"] + counters["dropped_full"]
-        return {"spool_depth": depth, "spool_bytes": size, "spool_dropped": dropped, **{f"spool_{k}": v for k, v in counters.items()}}
+            return SpoolCounters(self._bounds.depth(), self._segments.total_bytes(), **self.counters)
 
 
 def _fdatasync(fd: int) -> None:

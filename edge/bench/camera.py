@@ -45,13 +45,12 @@ def _yuyv_prepare(frame: np.ndarray) -> Callable[[], object]:
     """A webcam's raw 320x240 YUYV frame made into the model's input, as the v4l2 source does it."""
     import av
 
-    from edge.config import V4l2SourceConfig
-    from edge.sources.v4l2 import V4l2Source
+    from edge.model.preprocess import STOCK_CROP
+    from edge.sources.video import prepare_av_frame
 
     yuyv = np.resize(frame.reshape(-1), 240 * 320 * 2).reshape(240, 320, 2)
     picture = av.VideoFrame.from_ndarray(yuyv, format="yuyv422")
-    source = V4l2Source(V4l2SourceConfig())
-    return lambda: source._prepare(picture)
+    return lambda: prepare_av_frame(picture, STOCK_CROP)
 
 
 def _mjpeg_decoder(jpeg: Path, lowres: int) -> Callable[[], object]:

@@ -1,4 +1,4 @@
-"""What `run` will need from the machine, checked without running: files, folders, devices."""
+"""What `run` will need from the machine, checked without running (`check-config`, and a reload first): files, folders, devices."""
 
 # `check-config` used to stop at parsing, so a config whose model or password file is missing
 # passed "OK" and `run` failed later under systemd. These checks touch nothing: they read the files
@@ -12,12 +12,15 @@ import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.config import Config
+from edge.config import SERVICE_USER, Config
+from edge.daemon import statelock
 from edge.errors import EdgeError
 from edge.fsutil import blocking_file
 
-SERVICE_USER = "mnv1-edge"  # systemd/mnv1-edge.service User=
+if TYPE_CHECKING:
+    from edge.config import TlsConfig
 
 
 @dataclass
@@ -146,22 +149,20 @@ def _sinks(config: Config, result: Preflight) -> None:
         tls = mqtt.tls
         files = (("ca_file", tls.ca_file), ("cert_file", tls.cert_file), ("key_file", tls.key_file))
         if all(_readable_file(Path(name), f"sinks.mqtt.tls.{key}", result) for key, name in files if name):
-            _tls_loads(tls.ca_file, tls.cert_file, tls.key_file, result)
+            _tls_loads(tls, result)
     _writable_dir(Path(mqtt.spool.path), "sinks.mqtt.spool.path", result)
     result.skipped.append(f"connecting to the MQTT broker {mqtt.host}:{mqtt.port} (only `run` does)")
 
 
-def _tls_loads(ca_file: str, cert_file: str, key_file: str, result: Preflight) -> None:
-    """Load the CA and client certificate as the MQTT sink will: a file that is there but is not
-    PEM (or a key that does not match) fails here rather than at `run`."""
-    import ssl
+def _tls_loads(tls: TlsConfig, result: Preflight) -> None:
+    """Load the CA and client certificate as the MQTT sink will (its own loader): a file that is
+    there but is not PEM (or a key that does not match) fails here rather than at `run`."""
+    from edge.sinks.mqtt.connection import tls_context
 
     try:
-        context = ssl.create_default_context(cafile=ca_file or None)
-        if cert_file:
-            context.load_cert_chain(cert_file, key_file or None)
-    except (OSError, ssl.SSLError) as exc:
-        result.problems.append(f"sinks.mqtt.tls: cannot load the CA or client certificate ({exc}); check ca_file, cert_file and key_file")
+        tls_context(tls)
+    except EdgeError as exc:
+        result.problems.append(str(exc))
 
 
 def _relative_paths(config: Config, result: Preflight) -> None:
@@ -203,23 +204,9 @@ def _writable_dir(folder: Path, key: str, result: Preflight) -> None:
 
 def _state_lock(state_dir: Path, result: Preflight) -> None:
     """A daemon running on this state_dir is no fault of the config, but a second `run` would be refused."""
-    import fcntl
-
-    from edge.config import STATE_LOCK
-
-    try:
-        fd = os.open(state_dir / STATE_LOCK, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return  # no lock file yet (or unreadable): nothing runs there, or _writable_dir said why
-    # A shared lock held for an instant: a daemon starting in that instant is refused (exit 75)
-    # and restarted by systemd; flock has no test-only operation.
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+    holder = statelock.holder(state_dir)
+    if holder is not None:
         result.notes.append(f"state_dir: {state_dir} is in use by a running mnv1-edge (pid {holder}); a second `run` on it is refused")
-    finally:
-        os.close(fd)
 
 
 def _who(result: Preflight) -> None:
