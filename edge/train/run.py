@@ -119,7 +119,8 @@ def train(opts: Options) -> TrainReport:
         report.notes.append(f"{len(data.skipped)} unreadable images skipped, e.g. {data.skipped[0]}")
     if not problems:
         provenance = _provenance(opts, source, data, train_idx, chosen.name)
-        write_model(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction, views)
+        light = (cover["brightness_train"][0], cover["brightness_train"][1])  # the daemon's light check compares frames with it
+        write_model(opts.out, deployed, data.classes, [data.paths[i] for i in test_idx], provenance, opts.crop_fraction, views, light)
         report.model = {
             "path": str(opts.out),
             "bytes": len(deployed),
