@@ -88,6 +88,8 @@ def test_no_option_of_any_command_takes_nan_or_inf() -> None:
         ),
         (("train", "--images", "x", "--out", "m.tflite", "--held-out", "1"), "--held-out: expected a number in (0, 1), got '1'"),
         (("train", "--images", "x", "--out", "m.tflite", "--min-images", "1"), "--min-images: expected an integer >= 2"),
+        (("train", "--images", "x", "--out", "m.tflite", "--gap", "0.5"), "--gap: expected a number in [0, 0.5), got '0.5'"),
+        (("train", "--images", "x", "--out", "m.tflite", "--split", "hash"), "--split: invalid choice: 'hash' (choose from"),
         (("capture", "--out", "x", "--every", "inf"), "--every: expected a number from 0 to 86400, got 'inf'"),
         (("fleet", "--broker", "localhost", "--prefix", "#"), "--prefix: must not contain MQTT wildcards (# +) or control characters, got '#'"),
         (("fleet", "--broker", "localhost", "--prefix", "mnv1-edge/+"), "--prefix: must not contain MQTT wildcards"),

@@ -183,7 +183,8 @@ def _probe_notes(choice: head.Choice) -> list[str]:
     if choice.probe_of(choice.head.name) < head.PROBE_MIN:
         notes.append(
             f"{choice.head.name}: keeps only {choice.probe_of(choice.head.name):.0f} % of the training frames in their class {light}, "
-            "and no head kept more: in other light its answers are not to be trusted (the daemon's light check reports such frames)"
+            f"and every candidate kept under {head.PROBE_MIN:g} %: in other light its answers are not to be trusted "
+            "(the daemon's light check reports such frames)"
         )
     return notes
 
