@@ -85,7 +85,7 @@ def test_group_edges(group: str, outside: tuple[int, ...]) -> None:
 def test_docs_list_every_member() -> None:
     from edge.commands.groups import markdown
 
-    docs = (REPO_ROOT / "docs" / "groups.md").read_text()
+    docs = (REPO_ROOT / "docs" / "guide" / "groups.md").read_text()
     assert markdown(read_labels(paths.labels_file())) in docs, "regenerate: mnv1-edge groups --markdown (into docs/guide/groups.md)"
 
 
