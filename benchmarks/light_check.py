@@ -5,6 +5,7 @@
 # daemon's vote (edge/model/light.py) replayed on them at source.light_check_s, as the daemon samples
 # (every phase of the check period within the footage's frames). Then the same later frames with
 # the light switched off (1/8 of it, sensor noise) for 90 s, and switched up (x4), to time the flag.
+# Last, the worst case for a subject filling the view: a range from the empty frames alone.
 
 from __future__ import annotations
 
@@ -79,32 +80,54 @@ def longest_run(outside: np.ndarray, fps: float) -> float:
     return best / fps
 
 
-def measure(work: Path, case: sources.Case, margins: list[float]) -> list[str]:
-    scene, fps = case.scene, case.scene.fps
-    train = load_frames(work, scene, range(case.train_from or scene.first, case.train_before))
-    later = load_frames(work, scene, range(case.test_from, scene.last + 1))
-    lo, hi = (float(v) for v in np.percentile([luma(f) for f in train], (5, 95)))
+def trained_frames(work: Path, case: sources.Case, classes: tuple[str, ...]) -> np.ndarray:
+    """The frames `train` would get for the case (the footage benchmark's prepared folders: <= 100 a class, first half in time)."""
+    from PIL import Image
+
+    from benchmarks.footage.prepare import folder, prepare
+
+    prepare(work, case)
+    paths = sorted(p for c in classes for p in (folder(work, case) / "train" / c).iterdir() if p.suffix == ".jpg")
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+
+
+def measure(work: Path, case: sources.Case, later: np.ndarray, margins: list[float]) -> list[str]:
+    """The margin sweep: a row per margin (the same both ways), trained on every class's frames."""
+    fps = case.scene.fps
+    lo, hi = (float(v) for v in np.percentile([luma(f) for f in trained_frames(work, case, ("absent", "present"))], (5, 95)))
     levels = np.array([luma(f) for f in later])
-    stray = max(lo / max(levels.min(), 1e-9), levels.max() / hi)
-    switched = {light: Switched(later, light, fps) for light in (0.125, 4.0)}
+    switched = [Switched(later, light, fps) for light in (0.125, 4.0)]
     rows = []
     for margin in margins:
         trained = LightRange(lo, hi, margin, margin)
-        outside = np.array([trained.verdict(v) != AS_TRAINED for v in levels])
-        duration = len(later) / fps
-        silent = replay(lambda t: float(levels[int(t * fps)]), trained, duration, fps)
         first = margin == margins[0]
-        cells = [
-            case.name if first else "",
-            f"{lo:.0f}-{hi:.0f}" if first else "",
-            f"{levels.min():.0f}-{levels.max():.0f}, x{stray:.2f}" if first else "",
-            f"x{margin:g}",
-            f"{outside.mean() * 100:.1f} %, longest {longest_run(outside, fps):.1f} s",
-            f"{silent.count} in {duration:.0f} s",
-        ]
-        cells += [s.timed(trained) for s in switched.values()]
+        cells = [case.name if first else "", str(trained) if first else "", _stray(levels, trained) if first else "", f"x{margin:g}"]
+        cells += [*_silence(levels, trained, fps), *(s.timed(trained) for s in switched)]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def measure_empty(work: Path, case: sources.Case, later: np.ndarray) -> str:
+    """The daemon's margins when the training frames never showed the subject (only 'absent' ones): the worst case for a car filling the view."""
+    fps = case.scene.fps
+    lo, hi = (float(v) for v in np.percentile([luma(f) for f in trained_frames(work, case, ("absent",))], (5, 95)))
+    levels = np.array([luma(f) for f in later])
+    trained = LightRange(lo, hi)
+    return "| " + " | ".join([case.name, str(trained), _stray(levels, trained), *_silence(levels, trained, fps)]) + " |"
+
+
+def _stray(levels: np.ndarray, trained: LightRange) -> str:
+    """The later frames' brightness and how far the furthest strays from the trained light (a ratio)."""
+    stray = max(trained.lo / max(levels.min(), 1e-9), levels.max() / trained.hi, 1.0)
+    return f"{levels.min():.0f}-{levels.max():.0f}, x{stray:.2f}"
+
+
+def _silence(levels: np.ndarray, trained: LightRange, fps: float) -> list[str]:
+    """The later frames out of the trained light, and the vote's changes on them as the daemon runs it."""
+    outside = np.array([trained.verdict(v) != AS_TRAINED for v in levels])
+    duration = len(levels) / fps
+    silent = replay(lambda t: float(levels[int(t * fps)]), trained, duration, fps)
+    return [f"{outside.mean() * 100:.1f} %, longest {longest_run(outside, fps):.1f} s", f"{silent.count} in {duration:.0f} s"]
 
 
 class Switched:
@@ -161,9 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         "| 1/8 light: flagged after | x4 light: flagged after |"
     )
     print("|---|---|---|---|---|---|---|---|")
+    empty = []
     for case in cases:
-        for line in measure(args.work, case, sorted(args.margins)):
+        later = load_frames(args.work, case.scene, range(case.test_from, case.scene.last + 1))  # every frame: the vote runs in time
+        for line in measure(args.work, case, later, sorted(args.margins)):
             print(line, flush=True)
+        empty.append(measure_empty(args.work, case, later))
+    print()
+    print(f"trained on the empty frames only; margins x{DARK_MARGIN:g} below, x{BRIGHT_MARGIN:g} above (the daemon's)")
+    print()
+    print("| case | trained light (p5-p95) | later frames (range, stray) | later frames outside | changes on the later frames |")
+    print("|---|---|---|---|---|")
+    print("\n".join(empty))
     return 0
 
 
