@@ -124,3 +124,14 @@ def test_the_daemon_says_once_when_frames_leave_the_trained_light_and_once_when_
     sources = [ast.literal_eval(m) for m in re.findall(r"source (\{.*?\})", run.stderr)]  # the journal line's dict, as logged
     assert any(s.get("light_off") == 1 and s["light_luma"] * 1.5 < lo for s in sources), sources
     assert sources[-1]["light_off"] == 0 and sources[-1]["light_changed"] == 1 and sources[-1]["light_luma"] >= lo / 1.5, sources[-1]
+
+
+def test_the_benchmark_times_a_switched_light_as_the_daemon_votes() -> None:
+    """benchmarks/light_check.py's replay (the figures in docs/light-check.md): 10 of 12 checks 2 s apart."""
+    from benchmarks.light_check import replay
+
+    result = replay(lambda t: 40.0 if 30 <= t < 120 else 100.0, TRAINED, 180.0, 25.0)
+    assert len(result.changes) == 50 and result.count == 2  # each phase of the check period: flagged once, cleared once
+    flagged, cleared = result.first("dark", 30.0), result.first("as trained", 120.0)
+    assert flagged is not None and cleared is not None and 18 <= flagged <= 20 and 18 <= cleared <= 20
+    assert replay(lambda t: 40.0 if 30 <= t < 45 else 100.0, TRAINED, 180.0, 25.0).count == 0  # 15 s of dark: no change
