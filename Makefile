@@ -47,7 +47,8 @@ apt-test:
 
 # The converted model is a build output (see .gitignore); the float source comes from ../shared.
 model: $(MODEL)
-$(MODEL): | $(VENV)/.setup
+# Converted again when the converter or the model contract changes (a stale model fails the tests' checks of it).
+$(MODEL): $(shell find edge/convert edge/model -name '*.py' -o -name '*.json') | $(VENV)/.setup
 	$(BIN)/mnv1-edge convert --source $(SHARED)/models/mobilenet_v1_0.25_128.tflite --out $@ --report models/mobilenet_v1_0.25_128_int8.report.json
 	@$(BIN)/python -m edge.convert.expected $@
 
@@ -114,7 +115,7 @@ test-pi: setup-test $(MODEL)
 	$(BIN)/pytest -q -m pi tests
 
 # tests/pi (make test-pi) is left out until it fits the time budget: the role's install in the emulated
-# Pi runs past its 30-minute limit today (docs/platform.md, "Cost of the stages").
+# Pi runs past its 30-minute limit today (docs/design/platform.md, "Cost of the stages").
 test: setup-test lint $(MODEL)
 	$(BIN)/pytest -q -m "not pi" tests
 
@@ -160,7 +161,7 @@ $(HA_2026_ROOT)/.complete:
 .PHONY: ha-venv-2026
 
 # Instructions per frame of the daemon's own paths on emulated Pi cores (A53, A72, A76) with the
-# arm_cost tool of ../shared (needs root; about 4 minutes); what each run measures: docs/arm-cost.md.
+# arm_cost tool of ../shared (needs root; about 4 minutes); what each run measures: docs/design/arm-cost.md.
 # The guest runs next to an extracted aarch64 PyAV wheel (a Pi with picamera2 has python3-av).
 ARM_COST ?= ../shared/tools/arm_cost
 .PHONY: arm-cost

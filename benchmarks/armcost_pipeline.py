@@ -1,6 +1,6 @@
 """arm_cost script-mode guest: instructions per frame of mnv1-edge's own pipeline on emulated Pi cores.
 
-Run by ../shared/tools/arm_cost/measure.sh (docs/arm-cost.md has the exact commands); this checkout is
+Run by ../shared/tools/arm_cost/measure.sh (docs/design/arm-cost.md has the exact commands); this checkout is
 mounted at /mnt/repo. One unit = one frame:
 
   invoke           Engine.invoke(frame): copy a 128x128x3 frame into the input tensor + invoke

@@ -6,7 +6,7 @@ Every op is cut out of the model into a one-op model, fed the inputs the referen
 for it on each frame, and run on XNNPACK and on the reference kernels: so each row is that op's own
 difference, not what it inherited. For an int8 MEAN it also gives what XNNPACK's x86 AVX2 sum kernel
 (xnn_qs8_rsum_ukernel__avx2_u64_acc2: int16 lanes, wrapping) would compute, modelled in NumPy
-(docs/numerics.md). FRAMES.npy: N x 128 x 128 x 3 uint8 (benchmarks/numerics.py writes some).
+(docs/design/numerics.md). FRAMES.npy: N x 128 x 128 x 3 uint8 (benchmarks/numerics.py writes some).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.light_check --work DIR`: the daemon's light check on real footage (docs/light-check.md)."""
+"""`python -m benchmarks.light_check --work DIR`: the daemon's light check on real footage (docs/design/light-check.md)."""
 
 # For each scene of the real-footage benchmark (benchmarks/footage/scenes.json): the light range
 # `train` would record from the first half in time, how far the later frames stray from it, and the

@@ -11,7 +11,7 @@ scenes (seed 5) with each model, and 200 ImageNet dev images with the stock mode
 (models/mobilenet_v1_0.25_128_int8.tflite, `make model`): natively (XNNPACK, the built-in and the
 reference kernels), under `qemu-x86_64-static -cpu Haswell` and in the arm64 test rootfs as a
 Cortex-A53 and A76 (needs root and `make test-arm64`'s rootfs; XNNPACK). Prints the markdown table
-of docs/numerics.md; the raw outputs stay in DIR (default build/numerics).
+of docs/design/numerics.md; the raw outputs stay in DIR (default build/numerics).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class SourceReport:
 @dataclass(frozen=True)
 class Kernels:
     """Which kernels classify the frames (edge/model/engine.py: "xnnpack" or "builtin"); `fallback`:
-    at load XNNPACK disagreed with the reference kernels, so the built-in ones run (docs/numerics.md)."""
+    at load XNNPACK disagreed with the reference kernels, so the built-in ones run (docs/design/numerics.md)."""
 
     name: str
     fallback: bool = False

@@ -28,7 +28,7 @@ else:
 MINIMAL = {"sinks": {"stdout": {"enabled": True}}}
 
 # Class count and the first 16 hex digits of sha256(",".join(sorted indices)): any change to a
-# built-in group's membership must change this table (and docs/groups.md) on purpose.
+# built-in group's membership must change this table (and docs/guide/groups.md) on purpose.
 PINNED = {
     "bird": (59, "e8c88295183ab117"),
     "dog": (118, "d3e80be200a41d92"),
@@ -85,8 +85,8 @@ def test_group_edges(group: str, outside: tuple[int, ...]) -> None:
 def test_docs_list_every_member() -> None:
     from edge.commands.groups import markdown
 
-    docs = (REPO_ROOT / "docs" / "groups.md").read_text()
-    assert markdown(read_labels(paths.labels_file())) in docs, "regenerate: mnv1-edge groups --markdown (into docs/groups.md)"
+    docs = (REPO_ROOT / "docs" / "guide" / "groups.md").read_text()
+    assert markdown(read_labels(paths.labels_file())) in docs, "regenerate: mnv1-edge groups --markdown (into docs/guide/groups.md)"
 
 
 def test_groups_json_ships_as_package_data() -> None:

@@ -113,7 +113,7 @@ def test_every_model_kind_under_avx2_answers_as_the_reference_kernels(
 ) -> None:
     """The stock model and every head `train` writes, on emulated AVX2: the Engine's check at load
     passes (XNNPACK runs), and where XNNPACK's top-1 is not the reference kernels' it is a near-tie
-    (rounding moves those on every CPU alike; docs/numerics.md), never a confident other answer."""
+    (rounding moves those on every CPU alike; docs/design/numerics.md), never a confident other answer."""
     stock = np.stack([load_image(p) for p in [*list_images(paths.sample_images()), *list_images(paths.dev_images())[:STOCK_FRAMES]]])
     np.save(tmp_path / "stock.npy", stock)
     pairs = [f"{converted_model}={tmp_path / 'stock.npy'}"]

@@ -94,6 +94,7 @@ def created(broker: tuple[str, Path]) -> dict[str, list[dict[str, object]]]:
     return out
 
 
+@pytest.mark.slow
 def test_every_announced_entity_is_created_with_the_same_id_on_both_releases(created: dict[str, list[dict[str, object]]]) -> None:
     announced = {json.loads(p)["unique_id"]: json.loads(p)["default_entity_id"] for _, p in per_entity_messages()}
     ids = {

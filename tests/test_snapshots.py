@@ -129,6 +129,7 @@ class Watcher:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_the_folder_never_exceeds_its_caps(tmp_path: Path, model: Path, shared: Path) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()

@@ -20,7 +20,7 @@ from edge.model.light import CHECKS, NEED, LightRange, LightVote, luma
 from edge.model.manifest import Manifest, load_manifest, manifest_path
 from tests.support.daemon import EXE, write_config
 
-TRAINED = LightRange(90.0, 115.0)  # the highway crop's training light (docs/light-check.md)
+TRAINED = LightRange(90.0, 115.0)  # the highway crop's training light (docs/design/light-check.md)
 
 
 def dimmed(frame: np.ndarray, light: float, rng: np.random.Generator) -> np.ndarray:
@@ -127,7 +127,7 @@ def test_the_daemon_says_once_when_frames_leave_the_trained_light_and_once_when_
 
 
 def test_the_benchmark_times_a_switched_light_as_the_daemon_votes() -> None:
-    """benchmarks/light_check.py's replay (the figures in docs/light-check.md): 10 of 12 checks 2 s apart."""
+    """benchmarks/light_check.py's replay (the figures in docs/design/light-check.md): 10 of 12 checks 2 s apart."""
     from benchmarks.light_check import replay
 
     result = replay(lambda t: 40.0 if 30 <= t < 120 else 100.0, TRAINED, 180.0, 25.0)

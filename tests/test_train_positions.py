@@ -29,6 +29,7 @@ def test_fit_finds_a_signal_in_one_cell() -> None:
     assert np.mean(np.argmax(fitted.logits(x[80:]), axis=1) == labels[80:]) >= 0.95
 
 
+@pytest.mark.slow
 def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_better(monkeypatch: pytest.MonkeyPatch) -> None:
     """positions-2x costs ~4x per frame on the device: a clear win takes it, a win by no more than the margin does not."""
     rng = np.random.default_rng(3)

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.footage {fetch,prepare,run,pin}`: the real-footage benchmark (docs/footage-benchmark.md)."""
+"""`python -m benchmarks.footage {fetch,prepare,run,pin}`: the real-footage benchmark (docs/design/footage-benchmark.md)."""
 
 from __future__ import annotations
 

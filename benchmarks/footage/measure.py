@@ -10,7 +10,7 @@ import numpy as np
 from benchmarks.footage.prepare import CLASSES
 
 # Two kernels, because on an x86 CPU without VNNI XNNPACK's int8 multiply-adds can saturate where
-# Arm's do not (docs/footage-benchmark.md): the reference kernels are what a Pi computes, within a
+# Arm's do not (docs/design/footage-benchmark.md): the reference kernels are what a Pi computes, within a
 # rounding step; XNNPACK here is what this machine's daemon would say.
 KERNELS = ("reference", "xnnpack")
 

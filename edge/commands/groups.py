@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list the built-in label groups and their classes (--markdown: the table in docs/groups.md)"
+HELP = "list the built-in label groups and their classes (--markdown: the table in docs/guide/groups.md)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from edge.paths import default_model
 
-    p.add_argument("--markdown", action="store_true", help="print the membership section of docs/groups.md")
+    p.add_argument("--markdown", action="store_true", help="print the membership section of docs/guide/groups.md")
     p.add_argument("--model", default=str(default_model()), help="a 1001-class model whose manifest names the classes (default: %(default)s)")
 
 

@@ -89,7 +89,7 @@ class Config:
     source: SourceConfig = section(SourceConfig, "the frame source")
     results: ResultsConfig = section(ResultsConfig, "what is published, and how often")
     sinks: SinksConfig = section(SinksConfig, "where results go")
-    snapshots: SnapshotsConfig = section(SnapshotsConfig, "evidence snapshots (off by default: SD-card wear and privacy; docs/snapshots.md)")
+    snapshots: SnapshotsConfig = section(SnapshotsConfig, "evidence snapshots (off by default: SD-card wear and privacy; docs/guide/snapshots.md)")
     groups: GroupsTable = groups_table()
 
     @property

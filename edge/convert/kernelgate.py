@@ -17,7 +17,7 @@ from edge.model import kernels
 # reductions.py) flipped 41 % of a change head's top-1s, while rounding (XNNPACK rounds the float
 # requantization once, the reference kernels' fixed-point one twice) flips the top-1 only where two
 # classes are within a few output steps: at most 6 % of frames, on every head and CPU measured
-# (docs/numerics.md). Hence a floor well between the two.
+# (docs/design/numerics.md). Hence a floor well between the two.
 MIN_AGREEMENT = 80.0  # percent of frames whose top-1 XNNPACK and the reference kernels share
 
 

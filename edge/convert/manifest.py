@@ -18,10 +18,10 @@ from edge.model.preprocess import load_image
 from edge.model.region import Crop
 
 # Frames besides the self-test's that the Engine's kernel check runs at load: an XNNPACK invoke each
-# (7 M instructions for the stock model on a Pi 3's A53, 21 M for the change head; docs/numerics.md).
+# (7 M instructions for the stock model on a Pi 3's A53, 21 M for the change head; docs/design/numerics.md).
 PROBES = 5
 # Top-1 lead (probability) of a probe frame: rounding flipped 2-class heads' top-1s only where both
-# kernels' leads were under 0.28; the x86 sum overflow flipped most where both led by over 0.5 (docs/numerics.md).
+# kernels' leads were under 0.28; the x86 sum overflow flipped most where both led by over 0.5 (docs/design/numerics.md).
 PROBE_MARGIN = 0.5
 BOUND_MARGIN = 4  # output steps added to the measured differences: other CPUs' kernels round otherwise again
 
@@ -96,7 +96,7 @@ def _probe_order(margins: list[float], classes: list[int]) -> list[int]:
 def kernel_probes(model: Path, frames: list[np.ndarray]) -> KernelProbes:
     """The probe frames (all but the first, the self-test's), the reference kernels' outputs on all
     of them, and the Engine's bound: twice the largest output difference of XNNPACK here from them,
-    plus a margin for other CPUs' rounding, within kernels.MIN_BOUND..MAX_BOUND (docs/numerics.md)."""
+    plus a margin for other CPUs' rounding, within kernels.MIN_BOUND..MAX_BOUND (docs/design/numerics.md)."""
     outputs = {k: kernels.raw_outputs(kernels.interpreter(model, k), frames) for k in kernels.KERNELS}
     measured: dict[str, Any] = {"cpu": kernels.cpu_features(), "frames": len(frames)}
     for kind in ("xnnpack", "builtin"):

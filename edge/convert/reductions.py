@@ -16,7 +16,7 @@ from edge.convert.ranges import round_outward
 # (pmaddubsw with ones) into 16-bit lanes with a wrapping add, 256 vectors per lane and block: 512
 # values whose sum passes 32767 as soon as they average more than 64 in magnitude. Measured on the
 # change head's mean over the whole 128x128x3 frame: wrong by up to 201 steps on an AVX2 CPU, 63 %
-# top-1 agreement with TFLite's reference kernels (docs/numerics.md). The Arm kernels (vpadal, 256
+# top-1 agreement with TFLite's reference kernels (docs/design/numerics.md). The Arm kernels (vpadal, 256
 # values a lane), the AVX-512 and VNNI ones (128 vectors a block, or dpbusd into 32 bits) are exact.
 # A reduction that leaves the innermost axis alone runs the rdsum kernels instead, which widen to
 # 32 bits every 252 rows: exact everywhere. So a mean whose innermost contiguous run is longer than

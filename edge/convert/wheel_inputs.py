@@ -8,7 +8,7 @@
 # at run time by pooch, which needs the internet, so only these are used). Each file is checked
 # against a sha256 pin here, so a changed wheel is refused rather than silently used. Calibrating
 # on the 15 photos whole gave 74 % top-1 agreement with the float model on ImageNet held-out images,
-# on 90 random crops of them 76-88 % depending on the draw (docs/demo.md has the table), hence
+# on 90 random crops of them 76-88 % depending on the draw (docs/design/demo.md has the table), hence
 # calibration on crops, of these photos or of the user's own, and a pinned draw: CROP_SEED.
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def _read_photos(folder: Path) -> dict[str, bytes]:
         raise SourceError(f"{folder}: not a folder of photos")
     found = {str(p): p.read_bytes() for p in list_images(folder)}  # the path names a bad photo in errors
     if len(found) < MIN_PHOTOS:
-        raise SourceError(f"{folder}: {len(found)} photos; calibration needs at least {MIN_PHOTOS} (docs/demo.md)")
+        raise SourceError(f"{folder}: {len(found)} photos; calibration needs at least {MIN_PHOTOS} (docs/design/demo.md)")
     return found
 
 

@@ -23,13 +23,9 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import queue
-import re
-import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge.daemon.snapshotfolder import SnapshotFolder, stem_for
 from edge.errors import SinkError
 from edge.fsutil import explain_mkdir, write_atomic
-from edge.log import PACED
-from edge.record import rfc3339
 from edge.sources.still import ReusedStill, Still
 from edge.stats import SnapshotCounters
 
@@ -56,25 +51,6 @@ log = logging.getLogger("edge.daemon.snapshots")
 QUEUE = 4  # snapshots waiting for the writer; more are skipped (counted), never queued unbounded
 WAIT_S = 30.0  # the longest a file source waits for the writer (a folder on a dead disk must not hang the daemon)
 FILE_MODE = 0o640  # pictures of somebody's premises: not world-readable
-_NAME = re.compile(r"^(\d{8}T\d{9}Z-\d+)(\.jpg|-view\.jpg|\.json)$")
-# The input JPEG (128x128, at most 2 bytes a pixel at quality <= 95) and the record (top_k of up to
-# 1001 classes) of one snapshot: the room a claim needs, under the smallest snapshots.max_bytes.
-NEEDED_BYTES = 2 * 128 * 128 + 64 * 1024
-RETRY_MAX_S = 60.0
-
-
-def stem_for(seq: int, ts: float) -> str:
-    """20261129T082501123Z-42: UTC time to the millisecond, then the record's seq."""
-    return re.sub(r"[-:.]", "", rfc3339(ts)) + f"-{seq}"
-
-
-@dataclass
-class _Kept:
-    """One snapshot on disk: its stem, its files' names and their total size."""
-
-    stem: str
-    names: list[str]
-    size: int
 
 
 @dataclass(frozen=True)
@@ -94,30 +70,23 @@ class SnapshotWriter:
         self.publish = publish
         # view_errors: snapshots saved without their still (<stem>-view.jpg), by its published name
         self.counters = {"saved": 0, "dropped": 0, "skipped": 0, "no_room": 0, "errors": 0, "view_errors": 0}
-        self._kept: deque[_Kept] = deque()
-        self._files = 0
-        self._bytes = 0
+        self.store = SnapshotFolder(self.folder, config.max_files, config.max_bytes)
         self._last = -1e18  # monotonic time of the last claimed snapshot
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._room = threading.Semaphore(QUEUE)  # places in the queue: taken by claim(), given back when written
         self._thread: threading.Thread | None = None
-        self._failing = False  # the writer's last save failed: claims wait for a probe write to succeed
-        self._retry_at = 0.0  # monotonic time of the next probe while failing
-        self._retry_s = 1.0
         self._said_still_too_large = False
-        self._lost = False  # the folder was deleted and made again: what _kept lists is gone
 
     # --- pipeline thread ---------------------------------------------------------------------
 
     def open(self) -> None:
         """Create the folder, remove temp files a crash left, learn what is kept, start the thread."""
         try:
-            self._create_and_probe()  # writable? say so now, not once per snapshot
-            self._scan()
+            self.store.open()
         except OSError as exc:
             why = explain_mkdir(self.folder, exc)
             raise SinkError(f"snapshots.path: cannot use {self.folder} ({why}); create it or fix its permissions") from exc
-        self._make_room(0, 0)  # the limits may have shrunk since the last run
+        self.counters["dropped"] += self.store.make_room(0, 0)  # the limits may have shrunk since the last run
         self._thread = threading.Thread(target=self._main, name="snapshots", daemon=True)
         self._thread.start()
 
@@ -129,7 +98,7 @@ class SnapshotWriter:
         every = self.config.every_s
         if not (changed or (every > 0 and now - self._last >= every)):
             return None
-        if not self._writable(now):
+        if not self.store.writable(now):
             self.counters["no_room"] += 1
             return None
         if not (self._room.acquire(timeout=WAIT_S) if wait else self._room.acquire(blocking=False)):
@@ -138,67 +107,6 @@ class SnapshotWriter:
         self._last = now
         return stem_for(seq, ts) + ".jpg"
 
-    def _writable(self, now: float) -> bool:
-        """Whether a snapshot claimed now can be written: the folder is there (made again if it was
-        deleted), has room for the input and the record, and the writer is not failing. A statvfs
-        per claim (a change of the answer), a probe write only while failing."""
-        if self._failing:
-            if now < self._retry_at:
-                return False
-            try:
-                self._create_and_probe()
-            except OSError as exc:
-                self._retry_s = min(2 * self._retry_s, RETRY_MAX_S)
-                self._retry_at = now + self._retry_s
-                log.warning(
-                    "snapshots: still cannot write in %s (%s); next try in %.0f s",
-                    self.folder,
-                    explain_mkdir(self.folder, exc),
-                    self._retry_s,
-                    extra=PACED,
-                )
-                return False
-            log.warning("snapshots: %s is writable again; snapshots resume", self.folder)
-            self._failing = False
-        try:
-            st = os.statvfs(self.folder)
-        except FileNotFoundError:  # deleted while running: made again, as the file sink does with its file
-            try:
-                self._create_and_probe()
-            except OSError as exc:
-                self._fail(f"the folder {self.folder} is gone and cannot be made again ({explain_mkdir(self.folder, exc)})", now)
-                return False
-            return self._writable(now)
-        except OSError as exc:
-            self._fail(f"cannot look at {self.folder} ({exc.strerror or exc})", now)
-            return False
-        free = st.f_bavail * st.f_frsize
-        if free < NEEDED_BYTES:
-            self._fail(f"{self.folder} has {free} bytes free, a snapshot needs {NEEDED_BYTES}", now)
-            return False
-        return True
-
-    def _fail(self, why: str, now: float) -> None:
-        """Stop claiming until a probe write succeeds (tried now, then once per back-off step)."""
-        if not self._failing:
-            log.warning("snapshots: %s; no record names a snapshot until one can be written (counted as snapshots_no_room)", why)
-        self._failing = True
-        self._retry_s = 1.0
-        self._retry_at = now
-
-    def _create_and_probe(self) -> None:
-        """Create the folder if needed (it may have been deleted: said, and what it held forgotten by
-        the writer thread) and write and remove a probe file."""
-        if not self.folder.is_dir():
-            existed = self._thread is not None
-            self.folder.mkdir(mode=0o750, parents=True, exist_ok=True)
-            if existed:
-                log.warning("snapshots: the folder %s was gone; made it again", self.folder)
-                self._lost = True
-        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=self.folder)
-        os.close(fd)
-        os.unlink(probe)
-
     def take(self, record: Record, frame: Frame) -> None:
         """Queue the claimed snapshot; only the 128x128 input is copied (the source may reuse its buffer),
         and a still on a reused buffer (the Pi camera's, edge/sources/mainstill.py) is frozen now."""
@@ -206,7 +114,7 @@ class SnapshotWriter:
         self._jobs.put(_Job(record, frame.pixels.copy(), still))  # claim() took a place in the queue
 
     def stats(self) -> SnapshotCounters:
-        return SnapshotCounters(**self.counters, files=self._files, bytes=self._bytes)
+        return SnapshotCounters(**self.counters, files=self.store.files, bytes=self.store.bytes)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued snapshot is written (or `timeout`); True when none is left."""
@@ -234,7 +142,7 @@ class SnapshotWriter:
             except Exception as exc:  # a full disk, a folder gone: count it, stop claiming, keep the daemon running
                 self.counters["errors"] += 1
                 why = explain_mkdir(self.folder, exc) if isinstance(exc, OSError) else str(exc)
-                self._fail(f"cannot write {job and job.record.snapshot} in {self.folder} ({why})", time.monotonic())
+                self.store.fail(f"cannot write {job and job.record.snapshot} in {self.folder} ({why})", time.monotonic())
             finally:
                 if job is not None:
                     self._room.release()
@@ -244,6 +152,32 @@ class SnapshotWriter:
         name = job.record.snapshot
         assert name is not None
         stem = name.removesuffix(".jpg")
+        files = self._encode(job, name, stem)
+        size = sum(len(data) for _, data in files)
+        if size > self.config.max_bytes:
+            raise SinkError(f"{size} bytes do not fit snapshots.max_bytes")
+        if not self.folder.is_dir():  # deleted since the claim
+            self.store.create_and_probe()
+        self.counters["dropped"] += self.store.make_room(len(files), size)
+        kept = self.store.start(stem)
+        for file_name, data in files:
+            try:
+                write_atomic(self.folder / file_name, data, FILE_MODE)
+            except OSError as exc:
+                if file_name.endswith("-view.jpg"):  # the still is extra: the input and the record may still fit
+                    self.counters["view_errors"] += 1
+                    log.debug("snapshots: no still for %s: %s", stem, exc)
+                    continue
+                raise
+            self.store.written(kept, file_name, len(data))
+        self.counters["saved"] += 1
+        if self.publish is not None:
+            still = [data for file_name, data in files if file_name.endswith("-view.jpg") and file_name in kept.names]
+            self.publish(still[0] if still else files[-1][1])  # the still when it was saved, else the input (never the record)
+
+    def _encode(self, job: _Job, name: str, stem: str) -> list[tuple[str, bytes]]:
+        """The snapshot's files, the named input last (it means a whole snapshot): the still when it
+        can be made and fits max_bytes, the record, the input."""
         files: list[tuple[str, bytes]] = []
         if job.still is not None:
             try:
@@ -254,7 +188,7 @@ class SnapshotWriter:
         files.append((stem + ".json", (job.record.to_json() + "\n").encode()))
         from PIL import Image
 
-        files.append((name, self._jpeg(Image.fromarray(job.pixels))))  # last: the named file means a whole snapshot
+        files.append((name, self._jpeg(Image.fromarray(job.pixels))))
         size = sum(len(data) for _, data in files)
         if files[0][0].endswith("-view.jpg") and size > self.config.max_bytes:
             # The input and the record always fit (NEEDED_BYTES is under the smallest max_bytes).
@@ -266,72 +200,10 @@ class SnapshotWriter:
                     self.config.max_bytes,
                 )
                 self._said_still_too_large = True
-            size -= len(files.pop(0)[1])
-        if size > self.config.max_bytes:
-            raise SinkError(f"{size} bytes do not fit snapshots.max_bytes")
-        if not self.folder.is_dir():  # deleted since the claim
-            self._create_and_probe()
-        if self._lost:
-            self._lost = False
-            self._kept.clear()
-            self._files = self._bytes = 0
-        self._make_room(len(files), size)
-        kept = _Kept(stem, [], 0)
-        self._kept.append(kept)  # before the writes, so a failure half-way is still dropped in its turn
-        for file_name, data in files:
-            try:
-                write_atomic(self.folder / file_name, data, FILE_MODE)
-            except OSError as exc:
-                if file_name.endswith("-view.jpg"):  # the still is extra: the input and the record may still fit
-                    self.counters["view_errors"] += 1
-                    log.debug("snapshots: no still for %s: %s", stem, exc)
-                    continue
-                raise
-            kept.names.append(file_name)
-            kept.size += len(data)
-            self._files += 1
-            self._bytes += len(data)
-        self.counters["saved"] += 1
-        if self.publish is not None:
-            still = [data for file_name, data in files if file_name.endswith("-view.jpg") and file_name in kept.names]
-            self.publish(still[0] if still else files[-1][1])  # the still when it was saved, else the input (never the record)
+            files.pop(0)
+        return files
 
     def _jpeg(self, image: Image.Image) -> bytes:
         out = io.BytesIO()
         image.save(out, "JPEG", quality=self.config.quality)
         return out.getvalue()
-
-    def _make_room(self, files: int, size: int) -> None:
-        """Delete the oldest snapshots until `files` more files of `size` bytes fit under the limits."""
-        while self._kept and (self._files + files > self.config.max_files or self._bytes + size > self.config.max_bytes):
-            old = self._kept.popleft()
-            for file_name in old.names:
-                (self.folder / file_name).unlink(missing_ok=True)
-            self._files -= len(old.names)
-            self._bytes -= old.size
-            self.counters["dropped"] += 1
-
-    def _scan(self) -> None:
-        """Our snapshot files already in the folder, oldest first; temp files of a crashed write removed."""
-        found: dict[str, list[tuple[float, str, int]]] = {}
-        with os.scandir(self.folder) as entries:
-            for entry in entries:
-                if _is_temp(entry.name):
-                    Path(entry.path).unlink(missing_ok=True)
-                    continue
-                match = _NAME.match(entry.name)
-                if match and entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    found.setdefault(match.group(1), []).append((st.st_mtime, entry.name, st.st_size))
-        # Oldest first by modification time (not by name: a Pi without a clock may have started in 1970).
-        for stem, files in sorted(found.items(), key=lambda item: (min(f[0] for f in item[1]), item[0])):
-            self._kept.append(_Kept(stem, [f[1] for f in files], sum(f[2] for f in files)))
-            self._files += len(files)
-            self._bytes += sum(f[2] for f in files)
-
-
-def _is_temp(name: str) -> bool:
-    """write_atomic's temp files for our names: .<name>.<random>.tmp"""
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return False
-    return bool(_NAME.match(name[1:-4].rpartition(".")[0]))

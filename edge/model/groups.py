@@ -2,11 +2,11 @@
 
 # A group's score is the sum of its classes' dequantized probabilities. With the uint8 output each
 # probability is a multiple of 1/256, so a class under 1/512 counts as 0: on ImageNet images ~960 of
-# the 1001 classes read 0 and the outputs sum to 0.93 on average (docs/groups.md). That lost mass is
+# the 1001 classes read 0 and the outputs sum to 0.93 on average (docs/guide/groups.md). That lost mass is
 # spread thin over many classes, almost all outside any group, so `other` is scored as the
 # complement, 1 - the summed probability of every class some configured group covers, rather than
 # as its own (equally rounded) sum: it gets the mass the rounding dropped. Measured on held-out
-# images this answers as well or better than summing `other`'s classes (docs/groups.md).
+# images this answers as well or better than summing `other`'s classes (docs/guide/groups.md).
 
 from __future__ import annotations
 

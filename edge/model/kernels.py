@@ -14,14 +14,14 @@ from edge.model.interpreter import Interpreter
 # XNNPACK picks its int8 micro-kernels by the CPU's features, and they need not compute what TFLite's
 # reference kernels do: on x86 without VNNI its int8 sum wrapped around in 16-bit lanes (edge/convert/
 # reductions.py), and everywhere its float requantization rounds a step differently from TFLite's
-# fixed-point one now and then, which a deep network can add up (docs/numerics.md). The Engine runs a
+# fixed-point one now and then, which a deep network can add up (docs/design/numerics.md). The Engine runs a
 # model's probe frames through XNNPACK at load against the reference kernels' outputs its manifest
 # records (TFLite's optimized built-in kernels are no yardstick: on a Cortex-A53 they differed from the
 # reference kernels by up to 41 steps on a head's probe frames); `convert` and `train` measure both.
 
 KERNELS = ("xnnpack", "builtin", "reference")
 # The bound on a probe frame's output difference (manifest.KernelProbes) lies between these, in
-# output steps: rounding alone moved the probes' outputs by up to 40 steps of 256 (docs/numerics.md);
+# output steps: rounding alone moved the probes' outputs by up to 40 steps of 256 (docs/design/numerics.md);
 # more than a quarter of the range is not rounding, even where the converting CPU measured more.
 MIN_BOUND, MAX_BOUND = 8, 64
 # A top-1 that differs while both kernels' top-1s lead their runner-up by this many output steps is

@@ -45,7 +45,7 @@ def decode(text: str) -> np.ndarray:
     return np.stack(np.split(strip, strip.shape[1] // SIDE, axis=1))
 
 
-# Measured on the bench's bird task (docs/train.md, `train_bench --only nudge`): held-out frames
+# Measured on the bench's bird task (docs/design/train.md, `train_bench --only nudge`): held-out frames
 # against their references match at 0.98 (lowest 0.47) with shifts of at most 0.07 px; nudged by
 # 2 / 4 / 8 px (a crop from the corner, rescaled), 1.3 / 2.8 / 5.6 px, match 0.41 / 0.71 / 0.37
 # (lowest 0.18); 60 other dev-set scenes match at 0.10 (90 % below 0.11). The 2 px nudge already

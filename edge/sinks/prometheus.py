@@ -156,7 +156,7 @@ def _pipeline(out: _Writer, stats: StatsReport) -> None:
             out.one("light_luma", "gauge", "The last frame checked's brightness (mean luma, 0-255)", source.light_luma)
     out.one("fps", "gauge", "Frames classified per second over the last stats interval", w.fps)
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started", w.uptime_s)
-    if stats.kernels is not None:  # the Engine's kernel check at load (docs/numerics.md)
+    if stats.kernels is not None:  # the Engine's kernel check at load (docs/design/numerics.md)
         help_ = "1 when XNNPACK disagreed with the reference kernels at load: the built-in kernels classify"
         out.one("kernel_fallback", "gauge", help_, int(stats.kernels.fallback))
     snapshots = stats.snapshots

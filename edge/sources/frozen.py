@@ -4,7 +4,7 @@
 # repeating its last picture, an IP camera serving a cached JPEG) while the daemon's "no frame"
 # stall timer sees frames flowing. Real sensors are never noise-free: consecutive frames of a static
 # scene differ by a few tenths of a level even after the ISP's denoise and the downscale to 128x128
-# (docs/arm-cost.md has the measurement behind the default threshold), so "no change at all, or less
+# (docs/design/arm-cost.md has the measurement behind the default threshold), so "no change at all, or less
 # than that noise" for stall_timeout_s means the pictures are no longer coming from the sensor.
 #
 # Once frozen, frames are withheld (not handed to the daemon) and the source is reopened, at most once

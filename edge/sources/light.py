@@ -1,8 +1,8 @@
 """Light guard: whether frames have left the light a model was trained in (its manifest's light_range)."""
 
 # A model answers for the light its frames were taken in: trained on an afternoon, it may call
-# every empty frame "present" once a lamp goes off (measured on real footage: docs/light-check.md),
-# and nothing in its results shows it. So every source.light_check_s the guard takes the frame's
+# every empty frame "present" once a lamp goes off, and nothing in its results shows it
+# (docs/design/light-check.md). So every source.light_check_s the guard takes the frame's
 # brightness and votes (edge/model/light.py): a subject filling the view for a few seconds must not
 # raise an alarm, a light switched off must, within a minute. Each change is logged once. The
 # moved-camera guard (edge/sources/moved.py) works alike; the two are independent.

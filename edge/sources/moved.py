@@ -1,7 +1,7 @@
 """Moved-camera guard: how far the view has shifted from the one a fixed-camera model was trained on."""
 
 # A model trained on one camera's frames learns that view: nudged by a few pixels, its answers
-# degrade (docs/train.md: the scene head loses 3-8.5 points on the bird task at 2-8 px, the
+# degrade (docs/design/train.md: the scene head loses 3-8.5 points on the bird task at 2-8 px, the
 # per-position head as much) with nothing in the results to show it. So `train` puts small grey
 # references of the view into the manifest when its frames show one (edge/train/view.py), and
 # every source.view_check_s the guard estimates the current frame's translation against the

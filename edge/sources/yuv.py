@@ -1,6 +1,6 @@
 """YUV420 (I420, full-range BT.601) to RGB for camera buffers: swscale through PyAV, or NumPy without it."""
 
-# Measured per 128x128 frame with ../shared/tools/arm_cost (docs/arm-cost.md): PyAV's swscale 0.12 M
+# Measured per 128x128 frame with ../shared/tools/arm_cost (docs/design/arm-cost.md): PyAV's swscale 0.12 M
 # instructions on A53 and A76 (NEON), Pillow's YCbCr convert 1.13 M, this NumPy path 1.60 M. PyAV is
 # on every Pi that has picamera2 (python3-picamera2 depends on python3-av); NumPy is the fallback.
 

@@ -9,7 +9,7 @@ import numpy as np
 # Every solver here starts from zero (or from evenly spaced rows), runs a fixed number of
 # full-batch steps in a fixed order and sums in float64: no random initialisation, no mini-batch
 # order, no threads racing. The same inputs give the same weights, and float64 leaves the float32
-# weights written to the model unaffected by a CPU's vector width (docs/train.md).
+# weights written to the model unaffected by a CPU's vector width (docs/design/train.md).
 
 DESCENT_STEPS = 400  # Nesterov steps of the linear heads' fit
 SHARPNESS = 4.0  # of the soft maximum over cells the per-position fit uses (logit units); the model takes the hard maximum

@@ -41,7 +41,7 @@ class Options:
     gate: Gate = field(default_factory=Gate)
     bias_correction: bool = True
     # Bias correction fits per-channel means on the calibration images: measured, it lifted int8
-    # accuracy by 4-16 points with 200 training images and cost 11 points with 42 (docs/train.md).
+    # accuracy by 4-16 points with 200 training images and cost 11 points with 42 (docs/design/train.md).
     min_bias_correction_images: int = 100
     max_calibration: int = 300
 

@@ -96,7 +96,7 @@ def test_every_model_kind_runs_xnnpack_on_the_pi_cores(cpu: str, runs: dict[str,
 @pytest.mark.parametrize("cpu", CPUS)
 def test_every_model_kind_answers_as_the_reference_kernels(cpu: str, runs: dict[str, Outputs]) -> None:
     """Where XNNPACK's top-1 on the Pi cores is not the reference kernels' it is a near-tie (rounding
-    moves those on every CPU alike; docs/numerics.md), never a confident other answer; the change
+    moves those on every CPU alike; docs/design/numerics.md), never a confident other answer; the change
     head's outputs are within rounding of them."""
     arrays, _ = runs[cpu]
     reference, _ = runs["host"]

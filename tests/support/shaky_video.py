@@ -3,7 +3,7 @@
 # What a camera on a shelf sees: the same scene frame after frame, moved by a pixel or two (a shaking
 # mount, rolling-shutter wobble), with per-frame sensor noise and small exposure steps. A classifier's
 # top-1 flickers on such input exactly where its top-1/top-2 margin is small, which is what the
-# publish policy and smoothing defaults must cope with. Also run as a script for docs/demo.md.
+# publish policy and smoothing defaults must cope with. Also run as a script for docs/design/demo.md.
 
 from __future__ import annotations
 

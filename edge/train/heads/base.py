@@ -46,7 +46,7 @@ class Head(abc.ABC):
     upscale: int = 1  # how much the model enlarges the 128x128 frame before the backbone
     preference: int = 0  # `auto`'s order on a cross-validation tie, higher first
     cost_margin: float = 0.0  # points of cross-validated accuracy by which it must beat the best other head
-    arm_cost: str = "~1x"  # instructions per frame on a Pi's cores (A53-A76) against the stock model's (docs/train.md)
+    arm_cost: str = "~1x"  # instructions per frame on a Pi's cores (A53-A76) against the stock model's (docs/design/train.md)
     l2_grid: tuple[float, ...] = L2_GRID
     int8: Int8 = Int8()
 
@@ -96,7 +96,7 @@ class Fitted(abc.ABC):
             return []
         return [
             f"{self.head.name}: the 128x128 input is enlarged {self.head.upscale}x inside the model, for small subjects: "
-            f"{self.head.arm_cost} the stock model's instructions per frame on a Pi's cores (docs/train.md); "
+            f"{self.head.arm_cost} the stock model's instructions per frame on a Pi's cores (docs/design/train.md); "
             "a head on the frame as it comes keeps the cost of the stock model"
         ]
 

@@ -15,7 +15,7 @@ from edge.train.numeric import accelerated_descent, class_weights, fit_standardi
 # The scene-2x head's last misses were 10-16 px subjects that blend in (a grey-brown dragonfly on
 # bark): too small and too like their surroundings for the pretrained filters, yet their pixels still
 # differ from the same place in the empty scene, which a fixed camera shows again and again
-# (measured in docs/train.md). So each frame is standardised (zero mean, unit spread over all its
+# (measured in docs/design/train.md). So each frame is standardised (zero mean, unit spread over all its
 # pixels: daylight gain and auto-exposure contrast drop out), smoothed a little, registered to each
 # of K prototypes of the empty class's standardised frames (edge/train/scenes.py) and scored by
 #     min over k of (max over 3x3 boxes of the box mean of sum over RGB of |residual_k|),
@@ -28,7 +28,7 @@ from edge.train.numeric import accelerated_descent, class_weights, fit_standardi
 
 BOX = 3  # px of the 128: averages sensor noise, keeps a 6 px subject
 # The [1, 2, 1] x [1, 2, 1] / 16 smoothing before the comparison: it keeps the first-order move
-# model true over a pixel's move (measured, docs/train.md: without it a 1 px nudge left 10 of 100
+# model true over a pixel's move (measured, docs/design/train.md: without it a 1 px nudge left 10 of 100
 # empty dragonfly frames 'present'; smoothing twice cost the small subjects).
 SMOOTH = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
 EPS = 1e-6  # added to the variance (in the model's [-1, 1] pixel units) before the reciprocal root
@@ -58,7 +58,7 @@ class Change(Head):
         the random crops move up to 6 % (8 px), which is the view check's to report. Brightness and
         contrast drop out of the standardised frame but for the pixels a x1.25 gain clips, which no
         real frame of that scene clips: measured, they raised the absent views' scores into the
-        small subjects' (docs/train.md)."""
+        small subjects' (docs/design/train.md)."""
         still = replace(views.augment, max_shift=0.0, brightness=0.0, contrast=0.0)
         return still.expand(views.originals, views.labels)[0]
 
@@ -241,7 +241,7 @@ class ChangeFit(Fitted):
             f"{classes[empty]!r} somewhere: anything the empty frames do not show (a person, a shadow, a moved chair) counts; "
             f"capture {classes[empty]!r} frames of all that happens without the subject; a camera moved by more than about a "
             "pixel makes every frame count (the daemon's view check reports it); "
-            f"{self.head.arm_cost} the stock model's instructions per frame (15.9x with the legacy tflite-runtime: docs/train.md)"
+            f"{self.head.arm_cost} the stock model's instructions per frame (15.9x with the legacy tflite-runtime: docs/design/train.md)"
         ]
 
 

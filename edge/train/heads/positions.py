@@ -14,7 +14,7 @@ from edge.train.numeric import class_weights, fit_standardised, per_channel, sof
 # final 4x4 map, so its trace in the 256 average-pooled features is diluted 16-fold by the scene
 # around it. Scoring every cell of layer 22's 8x8x128 map (16 px cells, before the last stride) with
 # the same linear layer and taking each class's best cell ("some place says present") keeps it
-# undiluted; measured in docs/train.md. In the model this is CONV_2D 1x1 + MAX_POOL_2D 8x8, both
+# undiluted; measured in docs/design/train.md. In the model this is CONV_2D 1x1 + MAX_POOL_2D 8x8, both
 # XNNPACK ops in int8; layers 23-26 and the ImageNet head fall out. positions-2x does the same on
 # the frame enlarged 2x inside the model: a 16x16 map of 8 px cells, for subjects smaller than one
 # 16 px cell (the pretrained filters respond to things of the size they were trained on).
@@ -40,7 +40,7 @@ class Positions2x(Positions):
     upscale = 2
     preference = 0
     # About 4x the compute on every frame of the device: it must win by more than a point, and it
-    # is fitted with one strength, the one that did best on it in docs/train.md (its fits are 4x
+    # is fitted with one strength, the one that did best on it in docs/design/train.md (its fits are 4x
     # the work of the others': 16x16 cells), so that `train` of 500 images stays within minutes.
     cost_margin = 1.0
     arm_cost = "4.1-4.7x"

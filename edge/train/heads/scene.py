@@ -22,7 +22,7 @@ from edge.train.numeric import class_weights, nearest, soft_max_descent
 # class keeps K maps of offsets w.P_k and takes min over k of (max over cells of w.f + b - w.P_k).
 # For the right scene the residual is small except at the subject; a wrong scene's large
 # differences raise its max, so the min picks the right one (the same held-out answers as the
-# look-up, measured in docs/train.md). The map is layer 16's (16x16x128 on the frame enlarged 2x):
+# look-up, measured in docs/design/train.md). The map is layer 16's (16x16x128 on the frame enlarged 2x):
 # measured better than layer 22's, and the network ends six layers sooner. In the model: the 1x1
 # convolution repeated K times, a SUB of the constant offsets, the 16x16 max pool, then the
 # minimum over K.
