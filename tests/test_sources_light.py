@@ -135,3 +135,38 @@ def test_the_benchmark_times_a_switched_light_as_the_daemon_votes() -> None:
     flagged, cleared = result.first("dark", 30.0), result.first("as trained", 120.0)
     assert flagged is not None and cleared is not None and 18 <= flagged <= 20 and 18 <= cleared <= 20
     assert replay(lambda t: 40.0 if 30 <= t < 45 else 100.0, TRAINED, 180.0, 25.0).count == 0  # 15 s of dark: no change
+
+
+def test_a_model_with_a_training_light_is_announced_to_home_assistant(tmp_path: Path, shared: Path) -> None:
+    """The pipeline hands the check to the MQTT sink (its discovery names the light sensor) and the guard to the source."""
+    from edge.config import parse
+    from edge.daemon.pipeline import FramePipeline
+    from edge.daemon.sequence import RecordSequence
+    from edge.sources import make_source
+
+    model = tmp_path / "m.tflite"
+    shutil.copy(paths.default_model(), model)
+    data = json.loads(manifest_path(paths.default_model()).read_text())
+    manifest_path(model).write_text(json.dumps({**data, "light_range": [88.0, 113.0]}))
+    # Port 1: nothing listens there, so nothing is announced to a broker another test may run.
+    mqtt = {"enabled": True, "port": 1, "spool": {"path": str(tmp_path / "spool")}, "homeassistant": {"enabled": True}}
+    for check_s, announced in ((2.0, True), (-1.0, False)):
+        config = parse(
+            {
+                "device_id": "cam",
+                "state_dir": str(tmp_path / "state"),
+                "model": {"path": str(model)},
+                "source": {"kind": "synthetic", "light_check_s": check_s},
+                "sinks": {"file": {"enabled": False}, "mqtt": mqtt},
+            }
+        )
+        seq = RecordSequence(tmp_path / "state")
+        pipeline = FramePipeline(config, seq)
+        pipeline.open_sinks(None)  # no broker listens: the sink keeps trying in its thread until closed
+        try:
+            topics = [topic for topic, _ in pipeline.sinks.sinks[0]._ha_messages]  # type: ignore[attr-defined]
+        finally:
+            pipeline.close()
+            seq.close()
+        assert ("homeassistant/binary_sensor/mnv1_edge_cam/light_changed/config" in topics) is announced
+        assert (make_source(pipeline.source_spec).stats().light_off == 0) is announced  # the guard, off when light_check_s < 0
