@@ -11,10 +11,11 @@ import numpy as np
 # over all classes) as the manifest's light_range. Frames a little outside it are ordinary: the
 # percentiles leave 10 % of the training frames out by construction, and a dark car in a highway
 # crop takes a sixth off its brightness. So a frame counts as out of the trained light only beyond a
-# margin. Measured on real footage (docs/design/light-check.md, `python -m benchmarks.light_check`): the
-# later frames of four fixed-camera scenes stay within x1.19 below the range of their first half (the
-# highway's cars; x1.44 against a range of empty frames only) and x1.04 above it; the same frames in 1/8 of the light come x1.98-2.15 below it,
-# in 4 times the light (the encoding clips) x1.40-1.65 above. The margins sit between.
+# margin. Measured on real footage (docs/design/light-check.md, `python -m benchmarks.light_check`):
+# the later frames of four fixed-camera scenes stay within x1.19 below the range of their first half
+# (the highway's cars; x1.44 against a range of its empty frames alone) and x1.04 above it; the same
+# frames in 1/8 of the light come x1.98-2.15 below it, in 4 times the light (the encoding clips)
+# x1.40-1.65 above. The margins sit between.
 DARK_MARGIN = 1.5
 BRIGHT_MARGIN = 1.25
 # A state changes only when NEED of the last CHECKS checks agree: with source.light_check_s = 2 s,
