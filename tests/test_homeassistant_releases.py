@@ -28,15 +28,16 @@ ANSWERS = ("bird", "dog", 'say "cheese"')
 
 def per_entity_messages() -> list[tuple[str, str]]:
     """What the daemon announces for device `cam`: one config topic per entity (every kind of entity)."""
-    return homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=ANSWERS, snapshots=True, view_check=True)
+    return homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=ANSWERS, snapshots=True, view_check=True, light_check=True)
 
 
 def device_based_message() -> tuple[str, str, list[str]]:
     """The same entities for device `camdev` in one device-based message (`cmps`, Home Assistant 2024.11+):
     the topic, the payload and the unique ids it announces."""
     topic_prefix = "mnv1-edge/camdev/"
-    entities = homeassistant.entities(topic_prefix, answers=ANSWERS, snapshots=True, view_check=True)
-    messages = homeassistant.discovery_messages("homeassistant", "camdev", topic_prefix, answers=ANSWERS, snapshots=True, view_check=True)
+    entities = homeassistant.entities(topic_prefix, answers=ANSWERS, snapshots=True, view_check=True, light_check=True)
+    checks = {"snapshots": True, "view_check": True, "light_check": True}
+    messages = homeassistant.discovery_messages("homeassistant", "camdev", topic_prefix, answers=ANSWERS, **checks)
     components: dict[str, dict[str, object]] = {}
     shared: dict[str, object] = {}
     for entity, (_, payload) in zip(entities, messages, strict=True):

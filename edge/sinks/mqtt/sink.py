@@ -49,11 +49,13 @@ class MqttSink:
         answers: Sequence[str] = (),
         snapshots: bool = False,
         view_check: bool = False,
+        light_check: bool = False,
         seq_floor: Callable[[int], None] | None = None,
     ) -> None:
         """`answers`: the names the answer can take (one Home Assistant binary sensor each);
         `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity);
         `view_check`: the stats carry the moved-camera check (announced as a problem sensor);
+        `light_check`: the stats carry the light check (announced as a problem sensor too);
         `seq_floor(n)`: record numbers up to n were published as this device by another instance.
 
         Long only because it names every piece of state the three threads share (see the top of
@@ -100,7 +102,9 @@ class MqttSink:
         self._ha_due = False
         ha = config.homeassistant
         self._ha_messages = (
-            homeassistant.discovery_messages(ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots, view_check=view_check)
+            homeassistant.discovery_messages(
+                ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots, view_check=view_check, light_check=light_check
+            )
             if ha.enabled
             else []
         )
