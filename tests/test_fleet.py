@@ -271,7 +271,8 @@ def test_watch_refreshes_until_interrupted(broker: Mosquitto) -> None:
         while (doc := json.loads(proc.stdout.readline()))["ok"]:
             pass  # refreshes until the change shows
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(10) == 130
+        proc.communicate(timeout=10)  # read on: a full pipe would hold its last write (and the exit) forever
+        assert proc.returncode == 130
     finally:
         if proc.poll() is None:
             proc.kill()
