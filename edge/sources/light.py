@@ -10,43 +10,31 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 
+import numpy as np
+
 from edge.model.light import AS_TRAINED, LightRange, LightVote, luma
-from edge.sources.frame import Frame, Source
+from edge.sources.frame import Source
+from edge.sources.guard import PeriodicGuard
 from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.light")
 
 
-class LightGuard:
+class LightGuard(PeriodicGuard):
     """Wraps a source for a model that records its training light; its stats gain `light_luma` (the
     last frame checked's brightness, 0-255), `light_changed` (times the frames left that light) and
     `light_off` (1 while they are out of it, for `mnv1-edge fleet` and Home Assistant)."""
 
     def __init__(self, source: Source, trained: LightRange, every_s: float) -> None:
-        self.source = source
-        self.name = source.name
-        self.live = source.live
-        self.every_s = every_s
+        super().__init__(source, every_s)
         self._vote = LightVote(trained)
-        self._checked_at = -float("inf")
         self._luma: float | None = None
         self._changed = 0
 
-    def open(self) -> None:
-        self.source.open()
-
-    def read(self) -> Frame | None:
-        frame = self.source.read()
-        now = time.monotonic()
-        if frame is not None and now - self._checked_at >= self.every_s:
-            self._checked_at = now
-            self._check(luma(frame.pixels))
-        return frame
-
-    def _check(self, brightness: float) -> None:
+    def check(self, pixels: np.ndarray) -> None:
+        brightness = luma(pixels)
         self._luma = brightness
         if not self._vote.add(brightness):
             return
@@ -68,9 +56,3 @@ class LightGuard:
         off = int(self._vote.state != AS_TRAINED)
         shown = None if self._luma is None else round(self._luma)
         return replace(self.source.stats(), light_luma=shown, light_changed=self._changed, light_off=off)
-
-    def interrupt(self) -> None:
-        self.source.interrupt()
-
-    def close(self) -> None:
-        self.source.close()
