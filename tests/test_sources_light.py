@@ -164,7 +164,7 @@ def test_a_model_with_a_training_light_is_announced_to_home_assistant(tmp_path: 
         pipeline = FramePipeline(config, seq)
         pipeline.open_sinks(None)  # no broker listens: the sink keeps trying in its thread until closed
         try:
-            topics = [topic for topic, _ in pipeline.sinks.sinks[0]._ha_messages]  # type: ignore[attr-defined]
+            topics = [topic for topic, _ in pipeline.sinks.sinks[0].discovery.messages]  # type: ignore[attr-defined]
         finally:
             pipeline.close()
             seq.close()
