@@ -234,6 +234,7 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
 
 
+@pytest.mark.slow
 def test_retained_state_is_read_at_once_and_the_exit_status_says_if_all_are_ok(broker: Mosquitto) -> None:
     now = time.time()
     publish_retained(
@@ -280,6 +281,7 @@ def test_watch_refreshes_until_interrupted(broker: Mosquitto) -> None:
     assert first["ok"] is True and doc["devices"][0]["status"] == "offline"
 
 
+@pytest.mark.slow
 def test_credentials_as_the_sink_takes_them(tmp_path: Path) -> None:
     with Mosquitto(tmp_path / "broker", password=("ops", "s3cret")) as b:
         publish_retained(b.port, {"mnv1-edge/cam/availability": "online"}, auth=("ops", "s3cret"))
@@ -296,6 +298,7 @@ def test_credentials_as_the_sink_takes_them(tmp_path: Path) -> None:
         assert status == 73 and "check --password-file" in err
 
 
+@pytest.mark.slow
 def test_tls_as_the_sink_checks_it(tmp_path: Path) -> None:
     from tests.support.broker import make_certs
 

@@ -101,6 +101,7 @@ def test_fetch_reads_a_bare_git_directory_at_the_pinned_commit(tmp_path: Path) -
     assert hashlib.sha256(first.read_bytes()).hexdigest() == scenes[0].source.files()["seq/input/in000000.png"]
 
 
+@pytest.mark.slow
 def test_download_checks_each_file_against_its_pin(tmp_path: Path) -> None:
     manifest = _fake_manifest(tmp_path)
     source = manifest.sources["fake"]

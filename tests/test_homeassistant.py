@@ -59,6 +59,7 @@ def release(request: pytest.FixtureRequest) -> str:
     return version
 
 
+@pytest.mark.slow
 def test_every_discovery_payload_is_accepted_by_home_assistant(release: str) -> None:
     answers = ("bird", "dog", 'say "cheese"', "say _cheese_")
     messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=answers, snapshots=True, view_check=True, light_check=True)
@@ -107,6 +108,7 @@ def test_every_discovery_payload_is_accepted_by_home_assistant(release: str) -> 
     assert image["image_topic"] == PREFIX + "snapshot" and image["content_type"] == "image/jpeg"
 
 
+@pytest.mark.slow
 def test_a_name_with_quotes_is_matched_exactly(release: str) -> None:
     messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=('say "cheese"',))
     record = json.dumps({**V2, "answer": 'say "cheese"'})
@@ -115,6 +117,7 @@ def test_a_name_with_quotes_is_matched_exactly(release: str) -> None:
     assert verdict.clean and rendered(verdict) == ["ON"]
 
 
+@pytest.mark.slow
 def test_wrong_payloads_are_rejected(release: str) -> None:
     """The validator can fail: Home Assistant's own schema refuses these, or silently drops a key."""
     topic, payload = homeassistant.discovery_messages("homeassistant", "cam", PREFIX)[0]
@@ -220,6 +223,7 @@ def record(seq: int) -> Record:
     return Record(seq, now, now, "cam", "synthetic", (Prediction(281, "tabby", 0.75),), 2.5, "cd" * 32)
 
 
+@pytest.mark.slow
 def test_the_sink_announces_to_home_assistant_and_resends_on_online(broker: Mosquitto, tmp_path: Path) -> None:
     config = sink_config(broker.port, tmp_path / "spool", stats_interval_s=0.5, homeassistant={"enabled": True})
     sink = MqttSink(config, "cam", answers=("bird", "dog"), snapshots=True)

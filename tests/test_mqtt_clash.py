@@ -243,6 +243,7 @@ class FreezingProxy:
             sock.close()
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_power_cut_is_no_clash_and_stays_online(broker: Mosquitto, model: Path, tmp_path: Path) -> None:
     """The new run sees its previous run's retained claim and, once the broker notices the dead
     connection, its last will "offline": neither is a clash, and availability ends "online"."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge import paths
@@ -65,6 +66,7 @@ def matched_report(proc: subprocess.Popen[str], collector: Collector, prom: Path
     raise AssertionError("no stats message matched the metrics file in 10 tries")
 
 
+@pytest.mark.slow
 def test_a_real_daemons_report_reads_the_same_in_prometheus_home_assistant_and_fleet(tmp_path: Path, shared: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

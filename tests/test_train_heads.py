@@ -71,6 +71,7 @@ def test_mnv1_edge_help_imports_no_numpy() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", heads.NAMES)
 def test_fit_is_deterministic_and_learns(name: str) -> None:
     """Fitted twice on the same input, the same bytes (the float32 weights the model gets); and it
