@@ -12,6 +12,8 @@ mounted at /mnt/repo. One unit = one frame:
   picamera2-bgr888 the same with Pi 5's BGR888 lores (R,G,B bytes, handed to the model as they are)
   view-check       one moved-camera check of a fixed-camera model (edge/sources/moved.py): a frame's shift
                    against 8 grey references, as the guard does every source.view_check_s (one unit = one check)
+  light-check      one light check of a model with a training light (edge/sources/light.py): a frame's mean
+                   luma and the vote, as the guard does every source.light_check_s (one unit = one check)
 
 The camera is tests/support/fake_picamera2.py: it opens the source and makes 8 lores buffers; per
 frame its capture_array is a stub cycling through them, so libcamera's own capture cost is excluded.
@@ -31,7 +33,7 @@ from typing import Any
 import armcost_guest
 
 REPO = Path("/mnt/repo")
-SCENARIOS = ("invoke", "process", "picamera2-yuv420", "picamera2-bgr888", "view-check")
+SCENARIOS = ("invoke", "process", "picamera2-yuv420", "picamera2-bgr888", "view-check", "light-check")
 
 
 class _SetItem:
@@ -126,6 +128,14 @@ def main() -> None:
         def step(i: int) -> None:
             estimator.estimate(pool[i % 8])
 
+    elif args.scenario == "light-check":
+        from edge.model.light import LightRange, LightVote, luma
+
+        vote = LightVote(LightRange(90.0, 115.0))
+
+        def step(i: int) -> None:
+            vote.add(luma(pool[i % 8]))
+
     else:
         source = synthetic
         if args.scenario.startswith("picamera2"):
@@ -145,7 +155,7 @@ def main() -> None:
             step(i)
             i += 1
         armcost_guest.mark(mark)
-    unit = "check" if args.scenario == "view-check" else "frame"
+    unit = "check" if args.scenario.endswith("-check") else "frame"
     armcost_guest.report(args.frames, units_first=args.first, unit=unit, frames_processed=stats.frames, **info)
     pipeline.flush()
     pipeline.close()

@@ -74,6 +74,9 @@ class SourceCounters:
     view_shift_px: int | None = None  # a fixed-camera model's moved-camera check (edge/sources/moved.py)
     view_moved: int | None = None
     view_off: int | None = None  # 1 while the view is not as the model was trained
+    light_luma: int | None = None  # a model with a light_range's light check (edge/sources/light.py): the last frame checked's brightness, 0-255
+    light_changed: int | None = None  # times the frames left the light the model was trained in
+    light_off: int | None = None  # 1 while they are out of it
 
     @property
     def reopened(self) -> int:

@@ -117,6 +117,7 @@ def test_a_hung_stream_reconnects_within_the_stall_timeout(camera: tuple[str, Pa
     source.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("camera", ["frozen"], indirect=True)
 def test_a_stream_repeating_one_picture_is_frozen_and_reopened(camera: tuple[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     url, _ = camera

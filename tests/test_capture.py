@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from edge import paths
@@ -59,6 +60,7 @@ def test_a_finite_source_ends_early(shared: Path, tmp_path: Path) -> None:
     assert len(list(out.glob("*.jpg"))) == len(list_images(paths.sample_images()))
 
 
+@pytest.mark.slow
 def test_refuses_while_the_service_holds_its_lock(shared: Path, tmp_path: Path) -> None:
     cfg = config(tmp_path, images_source())
     lock = tmp_path / "state" / "lock"

@@ -77,6 +77,7 @@ def test_report_meets_the_accuracy_targets(converted_model: Path) -> None:
     assert abs(acc["ours, XNNPACK here"]["top1"] - ours["top1"]) <= 2.0
 
 
+@pytest.mark.slow
 def test_report_numbers_equal_eval(converted_model: Path, tmp_path: Path) -> None:
     report = report_of(converted_model)
     cmd = [sys.executable, "-m", "edge", "eval", "--images", str(paths.dev_images()), "--split", "held-out", "--rounds", "0", "--json", "-"]

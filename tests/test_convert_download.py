@@ -74,6 +74,7 @@ def _wrong_model() -> bytes:
         ("missing", False, "download failed (Not Found)"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_download_is_refused_and_not_cached(tmp_path: Path, shared: Path, served: str, dropped: bool, fragment: str) -> None:
     good = official_like(paths.float_model())
     body = {

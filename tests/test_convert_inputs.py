@@ -139,6 +139,7 @@ def test_committed_source_manifest_matches_the_pins() -> None:
     assert data["license"] == "Apache-2.0"
 
 
+@pytest.mark.slow
 def test_float_model_of_another_architecture(tmp_path: Path) -> None:
     """A float TFLite network that is not MobileNet v1 0.25/128: the source without its softmax."""
     from edge.convert import flatbuf

@@ -27,6 +27,7 @@ def records(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_results_on_the_sample_photos_equal_classify(tmp_path: Path, model: Path, shared: Path) -> None:
     samples = shared / "data" / "samples"
     config = write_config(
@@ -50,6 +51,7 @@ def test_results_on_the_sample_photos_equal_classify(tmp_path: Path, model: Path
     assert "source images:" in run.stderr and "ended; 8 frames classified" in run.stderr
 
 
+@pytest.mark.slow
 def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
     notify = NotifySocket(tmp_path / "notify")
     data = base_config(tmp_path, model, fps=40.0)
@@ -99,6 +101,7 @@ def test_systemd_lifecycle_reload_and_stop(tmp_path: Path, model: Path) -> None:
     assert int((tmp_path / "state" / "seq").read_text()) == seqs[-1] + 1
 
 
+@pytest.mark.slow
 def test_a_stalled_source_stops_the_watchdog(tmp_path: Path, model: Path) -> None:
     notify = NotifySocket(tmp_path / "notify")
     data = base_config(tmp_path, model, fps=0.2)  # one frame, then nothing for 5 s
@@ -114,6 +117,7 @@ def test_a_stalled_source_stops_the_watchdog(tmp_path: Path, model: Path) -> Non
     assert "no frame from synthetic:seed=0 for 1 s (source.stall_timeout_s)" in stderr
 
 
+@pytest.mark.slow
 def test_once_and_config_errors(tmp_path: Path, model: Path) -> None:
     config = write_config(tmp_path / "c.toml", base_config(tmp_path, model))
     run = subprocess.run([EXE, "run", "--config", str(config), "--once"], capture_output=True, text=True, timeout=60)
@@ -130,6 +134,7 @@ def test_once_and_config_errors(tmp_path: Path, model: Path) -> None:
     assert run.returncode == 65 and "missing.tflite: model file not found" in run.stderr
 
 
+@pytest.mark.slow
 def test_max_fps_caps_the_classification_rate(tmp_path: Path, model: Path) -> None:
     """A synthetic source as fast as it can go, capped at 20 fps: records are ≥ 50 ms apart."""
     data = base_config(tmp_path, model)
@@ -145,6 +150,7 @@ def test_max_fps_caps_the_classification_rate(tmp_path: Path, model: Path) -> No
     assert min(gaps) >= 0.045, gaps  # 1/20 s, less the record timestamps' millisecond rounding
 
 
+@pytest.mark.slow
 def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_path: Path, model: Path) -> None:
     """A reload that changes the file path, the MQTT sink (same spool, same client id) and the
     source: each old one is released before its successor opens; every seq lands exactly once."""
@@ -186,6 +192,7 @@ def test_reload_replaces_the_sinks_and_the_source_without_losing_a_result(tmp_pa
     assert sorted(set(received)) == seqs  # every record also reached the broker, none lost
 
 
+@pytest.mark.slow
 def test_a_reload_during_start_up_does_not_send_ready_before_the_first_frame(tmp_path: Path, model: Path) -> None:
     """READY=1 means the first frame was classified; a SIGHUP before that must not send it."""
     notify = NotifySocket(tmp_path / "notify")

@@ -73,6 +73,7 @@ def _password_file(tmp_path: Path, secret: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_good_install_is_all_ok_and_exits_0(tmp_path: Path, converted_model: Path, shared: Path, password_broker: Mosquitto) -> None:
     password = _password_file(tmp_path, SECRET)
     config = write_config(
@@ -98,6 +99,7 @@ def test_a_good_install_is_all_ok_and_exits_0(tmp_path: Path, converted_model: P
     assert "mnv1-edge-doctor-" in log and "mnv1-edge-cam1" not in log
 
 
+@pytest.mark.slow
 def test_json_is_a_list_of_checks(tmp_path: Path, converted_model: Path, shared: Path) -> None:
     config = write_config(tmp_path / "c.toml", config_data(tmp_path, converted_model, shared))
     proc = doctor(config, "--json")
@@ -142,6 +144,7 @@ def test_an_unreachable_broker_fails(tmp_path: Path, converted_model: Path, shar
     assert "check sinks.mqtt.host and port" in fix_of(proc.stdout, "broker")
 
 
+@pytest.mark.slow
 def test_a_wrong_password_fails(tmp_path: Path, converted_model: Path, shared: Path, password_broker: Mosquitto) -> None:
     password = _password_file(tmp_path, "wrong-Pw")
     data = config_data(tmp_path, converted_model, shared, port=password_broker.port, username=USER, password_file=str(password))
@@ -219,6 +222,7 @@ def test_a_picamera2_source_with_the_camera_listed_is_ok(tmp_path: Path, convert
     assert lines(proc.stdout, "venv")[0][0] == "OK"
 
 
+@pytest.mark.slow
 def test_tls_is_checked_with_the_sinks_ca(tmp_path: Path, converted_model: Path, shared: Path, make_broker: MakeBroker) -> None:
     from tests.support.broker import make_certs
 

@@ -118,6 +118,7 @@ def _own_classes(data: dict[str, Any], labels: list[str]) -> None:
     ],
     ids=["crop-0", "crop-1.5", "crop-nan", "same-labels"],
 )
+@pytest.mark.slow
 def test_a_manifest_out_of_range_is_refused_at_load(tmp_path: Path, model: Path, shared: Path, change: Any, message: str) -> None:
     broken = manifest_copy(tmp_path, model, change)
     data = base_config(tmp_path, broken, frames=3)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.support.daemon import NotifySocket, base_config, running, write_config
 from tests.support.faults import cli, free_bytes, model, small_disk
@@ -49,6 +50,7 @@ def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow
 def test_a_damaged_packet_is_skipped_and_the_rest_of_the_file_classified(tmp_path: Path, model: Path) -> None:
     """6 KB of garbage in a 60-frame MPEG-4 ended the run (exit 69) after 18 frames; 42 were never classified."""
     video = clip(tmp_path / "damaged.mp4", damaged_packets=(18,))
@@ -74,6 +76,7 @@ def named_but_missing(folder: Path, recs: list[dict[str, Any]]) -> list[str]:
     return [r["snapshot"] for r in recs if "snapshot" in r and not (folder / r["snapshot"]).is_file()]
 
 
+@pytest.mark.slow
 def test_records_name_only_snapshots_that_were_written(tmp_path: Path, model: Path, shared: Path, small_disk: Path) -> None:
     """On a full disk 8 of 8 records named a snapshot file that was never written."""
     full = small_disk / "snap"
@@ -125,6 +128,7 @@ def test_a_snapshot_folder_deleted_while_running_is_made_again(tmp_path: Path, m
     assert [r for r in later if "snapshot" in r] and named_but_missing(folder, later) == []
 
 
+@pytest.mark.slow
 def test_a_reload_to_a_source_that_cannot_open_keeps_the_running_one(tmp_path: Path, model: Path) -> None:
     """SIGHUP to a 0-byte video released the old source first, then exited 69 (and systemd restarted it into the same failure)."""
     notify = NotifySocket(tmp_path / "notify")

@@ -99,6 +99,7 @@ def test_no_option_of_any_command_takes_nan_or_inf() -> None:
         (("info", "--model", "m.tflite", "--config", "c.toml"), "argument --config: not allowed with argument --model"),
     ],
 )
+@pytest.mark.slow
 def test_options_that_misbehaved_are_usage_errors(args: tuple[str, ...], message: str) -> None:
     run = cli(*args)
     assert run.returncode == 2 and message in run.stderr, run.stderr
@@ -144,6 +145,7 @@ def test_built_in_groups_with_a_model_of_own_classes_are_one_line(tmp_path: Path
     assert raised.value.exit_code == 2
 
 
+@pytest.mark.slow
 def test_capture_on_a_full_disk_or_a_blocked_folder_names_the_folder(tmp_path: Path, small_disk: Path) -> None:
     """capture --out on a full disk was an OSError traceback (exit 1) writing capture.json; a file in
     the way of --out was "File exists"."""

@@ -56,6 +56,17 @@ def test_the_labelling_rule() -> None:
     assert prepare.label(outside, region) is None
 
 
+def test_a_dimmed_case_relights_its_later_frames_as_a_camera_would() -> None:
+    manifest = sources.load()
+    dim_case = manifest.cases["lab-dim"]
+    assert dim_case.scene is manifest.scenes["lab"] and dim_case.later_light == 0.125 and manifest.cases["lab"].later_light == 1.0
+    frames = np.stack([np.full((4, 4, 3), v, np.uint8) for v in (0, 64, 128, 255)])
+    out = prepare.dim(frames, 0.125).reshape(4, -1).mean(axis=1)
+    expected = 255 * ((np.array([0, 64, 128, 255]) / 255) ** prepare.GAMMA * 0.125) ** (1 / prepare.GAMMA)  # 0 (+ the noise floor), 25, 50, 99
+    assert np.all(np.abs(out - expected) < [10, 3, 2, 2]) and np.all(np.diff(out) > 0), out
+    assert np.array_equal(prepare.dim(frames, 0.125), prepare.dim(frames, 0.125))  # the same frames on every run
+
+
 def test_frames_are_named_as_capture_names_them(tmp_path: Path) -> None:
     from edge.commands.capture import _save
 
@@ -90,6 +101,7 @@ def test_fetch_reads_a_bare_git_directory_at_the_pinned_commit(tmp_path: Path) -
     assert hashlib.sha256(first.read_bytes()).hexdigest() == scenes[0].source.files()["seq/input/in000000.png"]
 
 
+@pytest.mark.slow
 def test_download_checks_each_file_against_its_pin(tmp_path: Path) -> None:
     manifest = _fake_manifest(tmp_path)
     source = manifest.sources["fake"]

@@ -85,7 +85,7 @@ def test_group_edges(group: str, outside: tuple[int, ...]) -> None:
 def test_docs_list_every_member() -> None:
     from edge.commands.groups import markdown
 
-    docs = (REPO_ROOT / "docs" / "groups.md").read_text()
+    docs = (REPO_ROOT / "docs" / "guide" / "groups.md").read_text()
     assert markdown(read_labels(paths.labels_file())) in docs, "regenerate: mnv1-edge groups --markdown (into docs/guide/groups.md)"
 
 
@@ -144,6 +144,7 @@ def test_scores_sum_classes_into_one_reused_buffer_and_other_is_the_rest() -> No
     assert scorer.scores_batch(probs[None]).tolist() == [[0.5, 0.375, 0.375, 0.125]]
 
 
+@pytest.mark.slow
 def test_classify_json_with_groups(converted_model: Path, shared: Path) -> None:
     images = [str(shared / "data" / "samples" / n) for n in ("parrot.jpg", "cat.bmp")]
     run = subprocess.run(

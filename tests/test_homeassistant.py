@@ -59,11 +59,13 @@ def release(request: pytest.FixtureRequest) -> str:
     return version
 
 
+@pytest.mark.slow
 def test_every_discovery_payload_is_accepted_by_home_assistant(release: str) -> None:
     answers = ("bird", "dog", 'say "cheese"', "say _cheese_")
-    messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=answers, snapshots=True, view_check=True)
-    moved = {**SAMPLE_STATS, "source": {"name": "cam", "view_off": 1, "view_shift_px": 5}}
-    samples = {RECORDS: [json.dumps(r) for r in (V2, V2_NONE, V1)], STATS: [json.dumps(SAMPLE_STATS), json.dumps({"fps": 1.0}), json.dumps(moved)]}
+    messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=answers, snapshots=True, view_check=True, light_check=True)
+    moved = {**SAMPLE_STATS, "source": {"name": "cam", "view_off": 1, "view_shift_px": 5, "light_off": 0, "light_luma": 97}}
+    unlit = {"fps": 1.0, "source": {"name": "cam", "light_off": 1, "light_luma": 31, "light_changed": 1}}
+    samples = {RECORDS: [json.dumps(r) for r in (V2, V2_NONE, V1)], STATS: [json.dumps(SAMPLE_STATS), json.dumps(unlit), json.dumps(moved)]}
     report = ha_schema.check(messages, samples=samples, version=release)
 
     assert report.ha_version == release
@@ -74,13 +76,13 @@ def test_every_discovery_payload_is_accepted_by_home_assistant(release: str) -> 
     got = report.by_topic()
     keys = {(v.component, v.topic.split("/")[3]) for v in report.verdicts}
     expected = {("sensor", "answer"), ("sensor", "score"), ("image", "snapshot"), *(("sensor", k) for k in DIAGNOSTICS)}
-    expected |= {("binary_sensor", k) for k in ("answer_bird", "answer_dog", "answer_say__cheese_", "view_moved")}
+    expected |= {("binary_sensor", k) for k in ("answer_bird", "answer_dog", "answer_say__cheese_", "view_moved", "light_changed")}
     assert expected < keys and len(keys) == len(messages) == len(expected) + 1  # the two "cheese" names kept apart
     for v in report.verdicts:
         config = v.config or {}
         assert config["availability_topic"] == PREFIX + "availability" and config["payload_not_available"] == "offline"
         assert config["device"]["identifiers"] == ["mnv1_edge_cam"]
-        assert (config.get("entity_category") == "diagnostic") == (v.topic.split("/")[3] in {*DIAGNOSTICS, "view_moved"})
+        assert (config.get("entity_category") == "diagnostic") == (v.topic.split("/")[3] in {*DIAGNOSTICS, "view_moved", "light_changed"})
     assert len({json.loads(p)["unique_id"] for _, p in messages}) == len(messages)
 
     # The templates as Home Assistant renders them: the answer falls back to the top-1 label for v1.
@@ -101,10 +103,12 @@ def test_every_discovery_payload_is_accepted_by_home_assistant(release: str) -> 
         "last_seen": ["2026-11-29T08:00:00.000Z", "None", "2026-11-29T08:00:00.000Z"],
     }
     assert rendered(got[NODE.format("binary_sensor", "view_moved")]) == ["OFF", "OFF", "ON"]
+    assert rendered(got[NODE.format("binary_sensor", "light_changed")]) == ["OFF", "ON", "OFF"]
     image = got[NODE.format("image", "snapshot")].config or {}
     assert image["image_topic"] == PREFIX + "snapshot" and image["content_type"] == "image/jpeg"
 
 
+@pytest.mark.slow
 def test_a_name_with_quotes_is_matched_exactly(release: str) -> None:
     messages = homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=('say "cheese"',))
     record = json.dumps({**V2, "answer": 'say "cheese"'})
@@ -113,6 +117,7 @@ def test_a_name_with_quotes_is_matched_exactly(release: str) -> None:
     assert verdict.clean and rendered(verdict) == ["ON"]
 
 
+@pytest.mark.slow
 def test_wrong_payloads_are_rejected(release: str) -> None:
     """The validator can fail: Home Assistant's own schema refuses these, or silently drops a key."""
     topic, payload = homeassistant.discovery_messages("homeassistant", "cam", PREFIX)[0]
@@ -218,6 +223,7 @@ def record(seq: int) -> Record:
     return Record(seq, now, now, "cam", "synthetic", (Prediction(281, "tabby", 0.75),), 2.5, "cd" * 32)
 
 
+@pytest.mark.slow
 def test_the_sink_announces_to_home_assistant_and_resends_on_online(broker: Mosquitto, tmp_path: Path) -> None:
     config = sink_config(broker.port, tmp_path / "spool", stats_interval_s=0.5, homeassistant={"enabled": True})
     sink = MqttSink(config, "cam", answers=("bird", "dog"), snapshots=True)

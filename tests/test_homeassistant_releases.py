@@ -28,15 +28,16 @@ ANSWERS = ("bird", "dog", 'say "cheese"')
 
 def per_entity_messages() -> list[tuple[str, str]]:
     """What the daemon announces for device `cam`: one config topic per entity (every kind of entity)."""
-    return homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=ANSWERS, snapshots=True, view_check=True)
+    return homeassistant.discovery_messages("homeassistant", "cam", PREFIX, answers=ANSWERS, snapshots=True, view_check=True, light_check=True)
 
 
 def device_based_message() -> tuple[str, str, list[str]]:
     """The same entities for device `camdev` in one device-based message (`cmps`, Home Assistant 2024.11+):
     the topic, the payload and the unique ids it announces."""
     topic_prefix = "mnv1-edge/camdev/"
-    entities = homeassistant.entities(topic_prefix, answers=ANSWERS, snapshots=True, view_check=True)
-    messages = homeassistant.discovery_messages("homeassistant", "camdev", topic_prefix, answers=ANSWERS, snapshots=True, view_check=True)
+    entities = homeassistant.entities(topic_prefix, answers=ANSWERS, snapshots=True, view_check=True, light_check=True)
+    checks = {"snapshots": True, "view_check": True, "light_check": True}
+    messages = homeassistant.discovery_messages("homeassistant", "camdev", topic_prefix, answers=ANSWERS, **checks)
     components: dict[str, dict[str, object]] = {}
     shared: dict[str, object] = {}
     for entity, (_, payload) in zip(entities, messages, strict=True):
@@ -93,6 +94,7 @@ def created(broker: tuple[str, Path]) -> dict[str, list[dict[str, object]]]:
     return out
 
 
+@pytest.mark.slow
 def test_every_announced_entity_is_created_with_the_same_id_on_both_releases(created: dict[str, list[dict[str, object]]]) -> None:
     announced = {json.loads(p)["unique_id"]: json.loads(p)["default_entity_id"] for _, p in per_entity_messages()}
     ids = {

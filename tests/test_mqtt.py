@@ -91,6 +91,7 @@ def test_kill9_while_broker_down_then_restart_loses_nothing(broker: Mosquitto, c
     assert subscriber.unique_in_order() == list(range(1, 801))
 
 
+@pytest.mark.slow
 def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosquitto, driver: MakeDriver, tmp_path: Path) -> None:
     topic = PREFIX + "availability"
     watcher = mosquitto_sub(broker.port, topic, 2)
@@ -118,6 +119,7 @@ def test_availability_last_will_on_kill9_and_offline_on_clean_stop(broker: Mosqu
     assert re.search(r"Client mnv1-edge-cam-[0-9a-f]{12} disconnected\.", log)  # a clean DISCONNECT (the will was not used); one client id per run
 
 
+@pytest.mark.slow
 def test_wrong_password_logs_one_line_per_backoff_step(
     make_broker: MakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -173,6 +175,7 @@ def test_invalid_topic_or_qos_is_a_config_error_naming_the_key(keys: dict[str, A
         parse({"sinks": {"mqtt": {"enabled": True, **keys}}})
 
 
+@pytest.mark.slow
 def test_tls_verifies_the_broker_and_its_host_name(make_broker: MakeBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="edge")
     ca, cert, key = make_certs(tmp_path)

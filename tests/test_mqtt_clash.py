@@ -152,6 +152,7 @@ def one_seq_one_record(records: list[dict[str, Any]]) -> dict[int, set[str]]:
     return {seq: records for seq, records in by_seq.items() if len(records) > 1}
 
 
+@pytest.mark.slow
 def test_two_daemons_with_one_device_id_are_named_and_never_share_a_seq(broker: Mosquitto, model: Path, tmp_path: Path) -> None:
     """Each took the client id from the other (10 reconnects in 9 s) and 41 of 46 seq values carried two
     different records; the only log line was "lost the connection (Unspecified error)"."""
@@ -242,6 +243,7 @@ class FreezingProxy:
             sock.close()
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_power_cut_is_no_clash_and_stays_online(broker: Mosquitto, model: Path, tmp_path: Path) -> None:
     """The new run sees its previous run's retained claim and, once the broker notices the dead
     connection, its last will "offline": neither is a clash, and availability ends "online"."""

@@ -103,6 +103,7 @@ def test_each_failed_handshake_warns_with_its_likely_cause(kind: str, tmp_path: 
     assert any("MQTT sink closed without ever reaching" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_the_daemon_warns_in_the_journal_when_the_broker_port_speaks_tls(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     model = Path(request.getfixturevalue("converted_model" if paths.default_model().is_file() else "reference_model"))
     data = base_config(tmp_path, model, frames=10, fps=5.0)

@@ -112,7 +112,7 @@ def test_counters_histograms_and_labels_parse_with_prometheus_client(sink: Prome
     assert flags["under_voltage"] == 1 and flags["throttled"] == 1 and flags["arm_frequency_capped"] == 0
     assert flags["under_voltage_occurred"] == 1 and flags["throttled_occurred"] == 1
     assert sink.stats() == SinkCounters({"written": 1, "errors": 0})
-    assert "mnv1_edge_view_off" not in fams  # the stock model: no moved-camera check, no such metrics
+    assert "mnv1_edge_view_off" not in fams and "mnv1_edge_light_off" not in fams  # the stock model: no such checks, no such metrics
 
 
 def test_a_scene_models_view_check_is_exported(sink: PrometheusSink, tmp_path: Path) -> None:
@@ -122,6 +122,16 @@ def test_a_scene_models_view_check_is_exported(sink: PrometheusSink, tmp_path: P
     fams = families(tmp_path / "mnv1-edge.prom")
     assert value(fams, "mnv1_edge_view_moved", "mnv1_edge_view_moved_total") == 2
     assert value(fams, "mnv1_edge_view_off") == 1 and value(fams, "mnv1_edge_view_shift_pixels") == 5
+
+
+def test_a_models_light_check_is_exported(sink: PrometheusSink, tmp_path: Path) -> None:
+    source = SourceReport("picamera2:0", 127, 0, SourceCounters(127, light_luma=31, light_changed=1, light_off=1))
+    sink.write(record(0, "cat", 1.5, latency_s=0.04))
+    sink.report(stats(source=source))
+    fams = families(tmp_path / "mnv1-edge.prom")
+    assert value(fams, "mnv1_edge_light_changed", "mnv1_edge_light_changed_total") == 1
+    assert value(fams, "mnv1_edge_light_off") == 1 and value(fams, "mnv1_edge_light_luma") == 31
+    assert "mnv1_edge_view_off" not in fams
 
 
 def test_reports_replace_the_file_whole_and_histograms_accumulate(sink: PrometheusSink, tmp_path: Path) -> None:

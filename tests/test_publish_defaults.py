@@ -41,6 +41,7 @@ def run(tmp_path: Path, model: Path, video: Path, results: dict[str, object]) ->
     return [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_the_defaults_write_a_record_per_change_not_per_frame(tmp_path: Path, reference_model: Path, video: Path) -> None:
     every = run(tmp_path / "every", reference_model, video, {"publish": "every", "smoothing": "none"})
     assert len(every) == 200

@@ -107,6 +107,7 @@ def test_load_image_crops_to_the_region_before_the_resize(canvas: Path, shared: 
     assert abs(region.astype(int) - photo.astype(int)).mean() < 2  # the same pixels, up to resampling
 
 
+@pytest.mark.slow
 def test_classify_roi_finds_the_photo_in_the_corner(canvas: Path, converted_model: Path) -> None:
     def classify(*extra: str) -> dict[str, object]:
         cmd = [EXE, "classify", "--json", "--groups", "bird", "--model", str(converted_model), *extra, str(canvas)]
@@ -120,6 +121,7 @@ def test_classify_roi_finds_the_photo_in_the_corner(canvas: Path, converted_mode
     assert corner["top_k"][0]["label"] == "macaw" and corner["answer"] == "bird"  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_the_daemon_looks_at_the_region(tmp_path: Path, canvas: Path, converted_model: Path) -> None:
     def run(roi: list[float]) -> dict[str, object]:
         config = write_config(

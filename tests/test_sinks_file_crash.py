@@ -11,6 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import EXE, base_config, start, write_config
 
 
@@ -34,6 +36,7 @@ def written(folder: Path) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_kill_9_during_heavy_writing_leaves_valid_jsonl(tmp_path: Path, reference_model: Path) -> None:
     data = base_config(tmp_path, reference_model)
     data["sinks"]["file"].update(max_bytes=100_000, keep=100)

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.daemon import EXE, base_config, write_config
 
 
@@ -19,6 +21,7 @@ def _run(tmp_path: Path, model: Path, shared: Path, stdout: dict[str, object]) -
     return run.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_text_format_gives_the_group_answer_with_the_top_label_beside_it(tmp_path: Path, converted_model: Path, shared: Path) -> None:
     lines = _run(tmp_path, converted_model, shared, {"format": "text"})
     assert len(lines) == 1
@@ -27,6 +30,7 @@ def test_text_format_gives_the_group_answer_with_the_top_label_beside_it(tmp_pat
     assert rest.startswith("animal 0.9") and rest.endswith(")") and "(top label: macaw 0." in rest, lines
 
 
+@pytest.mark.slow
 def test_json_stays_the_default(tmp_path: Path, converted_model: Path, shared: Path) -> None:
     (line,) = _run(tmp_path, converted_model, shared, {})
     record = json.loads(line)

@@ -75,6 +75,7 @@ def jpeg(data: bytes) -> Image.Image:
     return image
 
 
+@pytest.mark.slow
 def test_one_snapshot_per_change_on_the_sample_photos(tmp_path: Path, model: Path, shared: Path) -> None:
     records = run(tmp_path, config(tmp_path, model, shared, max_side=320))
     changed = changes(records)
@@ -129,6 +130,7 @@ class Watcher:
         self._thread.join(5)
 
 
+@pytest.mark.slow
 def test_the_folder_never_exceeds_its_caps(tmp_path: Path, model: Path, shared: Path) -> None:
     snap = tmp_path / "snap"
     snap.mkdir()
@@ -179,6 +181,7 @@ def test_a_video_frame_has_a_view_made_on_demand() -> None:
     assert image.size == (640, 360) and image.mode == "RGB" and abs(int(np.asarray(image).mean()) - 200) <= 2
 
 
+@pytest.mark.slow
 def test_bad_settings_are_one_line_errors(tmp_path: Path, model: Path, shared: Path) -> None:
     data = config(tmp_path, model, shared, max_files=2)
     proc = subprocess.run([EXE, "run", "--config", str(write_config(tmp_path / "c.toml", data))], capture_output=True, text=True, timeout=60)
@@ -231,6 +234,7 @@ def daemon(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
+@pytest.mark.slow
 def test_the_newest_snapshot_is_retained_on_mqtt_for_home_assistant(
     tmp_path: Path, model: Path, shared: Path, broker: Mosquitto, daemon: list[subprocess.Popen[str]]
 ) -> None:
@@ -304,6 +308,7 @@ def test_a_failed_view_or_write_is_counted_and_the_daemon_goes_on(tmp_path: Path
         writer.close()
 
 
+@pytest.mark.slow
 def test_a_reload_turns_snapshots_on(tmp_path: Path, model: Path, shared: Path) -> None:
     data = config(tmp_path, model, shared, loop=True)
     data["snapshots"]["enabled"] = False

@@ -74,6 +74,7 @@ def test_change_head_finds_a_small_subject_on_a_busy_scene() -> None:
     assert np.all(d.max(axis=1) > 5 * d.min(axis=1))
 
 
+@pytest.mark.slow
 def test_cli_change_head_needs_two_classes_one_empty(tmp_path: Path) -> None:
     env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     three = two_classes(tmp_path / "three")

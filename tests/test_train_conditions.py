@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from edge.train import conditions, head, heads
+from tests.test_train_positions import Costly
 
 
 def grey(levels: list[int]) -> np.ndarray:
@@ -37,7 +38,7 @@ def test_dimmed_frames_are_darker_and_the_same_every_time() -> None:
 
 
 def test_auto_leaves_out_a_head_that_turns_dimmed_frames_into_another_class() -> None:
-    """positions-2x cross-validates better, but on the probe's frames its cells all light up (a
+    """A costlier head cross-validates better, but on the probe's frames its cells all light up (a
     light change that reads as the subject): with the probe, auto takes positions and says why."""
     rng = np.random.default_rng(3)
     n, d = 80, 8
@@ -50,13 +51,13 @@ def test_auto_leaves_out_a_head_that_turns_dimmed_frames_into_another_class() ->
     fooled[np.arange(n), rng.integers(0, 256, n), 3] += 2.0  # every dimmed frame looks like a subject
     holds = rng.uniform(0, 1, (n, 64, d))
     holds[labels == 1, rng.integers(0, 64, n // 2), 3] += 3.0  # the subject still stands out
-    candidates = (heads.get("positions"), heads.get("positions-2x"))
-    inputs, fold = {"positions": weak, "positions-2x": strong}, np.arange(n) % 4
-    assert head.choose(inputs, labels, fold, 2, candidates).head.name == "positions-2x"
-    probe = head.Probe({"positions": holds, "positions-2x": fooled}, labels, fold)
+    candidates = (heads.get("positions"), Costly())
+    inputs, fold = {"positions": weak, "costly": strong}, np.arange(n) % 4
+    assert head.choose(inputs, labels, fold, 2, candidates).head.name == "costly"
+    probe = head.Probe({"positions": holds, "costly": fooled}, labels, fold)
     choice = head.choose(inputs, labels, fold, 2, candidates, probe=probe)
-    assert choice.head.name == "positions" and choice.excluded == ("positions-2x",)
-    assert choice.probe_of("positions-2x") < head.PROBE_MIN <= choice.probe_of("positions")
+    assert choice.head.name == "positions" and choice.excluded == ("costly",)
+    assert choice.probe_of("costly") < head.PROBE_MIN <= choice.probe_of("positions")
 
 
 def capture_named(frames: list[np.ndarray], folder: Path, times: list[float]) -> list[Path]:
@@ -136,4 +137,5 @@ def test_change_head_on_a_low_contrast_crop_with_mislabelled_late_frames(shared:
     with Image.open(first["path"]) as img:
         seen = np.asarray(img.convert("RGB"), np.int16)
     assert np.abs(tile - seen).mean() < 1.0
-    assert json.loads(manifest_path(out).read_text())["labels"] == ["absent", "present"]
+    manifest = json.loads(manifest_path(out).read_text())  # the daemon's light check compares the camera's frames with it
+    assert manifest["labels"] == ["absent", "present"] and manifest["light_range"] == [low, high]

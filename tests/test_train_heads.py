@@ -55,7 +55,7 @@ def test_which_heads_the_class_folders_allow() -> None:
     def allowed(*classes: str) -> list[str]:
         return [h.name for h in heads.all_heads() if h.needs(classes) is None]
 
-    backbone = ["features", "probs", "positions", "positions-2x"]
+    backbone = ["features", "positions"]
     assert allowed("absent", "present") == [*backbone, "scene-2x", "change"]
     assert allowed("none", "cat", "dog") == [*backbone, "scene-2x"]  # the change head answers one yes/no question
     assert allowed("closed", "open") == backbone
@@ -71,6 +71,7 @@ def test_mnv1_edge_help_imports_no_numpy() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", heads.NAMES)
 def test_fit_is_deterministic_and_learns(name: str) -> None:
     """Fitted twice on the same input, the same bytes (the float32 weights the model gets); and it

@@ -1,4 +1,4 @@
-"""The per-position heads: each class's best cell, a small subject found anywhere, and the 2x head only when it is worth its cost."""
+"""The per-position head: each class's best cell, a small subject found anywhere; a costly head only when it is worth its cost."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge.train import head, heads
-from edge.train.heads.positions import PositionsFit
+from edge.train.heads.positions import Positions, PositionsFit
 
 
 def test_positions_logits_are_each_classes_best_cell() -> None:
@@ -29,8 +29,18 @@ def test_fit_finds_a_signal_in_one_cell() -> None:
     assert np.mean(np.argmax(fitted.logits(x[80:]), axis=1) == labels[80:]) >= 0.95
 
 
-def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_better(monkeypatch: pytest.MonkeyPatch) -> None:
-    """positions-2x costs ~4x per frame on the device: a clear win takes it, a win by no more than the margin does not."""
+class Costly(Positions):
+    """A per-position head on a finer map, as a head costing more per frame declares itself (scene-2x, change)."""
+
+    name = "costly"
+    preference = 0
+    cost_margin = 1.0
+    l2_grid = (1e-2,)
+
+
+@pytest.mark.slow
+def test_auto_takes_a_costly_head_only_when_it_cross_validates_more_than_a_point_better(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head that costs several times the stock model per frame: a clear win takes it, a win by no more than its margin does not."""
     rng = np.random.default_rng(3)
     n, d = 80, 8
     labels = np.arange(n) % 2
@@ -38,10 +48,10 @@ def test_auto_takes_the_2x_head_only_when_it_cross_validates_more_than_a_point_b
     weak[labels == 1, rng.integers(0, 64, n // 2), 3] += rng.uniform(0.0, 1.5, n // 2)  # some subjects too faint to find
     strong = rng.uniform(0, 1, (n, 256, d))
     strong[labels == 1, rng.integers(0, 256, n // 2), 3] += 2.0
-    candidates = (heads.get("positions"), heads.get("positions-2x"))
-    choice = head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n) % 4, 2, candidates)
-    chosen, cv = choice.head, choice.cv
-    assert chosen.name == "positions-2x" and cv["positions-2x l2=0.01"] > max(v for k, v in cv.items() if k.startswith("positions ")) + 1.0
-    gain = cv["positions-2x l2=0.01"] - max(v for k, v in cv.items() if k.startswith("positions "))
-    monkeypatch.setattr(candidates[1], "cost_margin", gain)  # a win by exactly the margin is not enough
-    assert head.choose({"positions": weak, "positions-2x": strong}, labels, np.arange(n) % 4, 2, candidates).head.name == "positions"
+    candidates = (heads.get("positions"), Costly())
+    inputs = {"positions": weak, "costly": strong}
+    cv = head.choose(inputs, labels, np.arange(n) % 4, 2, candidates).cv
+    cheap = max(v for k, v in cv.items() if k.startswith("positions "))
+    assert head.choose(inputs, labels, np.arange(n) % 4, 2, candidates).head.name == "costly" and cv["costly l2=0.01"] > cheap + 1.0
+    monkeypatch.setattr(candidates[1], "cost_margin", cv["costly l2=0.01"] - cheap)  # a win by exactly the margin is not enough
+    assert head.choose(inputs, labels, np.arange(n) % 4, 2, candidates).head.name == "positions"

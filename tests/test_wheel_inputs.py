@@ -68,6 +68,7 @@ def test_own_photos_are_cropped_for_calibration_afresh(tmp_path: Path, shared: P
     assert [p.read_bytes() for p in crops] == [p.read_bytes() for p in list_images(again / "calibration")]  # deterministic
 
 
+@pytest.mark.slow
 def test_too_few_or_unreadable_photos_are_one_line(tmp_path: Path, shared: Path) -> None:
     few = tmp_path / "few"
     few.mkdir()

@@ -29,6 +29,11 @@ CLASSES = ("absent", "present")  # "absent" is one of train's empty-scene names:
 PER_CLASS = 100  # training frames per class at most, evenly spaced in time
 T0 = calendar.timegm((2024, 1, 1, 0, 0, 0))  # frame 0's nominal capture time, UTC
 RULE_VERSION = 1  # bump when the rule or the layout below changes: cached cases are then rebuilt
+# A light that changed after training, made from a scene's own later frames: the camera's encoding
+# undone (pixel = 255 * light ** (1 / GAMMA)), the light scaled, a small sensor's noise added
+# (variance READ_NOISE^2 + SHOT_NOISE * light, linear full-scale units), encoded again. No
+# auto-exposure: a lamp switched off on a fixed exposure, dusk without the sensor's gain.
+GAMMA, READ_NOISE, SHOT_NOISE = 2.2, 0.002, 0.0004
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,8 @@ def prepare(work: Path, case: Case) -> Prepared:
             _save(_frame(work, scene, n, roi), capture_time(scene, n), out / "train" / c)
     _write_capture_info(out / "train", case, roi)
     frames = np.stack([_frame(work, scene, n, roi) for n in later])
+    if case.later_light != 1.0:
+        frames = dim(frames, case.later_light)
     classes = np.array([CLASSES.index(str(labels[n])) for n in later], np.int64)
     np.savez_compressed(out / "later.npz", frames=frames, labels=classes, numbers=np.array(later, np.int64))
     counted = [lab or "excluded" for lab in labels.values()]
@@ -132,8 +139,17 @@ def later_frames(work: Path, case: Case) -> tuple[np.ndarray, np.ndarray, np.nda
 def _key(case: Case) -> str:
     scene = case.scene
     what: list[Any] = [RULE_VERSION, PRESENT_MIN, PER_CLASS, T0, case.train_from, case.train_before, case.test_from]
+    what += [case.later_light, GAMMA, READ_NOISE, SHOT_NOISE] if case.later_light != 1.0 else []
     what += [scene.input, scene.groundtruth, scene.first, scene.last, list(scene.region), scene.fps, scene.source.commit]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()
+
+
+def dim(frames: np.ndarray, light: float, seed: int = 0) -> np.ndarray:
+    """The uint8 frames as the camera would have taken them in `light` times the light (GAMMA, noise above)."""
+    linear = (frames.astype(np.float64) / 255.0) ** GAMMA * light
+    noise = np.random.default_rng(seed).standard_normal(frames.shape) * np.sqrt(READ_NOISE**2 + SHOT_NOISE * linear)
+    out: np.ndarray = np.rint(255.0 * np.clip(linear + noise, 0.0, 1.0) ** (1.0 / GAMMA)).astype(np.uint8)
+    return out
 
 
 def _mask(work: Path, scene: Scene, n: int) -> np.ndarray:

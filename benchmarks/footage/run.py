@@ -15,10 +15,11 @@ from typing import Any
 
 from benchmarks.footage.prepare import Prepared, folder, later_frames
 from benchmarks.footage.sources import Case
+from edge.train import heads
 
 REPO = Path(__file__).resolve().parents[2]
 # `mnv1-edge train --head` values, auto last; a head train does not know fails its row, not the run.
-HEADS = ("features", "probs", "positions", "positions-2x", "scene-2x", "change", "auto")
+HEADS = (*heads.NAMES, "auto")
 
 
 @dataclass(frozen=True)

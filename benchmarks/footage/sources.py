@@ -97,6 +97,7 @@ class Case:
     train_before: int  # training frames are numbered below this ...
     test_from: int  # ... and every labelled frame from this one on is measured
     train_from: int | None = None  # (e.g. only frames with the lights on)
+    later_light: float = 1.0  # the measured frames re-lit to this share of the scene's light (prepare.dim): light that changed after training
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def load(path: Path = MANIFEST) -> Manifest:
         cases = {name: _half(scene) for name, scene in scenes.items()}
         for c in data.get("cases", []):
             start = None if c.get("train_from") is None else int(c["train_from"])
-            cases[c["name"]] = Case(c["name"], c["title"], scenes[c["scene"]], int(c["train_before"]), int(c["test_from"]), start)
+            light = float(c.get("later_light", 1.0))
+            cases[c["name"]] = Case(c["name"], c["title"], scenes[c["scene"]], int(c["train_before"]), int(c["test_from"]), start, light)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FootageError(f"{path}: not a footage manifest ({type(exc).__name__}: {exc})") from exc
     return Manifest(sources, scenes, cases)

@@ -1,4 +1,4 @@
-"""`mnv1-edge fleet`: one row per daemon from the broker (online, stalled, moved, stale, offline); exit 69 if any is not ok."""
+"""`mnv1-edge fleet`: one row per daemon from the broker (online, stalled, moved, light, stale, offline); exit 69 if any is not ok."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from edge.commands import bounded_float
 if TYPE_CHECKING:
     from edge.config import MqttSinkConfig
 
-HELP = "show every daemon on a broker: status, last answer, fps, latency, spool; exit 69 if any is offline, stalled, moved or stale, or none is found"
+HELP = (
+    "show every daemon on a broker: status, last answer, fps, latency, spool; "
+    "exit 69 if any is offline, stalled, moved, out of its light or stale, or none is found"
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

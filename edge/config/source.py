@@ -85,6 +85,13 @@ class SourceConfig:
         "a move or a different view, seen by most of the last 5 checks, is logged once and counted (view_moved); 0 = every frame; negative = off",
         le=86400,
     )
+    light_check_s: float = setting(
+        2.0,
+        "models whose manifest records the light they were trained in: seconds between checks of the frame's brightness against it; "
+        "frames far darker or brighter at 10 of the last 12 checks (about 20 s) are logged once and counted (light_changed), "
+        "as is the light's return; 0 = every frame; negative = off",
+        le=86400,
+    )
     # At least 1 s: below a camera's own frame gap every pause would read as a stall and stop the
     # watchdog, and systemd would restart a working daemon.
     stall_timeout_s: float = setting(10.0, "no frame for this long = source stalled (stops the systemd watchdog)", ge=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -77,16 +77,8 @@ def make_manifest(
         self_test=ranked[0][3],
         view_references_png_base64=view_references,
         kernel_check=kernel_probes(model, [frames[i] for i in chosen]) if len(chosen) > 1 else None,
-        **_light(light_range),
+        light_range=None if light_range is None else (float(light_range[0]), float(light_range[1])),
     )
-
-
-def _light(light_range: tuple[float, float] | None) -> dict[str, Any]:
-    # Manifest's light_range arrives with the daemon's light check; until both are merged a manifest
-    # without the field is written without it (drop this guard then: pass light_range=light_range).
-    if light_range is None or "light_range" not in {f.name for f in fields(Manifest)}:
-        return {}
-    return {"light_range": (float(light_range[0]), float(light_range[1]))}
 
 
 def _probe_order(margins: list[float], classes: list[int]) -> list[int]:

@@ -42,6 +42,9 @@ class FramePipeline:
         self.answers: tuple[str, ...] = tuple(g.name for g in groups) if groups else (labels if len(labels) < NUM_CLASSES else ())
         # A fixed-camera model's view is watched (edge/sources/moved.py): Home Assistant gets a "view moved" sensor.
         self.view_check = self.engine.manifest.view_references_png_base64 is not None and config.source.view_check_s >= 0
+        # A model that records its training light is watched for frames out of it (edge/sources/light.py): a "light" sensor too.
+        trained_light = self.engine.manifest.trained_light()
+        self.light_check = trained_light is not None and config.source.light_check_s >= 0
         same_results = previous is not None and (previous.config.results, previous.config.groups, previous.engine.labels) == (
             config.results,
             config.groups,
@@ -54,14 +57,13 @@ class FramePipeline:
         self.sinks = SinkFanout()
         self.snapshots = SnapshotWriter(config.snapshots, self.sinks.publish_snapshot) if config.snapshots.enabled else None
         # The source this configuration reads (a reload makes a new one only when it differs).
-        self.source_spec = SourceSpec(
-            config.source, self.engine.manifest.crop_fraction, config.snapshots.enabled, self.engine.manifest.view_references_png_base64
-        )
+        views = self.engine.manifest.view_references_png_base64
+        self.source_spec = SourceSpec(config.source, self.engine.manifest.crop_fraction, config.snapshots.enabled, views, trained_light)
 
     def open_sinks(self, config_path: Path | None, previous: FramePipeline | None = None) -> None:
         """Open the snapshot writer and this configuration's sinks; the fan-out takes over those of
         `previous` that are unchanged (edge/daemon/fanout.py)."""
-        specs = sink_specs(self.config, config_path, self.answers, self.view_check, self.seq.advance_past)
+        specs = sink_specs(self.config, config_path, self.answers, self.view_check, self.seq.advance_past, self.light_check)
         try:
             if self.snapshots is not None:
                 self.snapshots.open()

@@ -1,4 +1,4 @@
-"""What the fleet's MQTT messages say about each device, and the status rules (online, stalled, moved, stale, offline)."""
+"""What the fleet's MQTT messages say about each device, and the status rules (online, stalled, moved, light, stale, offline)."""
 
 # Each daemon publishes under <prefix>/<device_id>/: `availability` (retained, "online", and
 # "offline" from a clean stop or the broker's last will), `stats` (every stats interval; retained
@@ -22,7 +22,7 @@ STALE_INTERVALS = 3  # stats intervals without news before a device is stale
 MAX_PAYLOAD = 1 << 20
 MAX_TEXT = 200  # characters of a device's own text (answer, version, …) a row keeps
 KINDS = ("availability", "stats", "classification", "instance")
-BAD = ("offline", "clash", "stale", "stalled", "moved", "unknown")  # statuses that make the command exit non-zero
+BAD = ("offline", "clash", "stale", "stalled", "moved", "light", "unknown")  # statuses that make the command exit non-zero
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Row:
     """One device's line: what the table and --json show."""
 
     device_id: str
-    status: str  # online, clash, stalled, moved, stale, offline or unknown
+    status: str  # online, clash, stalled, moved, light, stale, offline or unknown
     reason: str
     availability: str | None
     answer: str | None
@@ -213,6 +213,10 @@ def judge(
         shift = source.get("view_shift_px")
         shown = f"{shift:g}" if _is_number(shift) else "?"
         return "moved", f"the view is not as the model was trained (shift {shown} px of 128): capture frames again and train again"
+    if isinstance(source, dict) and source.get("light_off") == 1:  # edge/sources/light.py: frames out of the model's training light
+        level = source.get("light_luma")
+        shown = f"{level:g}" if _is_number(level) else "?"
+        return "light", f"the frames are out of the light the model was trained in (brightness {shown} of 255): capture them and train again"
     # With publish = "change" a healthy device may publish only every heartbeat_s (in its stats).
     heartbeat = _number(stats.get("heartbeat_s"))
     result_limit = limit if heartbeat is None else (max(limit, 2 * heartbeat) if heartbeat > 0 else float("inf"))

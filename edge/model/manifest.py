@@ -16,7 +16,7 @@ import numpy as np
 
 from edge.errors import ModelError
 from edge.fsutil import sha256_file
-from edge.model import viewref
+from edge.model import light, viewref
 from edge.model.contract import CROP_FRACTION, INPUT_SHAPE, NUM_CLASSES
 
 FORMAT = "mnv1-edge-manifest/1"
@@ -124,12 +124,17 @@ class Manifest:
     # Probe frames and the bound of the Engine's check of XNNPACK against the built-in kernels
     # (edge/model/kernels.py); None in manifests written before it: the self-test frame alone, kernels.MIN_BOUND.
     kernel_check: KernelProbes | None = None
+    # The training frames' brightness, [5th, 95th percentile] of their mean luma (0-255), for the
+    # daemon's light check (edge/model/light.py, edge/sources/light.py); None: not recorded.
+    light_range: tuple[float, float] | list[float] | None = None
     format: str = FORMAT
 
     def to_json(self) -> str:
         data = asdict(self)
         data["labels"] = list(self.labels)
-        for optional in ("view_references_png_base64", "kernel_check"):
+        if self.light_range is not None:
+            data["light_range"] = [float(v) for v in self.light_range]
+        for optional in ("view_references_png_base64", "kernel_check", "light_range"):
             if data[optional] is None:
                 del data[optional]
         return json.dumps(data, indent=1, sort_keys=True) + "\n"
@@ -143,10 +148,19 @@ class Manifest:
         except ValueError as exc:
             raise ModelError(f"{where}: view_references_png_base64 is {exc}; re-run `mnv1-edge train`") from exc
 
+    def trained_light(self) -> light.LightRange | None:
+        """The light_range as the daemon's light check takes it (valid: `problem` checked it at load)."""
+        if self.light_range is None:
+            return None
+        lo, hi = self.light_range
+        return light.LightRange(float(lo), float(hi))
+
     def problem(self) -> str:
         """What makes the manifest unusable though it parsed ("" if nothing): each key's range."""
         import math
 
+        if self.light_range is not None and (problem := light.range_problem(self.light_range)):
+            return f"light_range {problem}"
         if not (math.isfinite(self.crop_fraction) and 0 < self.crop_fraction <= 1):
             return f"crop_fraction must be above 0 and at most 1 (the central part of the frame the model sees), got {self.crop_fraction}"
         if self.model_bytes < 0:
@@ -185,6 +199,7 @@ class Manifest:
                 self_test=SelfTest(**st) if st else None,
                 view_references_png_base64=None if data.get("view_references_png_base64") is None else str(data["view_references_png_base64"]),
                 kernel_check=_kernel_probes(data.get("kernel_check")),
+                light_range=data.get("light_range"),  # checked by `problem`, with the other ranges
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: malformed manifest ({exc!r}); re-run `mnv1-edge convert`") from exc

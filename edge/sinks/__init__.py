@@ -55,6 +55,7 @@ class SinkSpec:
     answers: tuple[str, ...] = ()
     snapshots: bool = False
     view_check: bool = False
+    light_check: bool = False  # frames watched for light the model was not trained in (a problem sensor)
     # Not compared: the MQTT sink warns when the file holding its secrets is world-readable, and
     # tells `seq_floor(n)` that record numbers up to n were used as this device (edge/sinks/mqtt/clash.py).
     config_path: Path | None = field(default=None, compare=False)
@@ -67,6 +68,7 @@ def sink_specs(
     answers: tuple[str, ...] = (),
     view_check: bool = False,
     seq_floor: Callable[[int], None] | None = None,
+    light_check: bool = False,
 ) -> list[SinkSpec]:
     """The enabled sinks' specs, in the order they get each record."""
     sinks = config.sinks
@@ -75,7 +77,7 @@ def sink_specs(
         specs.append(SinkSpec("file", sinks.file))
     if sinks.mqtt.enabled:
         # config.snapshots.published: the newest snapshot JPEG, retained on <prefix>snapshot.
-        mqtt = SinkSpec("mqtt", sinks.mqtt, config.device, answers, config.snapshots.published, view_check, config_path, seq_floor)
+        mqtt = SinkSpec("mqtt", sinks.mqtt, config.device, answers, config.snapshots.published, view_check, light_check, config_path, seq_floor)
         specs.append(mqtt)
     if sinks.prometheus.enabled:
         specs.append(SinkSpec("prometheus", sinks.prometheus, config.device))
@@ -103,6 +105,7 @@ def make_sink(spec: SinkSpec) -> Sink:
             answers=spec.answers,
             snapshots=spec.snapshots,
             view_check=spec.view_check,
+            light_check=spec.light_check,
             seq_floor=spec.seq_floor,
         )
     from edge.sinks.prometheus import PrometheusSink

@@ -149,6 +149,11 @@ def _pipeline(out: _Writer, stats: StatsReport) -> None:
         out.one("view_moved_total", "counter", "Times the view was found moved or unlike the model's training frames", source.view_moved)
         out.one("view_off", "gauge", "1 while the view is not as the model was trained", source.view_off or 0)
         out.one("view_shift_pixels", "gauge", "The view's last estimated shift from training, px of the 128 px input", source.view_shift_px or 0)
+    if source.light_changed is not None:  # a model with a training light's light check (edge/sources/light.py)
+        out.one("light_changed_total", "counter", "Times the frames left the light the model was trained in", source.light_changed)
+        out.one("light_off", "gauge", "1 while the frames are out of the light the model was trained in", source.light_off or 0)
+        if source.light_luma is not None:
+            out.one("light_luma", "gauge", "The last frame checked's brightness (mean luma, 0-255)", source.light_luma)
     out.one("fps", "gauge", "Frames classified per second over the last stats interval", w.fps)
     out.one("uptime_seconds", "gauge", "Seconds since the daemon started", w.uptime_s)
     if stats.kernels is not None:  # the Engine's kernel check at load (docs/design/numerics.md)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from edge.config import SourceConfig
 from edge.model.contract import CROP_FRACTION
+from edge.model.light import LightRange
 from edge.model.region import Crop
 from edge.sources.frame import Frame, Source
 
@@ -24,6 +25,8 @@ class SourceSpec:
     keep_still: bool = False
     # A fixed-camera model's view (its manifest's PNG strip, base64): watched for a moved camera (edge/sources/moved.py).
     view_references: str | None = None
+    # The light the model was trained in (its manifest's light_range): watched for frames that leave it (edge/sources/light.py).
+    light_range: LightRange | None = None
 
     @property
     def crop(self) -> Crop:
@@ -31,7 +34,8 @@ class SourceSpec:
 
 
 def make_source(spec: SourceSpec) -> Source:
-    """The source `spec` describes, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py)."""
+    """The source `spec` describes, not yet opened; live ones watched for frozen frames (edge/sources/frozen.py),
+    a fixed-camera model's for a moved view (moved.py), a model's with a training light for frames out of it (light.py)."""
     config = spec.config
     source = _make(config, spec.crop, spec.keep_still)
     if source.live and config.frozen_threshold >= 0:
@@ -44,6 +48,10 @@ def make_source(spec: SourceSpec) -> Source:
 
         # Outside the frozen guard: it sees only frames that are handed on. The manifest's loader checked the strip.
         source = MovedGuard(source, decode(spec.view_references), config.view_check_s)
+    if spec.light_range is not None and config.light_check_s >= 0:
+        from edge.sources.light import LightGuard
+
+        source = LightGuard(source, spec.light_range, config.light_check_s)
     return source
 
 

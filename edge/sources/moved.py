@@ -12,14 +12,14 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter, deque
 from dataclasses import replace
 
 import numpy as np
 
 from edge.model.viewref import MIN_PEAK, MOVED_PX, ShiftEstimator
-from edge.sources.frame import Frame, Source
+from edge.sources.frame import Source
+from edge.sources.guard import PeriodicGuard
 from edge.stats import SourceCounters
 
 log = logging.getLogger("edge.sources.moved")
@@ -27,35 +27,20 @@ log = logging.getLogger("edge.sources.moved")
 CHECKS = 5  # estimates kept; a state needs a majority of them
 
 
-class MovedGuard:
+class MovedGuard(PeriodicGuard):
     """Wraps a source for a fixed-camera model; its stats gain `view_shift_px` (the last estimate, rounded),
     `view_moved` (times the view was found moved or unlike the training frames) and `view_off` (1
     while it is, for `mnv1-edge fleet`)."""
 
     def __init__(self, source: Source, references: np.ndarray, every_s: float) -> None:
-        self.source = source
-        self.name = source.name
-        self.live = source.live
-        self.every_s = every_s
+        super().__init__(source, every_s)
         self._estimator = ShiftEstimator(references)
         self._recent: deque[str] = deque(maxlen=CHECKS)
         self._state = "as trained"
-        self._checked_at = -float("inf")
         self._shift = 0.0
         self._moved = 0
 
-    def open(self) -> None:
-        self.source.open()
-
-    def read(self) -> Frame | None:
-        frame = self.source.read()
-        now = time.monotonic()
-        if frame is not None and now - self._checked_at >= self.every_s:
-            self._checked_at = now
-            self._check(frame.pixels)
-        return frame
-
-    def _check(self, pixels: np.ndarray) -> None:
+    def check(self, pixels: np.ndarray) -> None:
         shift, peak = self._estimator.estimate(pixels)
         self._shift = shift
         self._recent.append("unlike the training frames" if peak < MIN_PEAK else "moved" if shift >= MOVED_PX else "as trained")
@@ -77,9 +62,3 @@ class MovedGuard:
     def stats(self) -> SourceCounters:
         off = int(self._state != "as trained")
         return replace(self.source.stats(), view_shift_px=round(self._shift), view_moved=self._moved, view_off=off)
-
-    def interrupt(self) -> None:
-        self.source.interrupt()
-
-    def close(self) -> None:
-        self.source.close()

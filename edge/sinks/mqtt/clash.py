@@ -23,13 +23,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.log import PACED
 from edge.record import rfc3339
+
+log = logging.getLogger("edge.sinks.mqtt.sink")
 
 SETTLE_MIN_S = 0.25  # after our claim's echo: how long another daemon has to answer it
 SETTLE_RTTS = 3  # … or this many round trips of the claim, whichever is longer
@@ -141,3 +146,50 @@ class ClashWatch:
     def echo_missing(self, now: float) -> bool:
         """No echo of this connection's claim within ECHO_TIMEOUT_S: the check cannot work here."""
         return self._echo_at is None and now >= self._sent_at + ECHO_TIMEOUT_S
+
+
+class ClashNotices:
+    """What the operator reads of a clash: a warning once per back-off step while it lasts (naming
+    the other instance), one line when it ends, and one if our own claim never came back."""
+
+    def __init__(self, device_id: str, where: str, topic: str, max_step_s: float) -> None:
+        self.device_id, self.where, self.topic = device_id, where, topic
+        self.max_step_s = max(1.0, max_step_s)
+        self._said_at = -1e18
+        self._every = 1.0
+        self._said = False
+        self._echo_warned = False
+
+    def update(self, watch: ClashWatch, now: float, connected: bool, held: Callable[[], int]) -> None:
+        """`held()`: the records waiting in the spool (asked only when said)."""
+        if watch.clash(now):
+            if now - self._said_at >= self._every:
+                self._said_at = now
+                self._every = min(2 * self._every, self.max_step_s)
+                self._said = True
+                other = watch.other.describe() if watch.other else "another instance"
+                log.warning(
+                    "MQTT sink: another mnv1-edge publishes as device_id %s on %s: %s (this is instance %s on host %s); "
+                    "records wait in the spool (%d) until it stops: give each device its own device_id (a cloned SD card also "
+                    "an empty state_dir); next notice in %.0f s",
+                    self.device_id,
+                    self.where,
+                    other,
+                    watch.instance,
+                    watch.host,
+                    held(),
+                    self._every,
+                    extra=PACED,
+                )
+        elif self._said:
+            self._said, self._every = False, 1.0
+            log.warning("MQTT sink: no claim from the other instance for %.0f s: it stopped; publishing the %d records held", HOLD_S, held())
+        if connected and watch.echo_missing(now) and not self._echo_warned:
+            self._echo_warned = True
+            log.warning(
+                "MQTT sink: our instance claim on %s did not come back within %.0f s (does the broker's ACL allow reading it?): "
+                "publishing without the check for another daemon of device_id %s",
+                self.topic,
+                ECHO_TIMEOUT_S,
+                self.device_id,
+            )

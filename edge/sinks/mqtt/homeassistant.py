@@ -80,9 +80,12 @@ def _sensor(key: str, name: str, topic: str, value: str, **extra: Any) -> Entity
     return Entity("sensor", key, {"name": name, "state_topic": topic, "value_template": value, **extra})
 
 
-def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False) -> list[Entity]:
+def entities(
+    topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False, light_check: bool = False
+) -> list[Entity]:
     """What this daemon announces: records on `classification`, stats on `stats`, JPEGs on `snapshot`;
-    with `view_check`, a problem sensor that is on while a fixed-camera model's view is not as trained."""
+    with `view_check`, a problem sensor that is on while a fixed-camera model's view is not as trained;
+    with `light_check`, one that is on while the frames are out of the light the model was trained in."""
     records = topic_prefix + "classification"
     out = [
         _sensor(
@@ -105,6 +108,10 @@ def entities(topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool 
         moved = "{{ 'ON' if (value_json.source | default({})).view_off | default(0) == 1 else 'OFF' }}"
         config = {"name": "Camera view moved", "state_topic": topic_prefix + "stats", "value_template": moved, "device_class": "problem"}
         out.append(Entity("binary_sensor", "view_moved", {**config, "entity_category": "diagnostic"}))
+    if light_check:
+        unlike = "{{ 'ON' if (value_json.source | default({})).light_off | default(0) == 1 else 'OFF' }}"
+        config = {"name": "Light unlike training", "state_topic": topic_prefix + "stats", "value_template": unlike, "device_class": "problem"}
+        out.append(Entity("binary_sensor", "light_changed", {**config, "entity_category": "diagnostic"}))
     return out + _diagnostics(topic_prefix + "stats")
 
 
@@ -183,7 +190,14 @@ def entity_id_keys(component: str, object_id: str) -> dict[str, str]:
 
 
 def discovery_messages(
-    discovery_prefix: str, device_id: str, topic_prefix: str, *, answers: Sequence[str] = (), snapshots: bool = False, view_check: bool = False
+    discovery_prefix: str,
+    device_id: str,
+    topic_prefix: str,
+    *,
+    answers: Sequence[str] = (),
+    snapshots: bool = False,
+    view_check: bool = False,
+    light_check: bool = False,
 ) -> list[tuple[str, str]]:
     """(config topic, retained JSON payload) for every entity; availability on each one."""
     node = node_id(device_id)
@@ -201,7 +215,7 @@ def discovery_messages(
         "origin": {"name": "mnv1-edge", "sw_version": __version__},
     }
     messages = []
-    for entity in entities(topic_prefix, answers=answers, snapshots=snapshots, view_check=view_check):
+    for entity in entities(topic_prefix, answers=answers, snapshots=snapshots, view_check=view_check, light_check=light_check):
         ids = {"unique_id": f"{node}_{entity.key}", **entity_id_keys(entity.component, f"{node}_{entity.key}")}
         payload = json.dumps({**entity.config, **common, **ids}, separators=(",", ":"), ensure_ascii=False)
         messages.append((config_topic(discovery_prefix, device_id, entity), payload))

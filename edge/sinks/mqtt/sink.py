@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge import __version__, jsontext
-from edge.log import PACED
-from edge.sinks.mqtt import connection, homeassistant
-from edge.sinks.mqtt.clash import ECHO_TIMEOUT_S, HOLD_S, Claim, ClashWatch
+from edge.sinks.mqtt import connection
+from edge.sinks.mqtt.clash import Claim, ClashNotices, ClashWatch
 from edge.sinks.mqtt.credentials import mqtt_credentials
 from edge.sinks.mqtt.diagnose import HandshakeWatch
+from edge.sinks.mqtt.discovery import Discovery
 from edge.sinks.mqtt.pump import Pump
 from edge.sinks.mqtt.spool import Spool
 from edge.stats import SinkCounters
@@ -49,11 +48,13 @@ class MqttSink:
         answers: Sequence[str] = (),
         snapshots: bool = False,
         view_check: bool = False,
+        light_check: bool = False,
         seq_floor: Callable[[int], None] | None = None,
     ) -> None:
         """`answers`: the names the answer can take (one Home Assistant binary sensor each);
         `snapshots`: JPEGs are published on <prefix>snapshot (announced as an image entity);
         `view_check`: the stats carry the moved-camera check (announced as a problem sensor);
+        `light_check`: the stats carry the light check (announced as a problem sensor too);
         `seq_floor(n)`: record numbers up to n were published as this device by another instance.
 
         Long only because it names every piece of state the three threads share (see the top of
@@ -97,16 +98,9 @@ class MqttSink:
         self._daemon_stats: dict[str, Any] = {}
         self._stats_due = False
         self._last_stats = time.monotonic()
-        self._ha_due = False
-        ha = config.homeassistant
-        self._ha_messages = (
-            homeassistant.discovery_messages(ha.discovery_prefix, device_id, self.prefix, answers=answers, snapshots=snapshots, view_check=view_check)
-            if ha.enabled
-            else []
+        self.discovery = Discovery(
+            config.homeassistant, device_id, self.prefix, answers=answers, snapshots=snapshots, view_check=view_check, light_check=light_check
         )
-        self._ha_topics = frozenset(topic for topic, _ in self._ha_messages)
-        self._ha_filter = homeassistant.own_configs_filter(ha.discovery_prefix, device_id)
-        self._ha_stale: queue.SimpleQueue[str] = queue.SimpleQueue()  # retained configs we no longer announce
         self._model_sha: str | None = None
         # The newest snapshot JPEG (set by the snapshot writer's thread, published by the pump's):
         # only the latest matters, so a slot, not a queue; re-sent after each reconnect because
@@ -116,10 +110,7 @@ class MqttSink:
         self._snapshot_gen = -1
         if snapshots:
             self.counters["snapshots"] = 0
-        self._clash_said_at = -1e18  # the clash warning, once per back-off step
-        self._clash_said_every = 1.0
-        self._clash_said = False
-        self._echo_warned = False
+        self._notices = ClashNotices(device_id, self.where, self.topic_instance, config.reconnect_max_s)
 
     # --- Sink protocol ---------------------------------------------------------------------
 
@@ -241,14 +232,7 @@ class MqttSink:
         self._ever_connected = True
         self._backoff.reset()
         self._watch.reset()
-        # The broker's retained configs of this device are what was announced before: any of them
-        # not announced now (an answer removed, snapshots or discovery turned off) gets removed.
-        topics = [self._ha_filter] + ([homeassistant.status_topic(self.config.homeassistant.discovery_prefix)] if self._ha_messages else [])
-        for topic in topics:
-            rc, _ = client.subscribe(topic, qos=1)
-            if rc != 0:
-                log.warning("MQTT sink: cannot subscribe to %s (rc %s)", topic, rc)
-        self._ha_due = bool(self._ha_messages)
+        self.discovery.connected(client)
         self._pump.wake()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
@@ -272,8 +256,6 @@ class MqttSink:
         self._pump.acked(self._link.gen, mid)
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
-        import paho.mqtt.client as mqtt
-
         if message.topic == self.topic_instance:
             self._on_claim(client, bytes(message.payload), bool(message.retain))
         elif message.topic == self.topic_availability:
@@ -282,11 +264,7 @@ class MqttSink:
             # No loop: "offline" comes only from a stop or a last will, and our "online" does not answer "online".
             if message.payload == b"offline" and self._link.connected and not self._closing:
                 connection.publish_checked(client, self.topic_availability, "online", qos=1, retain=True)
-        elif message.topic == homeassistant.status_topic(self.config.homeassistant.discovery_prefix) and message.payload == b"online":
-            self._ha_due = True
-            self._pump.wake()
-        elif message.payload and message.topic not in self._ha_topics and mqtt.topic_matches_sub(self._ha_filter, message.topic):
-            self._ha_stale.put(message.topic)
+        elif self.discovery.on_message(message.topic, bytes(message.payload)):
             self._pump.wake()
 
     def _on_claim(self, client: Any, payload: bytes, retained: bool) -> None:
@@ -320,49 +298,13 @@ class MqttSink:
         self._watch_clash(now)
         self._maybe_publish_stats(now)
         self._maybe_publish_snapshot()
-        if self._ha_due and self._link.connected:
-            self._ha_due = False
-            self._publish_discovery()
-        self._remove_stale_discovery()
+        self.discovery.publish(self._link.client, lambda: self._link.connected)
 
     def _watch_clash(self, now: float) -> None:
-        """The clash warning once per back-off step, the claim repeated while it lasts, a line when it ends."""
-        clash = self.clash
-        if clash.clash(now):
-            if clash.repeat_due(now) and self._link.connected:
-                self._publish_claim(self._link.client)
-            if now - self._clash_said_at >= self._clash_said_every:
-                self._clash_said_at = now
-                self._clash_said_every = min(2 * self._clash_said_every, max(1.0, self.config.reconnect_max_s))
-                self._clash_said = True
-                other = clash.other.describe() if clash.other else "another instance"
-                log.warning(
-                    "MQTT sink: another mnv1-edge publishes as device_id %s on %s: %s (this is instance %s on host %s); "
-                    "records wait in the spool (%d) until it stops: give each device its own device_id (a cloned SD card also "
-                    "an empty state_dir); next notice in %.0f s",
-                    self.device_id,
-                    self.where,
-                    other,
-                    clash.instance,
-                    clash.host,
-                    self.spool.depth(),
-                    self._clash_said_every,
-                    extra=PACED,
-                )
-        elif self._clash_said:
-            self._clash_said, self._clash_said_every = False, 1.0
-            log.warning(
-                "MQTT sink: no claim from the other instance for %.0f s: it stopped; publishing the %d records held", HOLD_S, self.spool.depth()
-            )
-        if self._link.connected and clash.echo_missing(now) and not self._echo_warned:
-            self._echo_warned = True
-            log.warning(
-                "MQTT sink: our instance claim on %s did not come back within %.0f s (does the broker's ACL allow reading it?): "
-                "publishing without the check for another daemon of device_id %s",
-                self.topic_instance,
-                ECHO_TIMEOUT_S,
-                self.device_id,
-            )
+        """The claim repeated while a clash lasts (the evidence kept live); the operator told (clash.py)."""
+        if self.clash.clash(now) and self.clash.repeat_due(now) and self._link.connected:
+            self._publish_claim(self._link.client)
+        self._notices.update(self.clash, now, self._link.connected, self.spool.depth)
 
     def _maybe_publish_stats(self, now: float) -> None:
         interval = self.config.stats_interval_s
@@ -397,17 +339,3 @@ class MqttSink:
         # Retained, so Home Assistant's image entity (and any late subscriber) shows the last one at once.
         if connection.publish_checked(self._link.client, self.topic_snapshot, self._snapshot, qos=1, retain=True) is not None:
             self.counters["snapshots"] = self.counters.get("snapshots", 0) + 1
-
-    def _publish_discovery(self) -> None:
-        for topic, payload in self._ha_messages:
-            connection.publish_checked(self._link.client, topic, payload, qos=1, retain=True)
-
-    def _remove_stale_discovery(self) -> None:
-        """An empty retained config removes the entity from Home Assistant and the config from the broker."""
-        while self._link.connected:
-            try:
-                topic = self._ha_stale.get_nowait()
-            except queue.Empty:
-                return
-            log.info("MQTT sink: removing Home Assistant entity %s (no longer configured)", topic)
-            connection.publish_checked(self._link.client, topic, "", qos=1, retain=True)

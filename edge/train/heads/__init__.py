@@ -10,13 +10,13 @@ if TYPE_CHECKING:
 
 # name: (its module in this package, what `train --help` says of it, on its own). The order is
 # `auto`'s and the report's. Each module declares its heads in HEADS (base.py: what a head
-# declares); removing a head from `train` is removing its line here.
+# declares); removing a head from `train` is removing its line here. Removed, by measurement
+# (docs/design/train-heads.md): `probs` (never better than `features`) and `positions-2x` (never
+# `auto`'s choice once `change` and `scene-2x` came, and the slowest to train).
 _EMPTY = "named absent, background, empty, none or nothing"  # scenes.EMPTY_NAMES, without importing numpy (a test compares)
 _CATALOGUE = {
     "features": ("features", ""),  # the 256 average-pooled features
-    "probs": ("probs", ""),  # the 1001 ImageNet probabilities
     "positions": ("positions", ""),  # layer 22's 8x8 map, scored cell by cell
-    "positions-2x": ("positions", "for subjects under 10%% of the width, costs ~4x per frame"),
     "scene-2x": ("scene", f"what differs from the empty scene, ~3.5x, needs a class folder {_EMPTY}"),
     "change": (
         "change",

@@ -1,4 +1,4 @@
-"""The per-position heads: one linear layer at every cell of layer 22's map (8x8; 16x16 on the frame enlarged 2x), then each class's best."""
+"""The per-position head: one linear layer at every cell of layer 22's 8x8 map, then each class's best."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from edge.train.numeric import class_weights, fit_standardised, per_channel, sof
 # around it. Scoring every cell of layer 22's 8x8x128 map (16 px cells, before the last stride) with
 # the same linear layer and taking each class's best cell ("some place says present") keeps it
 # undiluted; measured in docs/design/train.md. In the model this is CONV_2D 1x1 + MAX_POOL_2D 8x8, both
-# XNNPACK ops in int8; layers 23-26 and the ImageNet head fall out. positions-2x does the same on
-# the frame enlarged 2x inside the model: a 16x16 map of 8 px cells, for subjects smaller than one
-# 16 px cell (the pretrained filters respond to things of the size they were trained on).
+# XNNPACK ops in int8; layers 23-26 and the ImageNet head fall out. (Subjects smaller than one 16 px
+# cell: the scene-2x and change heads.)
 
 
 class Positions(Head):
@@ -33,18 +32,6 @@ class Positions(Head):
         x = np.asarray(x, np.float64)
         kernel, bias = fit_standardised(soft_max_descent, x, *per_channel(x), onehot, weight, l2)
         return PositionsFit(self, kernel.astype(np.float32), bias.astype(np.float32))
-
-
-class Positions2x(Positions):
-    name = "positions-2x"
-    upscale = 2
-    preference = 0
-    # About 4x the compute on every frame of the device: it must win by more than a point, and it
-    # is fitted with one strength, the one that did best on it in docs/design/train.md (its fits are 4x
-    # the work of the others': 16x16 cells), so that `train` of 500 images stays within minutes.
-    cost_margin = 1.0
-    arm_cost = "4.1-4.7x"
-    l2_grid = (1e-2,)
 
 
 def cell_scores(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -74,4 +61,4 @@ class PositionsFit(Fitted):
         return model
 
 
-HEADS = {head.name: head for head in (Positions(), Positions2x())}
+HEADS = {head.name: head for head in (Positions(),)}

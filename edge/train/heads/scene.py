@@ -34,7 +34,7 @@ class Scene(Head):
     per_cell = True
     upscale = 2
     # Last but one on a tie: it also depends on the empty scene staying as it was trained. About
-    # 3.5x the compute on every frame: it must win by more than a point; one strength, as positions-2x.
+    # 3.5x the compute on every frame: it must win by more than a point; one strength (its fits are the slowest).
     preference = -1
     cost_margin = 1.0
     arm_cost = "3.3-4.2x"
