@@ -37,6 +37,15 @@ def test_dimmed_frames_are_darker_and_the_same_every_time() -> None:
     assert np.all(level < conditions.brightness(frames) * 0.5) and np.all(np.diff(level) > 0)
 
 
+def test_the_int8_probe_names_each_class_the_dimmed_frames_leave() -> None:
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.1, 0.9]])
+    kept = conditions.kept(probs, np.array([0, 0, 1, 1]), ("absent", "present"))
+    assert kept == {"absent": 50.0, "present": 100.0}
+    note = conditions.dimmed_note(kept, 90.0)
+    assert note is not None and "'absent' 50 %" in note and "present" not in note.split("in their class")[0]
+    assert conditions.dimmed_note({"absent": 95.0, "present": 100.0}, 90.0) is None
+
+
 def test_auto_leaves_out_a_head_that_turns_dimmed_frames_into_another_class() -> None:
     """A costlier head cross-validates better, but on the probe's frames its cells all light up (a
     light change that reads as the subject): with the probe, auto takes positions and says why."""
@@ -115,6 +124,7 @@ def test_change_head_on_a_low_contrast_crop_with_mislabelled_late_frames(shared:
     for name, span in r["images"]["times"].items():  # every held-out frame later than every training frame
         assert span["train"][1] < span["held_out"][0], name
     assert r["conditions"]["narrow"] and any(n.startswith("light: every training frame") for n in r["notes"])
+    assert set(r["conditions"]["dimmed_int8_kept"]) == {"absent", "present"}  # the deployed model on the dimmed training frames
     low, high = r["conditions"]["brightness_train"]
     assert 40 <= low < high <= 193
 

@@ -68,3 +68,22 @@ def dimmed(frames: np.ndarray, light: float = PROBE_LIGHT, seed: int = 0) -> np.
     linear += rng.standard_normal(linear.shape) * np.sqrt(READ_NOISE**2 + SHOT_NOISE * linear)
     out: np.ndarray = np.rint(255.0 * np.clip(linear, 0.0, 1.0) ** (1.0 / GAMMA)).astype(np.uint8)
     return out
+
+
+def kept(probs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+    """Per class, the share (percent) of frames the model still gives their class."""
+    pred = np.argmax(probs, axis=1)
+    return {name: round(100.0 * float(np.mean(pred[labels == i] == i)), 1) for i, name in enumerate(classes) if np.any(labels == i)}
+
+
+def dimmed_note(kept_in_class: dict[str, float], floor: float) -> str | None:
+    """The note when the deployed model turns dimmed training frames of some class into another."""
+    low = {c: v for c, v in kept_in_class.items() if v < floor}
+    if not low:
+        return None
+    shown = ", ".join(f"{c!r} {v:g} %" for c, v in low.items())
+    return (
+        f"light: the int8 model keeps only {shown} of the training frames in their class once dimmed to {PROBE_LIGHT:g} of the light: "
+        "in less light than these frames show it will answer another class; capture frames of every class in that light "
+        "and train again (meanwhile the daemon's light check reports such frames)"
+    )

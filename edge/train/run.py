@@ -102,6 +102,13 @@ def train(opts: Options) -> TrainReport:
     report.conditions = cover
     report.notes += [conditions.narrow_note(cover)] if cover["narrow"] else []
     report.notes += _probe_notes(choice)
+    # The probe again, on the deployed int8 model: on the lab's footage the float change head kept
+    # every dimmed empty frame "absent", its int8 model none (docs/design/footage-benchmark.md).
+    if cover["narrow"]:
+        dim_probs = build.tflite_probs(deployed, conditions.dimmed(data.frames[train_idx]))
+        cover["dimmed_int8_kept"] = conditions.kept(dim_probs, data.labels[train_idx], data.classes)
+        dim_note = conditions.dimmed_note(cover["dimmed_int8_kept"], head.PROBE_MIN)
+        report.notes += [dim_note] if dim_note else []
     report.mistakes = mistakes(int8_probs, test_labels, data.classes, [data.paths[i] for i in test_idx], data.times[test_idx])
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
