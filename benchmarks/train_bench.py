@@ -55,12 +55,11 @@ def zero_shot(held_out: Path, groups: dict[str, tuple[int, ...] | range]) -> flo
 
 
 def held_out(images: Path) -> tuple[Any, np.ndarray]:
-    """The task's frames and the indices `train --held-out 0.5` held out."""
+    """The task's frames and the indices `train --split random --held-out 0.5` held out."""
     from edge.train import dataset
 
     data = dataset.load(images, dataset.Limits(), 1.0)
-    _, test = dataset.split(data.paths, data.labels, 0.5)
-    return data, test
+    return data, dataset.split_at_random(data, 0.5).held_out
 
 
 def size_breakdown(model: Path, images: Path) -> str:
@@ -162,7 +161,7 @@ def main() -> None:
             for label in args.heads:
                 extra = HEADS[label]
                 out = work / f"presence_{seed}_{label}.tflite"
-                report = train(images, out, "--held-out", "0.5", *extra)
+                report = train(images, out, "--split", "random", "--held-out", "0.5", *extra)
                 lines.append(row(f"{name} ({label})", report, "by subject width: " + size_breakdown(out, images)))
                 print(lines[-1], flush=True)
     if want("other"):
@@ -171,7 +170,7 @@ def main() -> None:
         images = tasks.presence_task(work / "other_5", dev, samples / "bird.bmp", 400, 5, other=samples / "cat.bmp")
         for label, extra in (("auto", ()), ("change", ("--head", "change"))):
             out = work / f"other_5_{label}.tflite"
-            report = train(images, out, "--held-out", "0.5", "--min-accuracy", "0", "--min-agreement", "0", *extra)
+            report = train(images, out, "--split", "random", "--held-out", "0.5", "--min-accuracy", "0", "--min-agreement", "0", *extra)
             sizes = "by subject width: " + size_breakdown(out, images)
             lines.append(row(f"present/absent bird, a cat in a third of the frames ({label})", report, sizes))
             print(lines[-1], flush=True)
@@ -180,7 +179,7 @@ def main() -> None:
         images = tasks.presence_task(work / "presence_5", dev, samples / "bird.bmp", 400, 5)
         for head in ("scene-2x", "change"):
             out = work / f"nudge_{head}.tflite"
-            train(images, out, "--held-out", "0.5", "--head", head)
+            train(images, out, "--split", "random", "--held-out", "0.5", "--head", head)
             lines.append(f"| nudged camera, bird ({head}) | {shifted(out, images, (0, 1, 2, 4, 8), (0.5, 1))} |")
             print(lines[-1], flush=True)
     if want("orientation"):

@@ -88,6 +88,8 @@ def test_no_option_of_any_command_takes_nan_or_inf() -> None:
         ),
         (("train", "--images", "x", "--out", "m.tflite", "--held-out", "1"), "--held-out: expected a number in (0, 1), got '1'"),
         (("train", "--images", "x", "--out", "m.tflite", "--min-images", "1"), "--min-images: expected an integer >= 2"),
+        (("train", "--images", "x", "--out", "m.tflite", "--gap", "0.5"), "--gap: expected a number in [0, 0.5), got '0.5'"),
+        (("train", "--images", "x", "--out", "m.tflite", "--split", "hash"), "--split: invalid choice: 'hash' (choose from"),
         (("capture", "--out", "x", "--every", "inf"), "--every: expected a number from 0 to 86400, got 'inf'"),
         (("fleet", "--broker", "localhost", "--prefix", "#"), "--prefix: must not contain MQTT wildcards (# +) or control characters, got '#'"),
         (("fleet", "--broker", "localhost", "--prefix", "mnv1-edge/+"), "--prefix: must not contain MQTT wildcards"),
@@ -107,8 +109,9 @@ def test_options_that_misbehaved_are_usage_errors(args: tuple[str, ...], message
 def test_held_out_rounding_to_every_image_keeps_one_to_train_on() -> None:
     labels = np.asarray([0] * 10 + [1] * 10)
     paths = tuple(Path(f"{i}.png") for i in range(20))
-    train_idx, test_idx = dataset.split(paths, labels, 0.99)
-    assert set(labels[train_idx]) == {0, 1} and len(train_idx) == 2 and len(test_idx) == 18
+    data = dataset.Loaded(("a", "b"), np.zeros((20, 1, 1, 3), np.uint8), labels, paths, (), np.arange(20.0))
+    for split in (dataset.split_at_random(data, 0.99), dataset.split_in_time(data, 0.99, 0.05)):
+        assert set(labels[split.train]) == {0, 1} and len(split.train) == 2 and len(split.held_out) == 18, split
 
 
 def test_classify_goes_on_after_a_missing_image(tmp_path: Path, model: Path, shared: Path) -> None:

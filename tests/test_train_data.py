@@ -82,20 +82,74 @@ def test_imbalance_allowed_by_flag(tmp_path: Path) -> None:
     assert len(dataset.load(root, Limits(allow_imbalance=True), 1.0).labels) == 60
 
 
-def test_split_is_stratified_deterministic_and_stable_when_images_are_added(tmp_path: Path) -> None:
+def test_random_split_is_stratified_deterministic_and_stable_when_images_are_added(tmp_path: Path) -> None:
     root = two_classes(tmp_path / "imgs", 20)
     data = dataset.load(root, Limits(), 1.0)
-    train, test = dataset.split(data.paths, data.labels, 0.3)
-    assert np.bincount(data.labels[test]).tolist() == [6, 6]
+    split = dataset.split_at_random(data, 0.3)
+    train, test = split.train, split.held_out
+    assert np.bincount(data.labels[test]).tolist() == [6, 6] and "at random" in split.how
     assert not set(train) & set(test) and len(train) + len(test) == 40
-    again = dataset.split(data.paths, data.labels, 0.3)
-    assert all(np.array_equal(a, b) for a, b in zip((train, test), again, strict=True))
+    again = dataset.split_at_random(data, 0.3)
+    assert all(np.array_equal(a, b) for a, b in zip((train, test), (again.train, again.held_out), strict=True))
     # More images of one class: no image that was held out moves into training, or back.
     write_images(root / "open", 10, (200, 200, 200), start=20)
     bigger = dataset.load(root, Limits(), 1.0)
-    _, test2 = dataset.split(bigger.paths, bigger.labels, 0.3)
+    test2 = dataset.split_at_random(bigger, 0.3).held_out
     held = {str(data.paths[i]) for i in test if data.labels[i] == 0}
     assert held == {str(bigger.paths[i]) for i in test2 if bigger.labels[i] == 0}
+
+
+def capture_named(folder: Path, count: int, colour: tuple[int, int, int], first: float, every: float) -> None:
+    """Frames saved as `mnv1-edge capture` names them (UTC time), every `every` seconds from `first`, in shuffled file order."""
+    from edge.commands.capture import _save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(int(first) % 1000)
+    for i in rng.permutation(count):
+        _save(np.full((128, 128, 3), colour, np.uint8), first + i * every, folder)
+
+
+def test_capture_times_come_from_the_names_else_the_file_times(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    capture_named(root / "open", 12, (200, 200, 200), 1_764_403_874.25, 2.0)  # 2025-11-29T08:11:14.25Z
+    write_images(root / "closed", 12, (40, 40, 40))
+    for i, path in enumerate(sorted((root / "closed").iterdir())):
+        os.utime(path, (1_000_000 + 60 * (11 - i),) * 2)  # file times run against the names
+    (root / "open" / "20251329-000000.000000.jpg").write_bytes((root / "closed" / "img_000.jpg").read_bytes())  # month 13: no time
+    os.utime(root / "open" / "20251329-000000.000000.jpg", (5.0, 5.0))
+    data = dataset.load(root, Limits(), 1.0)
+    assert data.named == 12
+    times = dict(zip((p.name for p in data.paths), data.times, strict=True))
+    assert times["20251129-081114.250000.jpg"] == 1_764_403_874.25
+    assert times["20251129-081116.250000.jpg"] - times["20251129-081114.250000.jpg"] == 2.0
+    assert times["img_000.jpg"] == 1_000_000 + 660 and times["20251329-000000.000000.jpg"] == 5.0
+
+
+def test_split_in_time_holds_out_each_class_latest_frames_with_a_gap(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    capture_named(root / "absent", 40, (90, 90, 90), 1_700_000_000.0, 1.0)
+    capture_named(root / "present", 20, (150, 150, 150), 1_700_000_500.0, 3.0)  # another stretch of time, fewer frames
+    data = dataset.load(root, Limits(allow_imbalance=True), 1.0)
+    split = dataset.split_in_time(data, 0.3, 0.05)
+    assert split.how.startswith("in time") and "capture's file names" in split.how
+    for cls, (n_train, n_gap, n_test) in enumerate(((26, 2, 12), (13, 1, 6))):
+        t = {
+            name: np.sort(data.times[idx][data.labels[idx] == cls])
+            for name, idx in (("train", split.train), ("gap", split.gap), ("test", split.held_out))
+        }
+        assert (len(t["train"]), len(t["gap"]), len(t["test"])) == (n_train, n_gap, n_test)
+        assert t["train"][-1] < t["gap"][0] <= t["gap"][-1] < t["test"][0]  # every held-out frame is later than every training frame
+    assert not set(split.train) & set(split.held_out) and not set(split.gap) & (set(split.train) | set(split.held_out))
+    # Cross-validation folds are stretches of time: within a class, a later fold holds only later frames.
+    folds = split.folds(data, 4)
+    for cls in (0, 1):
+        mine = data.labels[split.train] == cls
+        stamps, fold = data.times[split.train][mine], folds[mine]
+        assert sorted(np.bincount(fold).tolist()) in ([6, 6, 7, 7], [3, 3, 3, 4]) or len(set(fold)) == 4
+        assert all(stamps[fold == f].max() < stamps[fold == f + 1].min() for f in range(3))
+    # With --gap 0 the held-out frames meet the training frames; the random split keeps its every-4th folds.
+    assert len(dataset.split_in_time(data, 0.3, 0.0).gap) == 0
+    assert dataset.split_at_random(data, 0.3).folds(data, 4).tolist()[:5] == [0, 1, 2, 3, 0]
 
 
 def test_augmentation_is_reproducible_and_keeps_labels() -> None:

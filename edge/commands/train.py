@@ -32,6 +32,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="share of each class held out for the report (default: %(default)s)",
     )
     p.add_argument(
+        "--split",
+        choices=("time", "random"),
+        default="time",
+        help="time (default): hold out each class's latest frames, by capture time (`capture`'s file names, else file times), "
+        "as the model will meet later frames; random: by a hash of the file name, for photos of many places",
+    )
+    p.add_argument(
+        "--gap",
+        type=bounded_float(0, 0.5, below=True),
+        default=0.05,
+        metavar="F",
+        help="with --split time: share of each class's frames between the training and the held-out ones, used for neither, "
+        "so the two do not meet at neighbouring frames (default: %(default)s)",
+    )
+    p.add_argument(
         "--held-out-images",
         metavar="DIR",
         help="measure on this second folder-per-class set (same class names) and train on all of --images, instead of a split",
@@ -87,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
         allow_unverified=args.allow_unverified,
         crop_fraction=args.crop_fraction,
         held_out=args.held_out,
+        split=args.split,
+        gap=args.gap,
         held_out_images=Path(args.held_out_images) if args.held_out_images else None,
         head=args.head,
         augment=Augment(copies=args.augment_copies),

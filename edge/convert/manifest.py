@@ -34,6 +34,7 @@ def make_manifest(
     crop_fraction: float = CROP_FRACTION,
     view_references: str | None = None,
     probes: int = PROBES,
+    light_range: tuple[float, float] | None = None,
 ) -> Manifest:
     """Bind a uint8-in/uint8-out model to its labels, a self-test frame and the kernel check's probes.
 
@@ -41,7 +42,9 @@ def make_manifest(
     robust to rounding differences between CPUs and runtime versions; its top-1 is the built-in
     kernels' (integer code that computes the same on every CPU). `probes` more, of every predicted
     class in turn, become the probe frames of the Engine's kernel check (_probe_order). `crop_fraction`
-    is recorded: the crop the model was calibrated and evaluated with, which the device should use too.
+    is recorded: the crop the model was calibrated and evaluated with, which the device should use too;
+    `light_range` too: the training frames' brightness (mean luma, 5th and 95th percentile), which
+    the daemon compares the camera's frames with.
     """
     interp = Interpreter(model, 1, builtin_kernels=True)
     ranked: list[tuple[float, int, np.ndarray, SelfTest]] = []
@@ -74,6 +77,7 @@ def make_manifest(
         self_test=ranked[0][3],
         view_references_png_base64=view_references,
         kernel_check=kernel_probes(model, [frames[i] for i in chosen]) if len(chosen) > 1 else None,
+        light_range=None if light_range is None else (float(light_range[0]), float(light_range[1])),
     )
 
 

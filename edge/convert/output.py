@@ -41,10 +41,12 @@ def write_model(
     provenance: dict[str, Any],
     crop_fraction: float,
     view_references: str | None = None,
+    light_range: tuple[float, float] | None = None,
 ) -> None:
     """Manifest first (its self-test frame: the reference image with the widest margin), then the
     model, each atomically; the Engine must accept the pair, else neither is left behind.
-    `view_references`: a fixed-camera model's view, for the manifest (edge/train/view.py)."""
+    `view_references`: a fixed-camera model's view, for the manifest (edge/train/view.py);
+    `light_range`: the training frames' brightness, for the daemon's light check (edge/train/conditions.py)."""
     from edge.convert.manifest import make_manifest, write_manifest
     from edge.fsutil import write_atomic
     from edge.model.engine import Engine
@@ -56,7 +58,7 @@ def write_model(
     try:
         with writing(out), os.fdopen(fd, "wb") as f:
             f.write(model)
-        manifest = make_manifest(tmp, labels, refs, provenance, crop_fraction=crop_fraction, view_references=view_references)
+        manifest = make_manifest(tmp, labels, refs, provenance, crop_fraction=crop_fraction, view_references=view_references, light_range=light_range)
         with writing(manifest_path(out)):
             write_manifest(out, manifest)
         with writing(out):

@@ -87,7 +87,8 @@ def raw_uint8_input(data: bytes) -> bytes:
     shifted = sg.tensors[int((conv or first).inputs[0])]
     scale = float(shifted.quantization.scale[0])
     if abs(scale - INPUT_SCALE) > 1e-6 * INPUT_SCALE:
-        raise ModelError(f"the normalised input's scale {scale} is not 1/127.5; calibration images are not full-range RGB")
+        # ranges.pin_normalised_input fixed it: another scale means the converter quantized otherwise
+        raise ModelError(f"the normalised input's scale {scale} is not 1/127.5; this TensorFlow version is not supported")
     model_in = sg.tensors[int(sg.inputs[0])]
     model_in.quantization = flatbuf.quantization(INPUT_SCALE, 128)
     shifted.quantization = flatbuf.quantization(INPUT_SCALE, 0)

@@ -1,4 +1,4 @@
-"""Calibrated activation ranges rounded outward to a coarse grid, so a CPU's last-bit float differences cannot change the model."""
+"""Calibrated activation ranges fixed before quantization: rounded outward to a coarse grid, the normalised input pinned to [-1, 1]."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edge.convert import flatbuf
+from edge.convert.flatbuf import ADD, CAST, MUL
 from edge.errors import ModelError
 
 # TFLite's calibrator runs the float network with its own kernels, whose summation order depends on
@@ -42,9 +43,34 @@ def round_calibrated(data: bytes) -> bytes:
     return flatbuf.write(model)
 
 
+def pin_normalised_input(data: bytes) -> bytes:
+    """Set the calibrated range of the tensor the `x/127.5 - 1` prologue writes (the model input's
+    CAST, MUL, ADD) to [-1, 1], whatever the calibration frames' pixels reached.
+
+    The model takes raw camera bytes: every byte 0-255 must map onto the normalised input exactly
+    (quantize.raw_uint8_input gives it scale 1/127.5). Min/max calibration would give it the span of
+    the calibration frames instead, and a crop whose pixels never reach black or white (a grey
+    corridor, a dim lobby) would then make a model whose input scale is not the camera's. A model
+    without that prologue is left alone (raw_uint8_input names it)."""
+    model = flatbuf.read(data, "calibrated model")
+    sg = model.subgraphs[0]
+    tensor = int(sg.inputs[0])
+    for code in (CAST, MUL, ADD):
+        users = [op for op in sg.operators if tensor in op.inputs and flatbuf.opcode(model, op) == code]
+        if len(users) != 1:
+            return data
+        tensor = int(users[0].outputs[0])
+    q = sg.tensors[tensor].quantization
+    if q is None or q.min is None or not len(q.min):
+        return data
+    q.min, q.max = np.array([-1.0], np.float32), np.array([1.0], np.float32)
+    return flatbuf.write(model)
+
+
 @contextlib.contextmanager
 def rounded_ranges() -> Iterator[None]:
-    """While converting: pass the calibrator's output through `round_calibrated` before quantization.
+    """While converting: pass the calibrator's output through `round_calibrated` and
+    `pin_normalised_input` before quantization.
 
     TFLiteConverter has no public hook between calibration and quantization (its private
     `_experimental_calibrate_only` would skip its output-type rewrite), so the calibrator's
@@ -58,7 +84,7 @@ def rounded_ranges() -> Iterator[None]:
     def calibrate(self: Any, dataset_gen: Any) -> bytes:
         nonlocal calls
         calls += 1
-        return round_calibrated(bytes(original(self, dataset_gen)))
+        return pin_normalised_input(round_calibrated(bytes(original(self, dataset_gen))))
 
     calibrator.Calibrator.calibrate = calibrate
     try:

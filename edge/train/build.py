@@ -72,11 +72,11 @@ def int8_metrics(
     classes: tuple[str, ...],
     float_probs: np.ndarray,
     min_kernel_agreement: float,
-) -> tuple[list[Metrics], dict[str, Any], list[str]]:
+) -> tuple[list[Metrics], np.ndarray, dict[str, Any], list[str]]:
     """Held-out metrics of the int8 models on the reference kernels (plain, then bias-corrected when
-    there is one: the last is the deployed model), the deployed model on this CPU's XNNPACK beside
-    them on the held-out and up to KERNEL_FRAMES training frames (edge/convert/kernelgate.py), and
-    the kernel gate's failures."""
+    there is one: the last is the deployed model), the deployed model's held-out probabilities there,
+    the deployed model on this CPU's XNNPACK beside them on the held-out and up to KERNEL_FRAMES
+    training frames (edge/convert/kernelgate.py), and the kernel gate's failures."""
     from edge.convert import kernelgate
 
     deployed = q.corrected or q.plain
@@ -95,7 +95,7 @@ def int8_metrics(
         "agreement_xnnpack_with_float": here.agreement,
         "summary": agreement.summary(),
     }
-    return held, kernels, agreement.failures()
+    return held, on_reference, kernels, agreement.failures()
 
 
 def keras_probs(model: Any, frames: np.ndarray, batch: int = 50) -> np.ndarray:

@@ -1,9 +1,12 @@
-"""The folder-per-class image set: checks with one clear line each, loading, a stratified held-out split."""
+"""The folder-per-class image set: checks with one clear line each, loading with capture times, the held-out split (in time, or at random)."""
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,30 @@ class Loaded:
     labels: np.ndarray  # N int64 class indices
     paths: tuple[Path, ...]
     skipped: tuple[str, ...]  # one line per unreadable image
+    times: np.ndarray  # N float64: capture time, epoch seconds (frame_time)
+    named: int = 0  # how many of the times come from `capture`'s file names (the others: file times)
+
+
+# `mnv1-edge capture` names a frame by its UTC capture time: 20261129-081114.011179.jpg, with -1,
+# -2, ... when two fall in the same microsecond. Other files have only their modification time
+# (which copying with `cp -p`, rsync -t or unzip keeps).
+CAPTURE_NAME = re.compile(r"(\d{8}-\d{6})\.(\d{6})(?:-\d+)?\.jpe?g", re.IGNORECASE)
+
+
+def frame_time(path: Path) -> tuple[float, bool]:
+    """(capture time in epoch seconds, whether it came from the file name): `capture`'s UTC name, else the file time."""
+    match = CAPTURE_NAME.fullmatch(path.name)
+    if match:
+        try:
+            stamp = time.strptime(match.group(1), "%Y%m%d-%H%M%S")
+        except ValueError:
+            pass  # digits in the shape of a time that is none (month 13): the file time then
+        else:
+            return calendar.timegm(stamp) + int(match.group(2)) / 1e6, True
+    try:
+        return path.stat().st_mtime, False
+    except OSError:  # read a moment ago; gone now: last in time, it will be held out, not trained on
+        return float("inf"), False
 
 
 def class_folders(root: Path) -> list[tuple[str, Path]]:
@@ -104,6 +131,7 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
     frames: list[np.ndarray] = []
     labels: list[int] = []
     kept: list[Path] = []
+    times: list[tuple[float, bool]] = []
     skipped: list[str] = []
     too_small: list[str] = []
     for index, (name, folder) in enumerate(classes):
@@ -122,6 +150,7 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
             frames.append(np.asarray(prepare(image, Crop(fraction=fraction))))
             labels.append(index)
             kept.append(path)
+            times.append(frame_time(path))
             good += 1
         if good == 0 and not too_small:
             raise DatasetError(f"{folder}: class {name!r} has no readable image ({len(files)} unreadable)")
@@ -133,7 +162,8 @@ def load(root: Path, limits: Limits, fraction: float) -> Loaded:
         )
     names = tuple(name for name, _ in classes)
     _check_counts(names, np.asarray(labels, np.int64), limits, len(skipped))
-    return Loaded(names, np.stack(frames), np.asarray(labels, np.int64), tuple(kept), tuple(skipped))
+    stamps = np.asarray([t for t, _ in times], np.float64)
+    return Loaded(names, np.stack(frames), np.asarray(labels, np.int64), tuple(kept), tuple(skipped), stamps, sum(n for _, n in times))
 
 
 def _decode(path: Path, need: int) -> tuple[Image.Image | None, str]:
@@ -161,24 +191,84 @@ def _check_counts(classes: tuple[str, ...], labels: np.ndarray, limits: Limits, 
         )
 
 
-def split(paths: tuple[Path, ...], labels: np.ndarray, held_out: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train indices, held-out indices): within each class, images ordered by a hash of their file
-    name and the first `held_out` fraction kept out. Deterministic on any machine, stratified, and
-    adding images to a class moves no other image between the halves."""
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # indices, ascending
+    held_out: np.ndarray  # indices, ascending
+    gap: np.ndarray  # indices used for neither (in time: the frames between the two)
+    how: str  # the report's sentence
+    in_time: bool = True  # cross-validation folds are stretches of time too
+
+    def folds(self, data: Loaded, count: int) -> np.ndarray:
+        """The cross-validation fold of each training image, in `train`'s order: in time, each
+        class's training frames cut into `count` contiguous runs (a fold is a stretch of time, so a
+        frame's near-duplicate neighbours sit mostly on its own side); at random, every count-th."""
+        if not self.in_time:
+            return np.arange(len(self.train)) % count
+        folds = np.empty(len(self.train), np.int64)
+        for cls in np.unique(data.labels[self.train]):
+            members = np.flatnonzero(data.labels[self.train] == cls)
+            order = members[_in_time(data, self.train[members])]
+            folds[order] = np.arange(len(order)) * count // len(order)
+        return folds
+
+
+def _in_time(data: Loaded, indices: np.ndarray) -> np.ndarray:
+    """The positions of `indices` sorted by capture time (ties, and equal file times, by file name)."""
+    return np.asarray(sorted(range(len(indices)), key=lambda k: (data.times[indices[k]], data.paths[indices[k]].name)), np.int64)
+
+
+def split_in_time(data: Loaded, held_out: float, gap: float) -> Split:
+    """Within each class, frames in capture order: the latest `held_out` share held out, the `gap`
+    share just before them (at least one frame when `gap` > 0) used for neither, so that the last
+    training frame is not the first held-out frame's neighbour a second earlier. What the model
+    will meet is later frames; frames seconds apart on both sides of a random split make the
+    held-out figure what the model remembers, not what it will do."""
     train: list[int] = []
     test: list[int] = []
-    for cls in np.unique(labels):
-        members = [int(i) for i in np.flatnonzero(labels == cls)]
-        members.sort(key=lambda i: hashlib.sha256(paths[i].name.encode("utf-8", "surrogateescape")).hexdigest())
-        # At least one held out, and at least one left to train on (--held-out is below 1 and
-        # --min-images at least 2, but 0.99 of 10 rounds to all of them).
-        n_test = min(max(1, round(held_out * len(members))), len(members) - 1)
+    between: list[int] = []
+    for cls in np.unique(data.labels):
+        members = np.flatnonzero(data.labels == cls)
+        ordered = [int(i) for i in members[_in_time(data, members)]]
+        n_test = _held_out_count(held_out, len(ordered))
+        n_gap = min(max(1, round(gap * len(ordered))) if gap > 0 else 0, len(ordered) - n_test - 1)
+        test += ordered[len(ordered) - n_test :]
+        between += ordered[len(ordered) - n_test - n_gap : len(ordered) - n_test]
+        train += ordered[: len(ordered) - n_test - n_gap]
+    source = "capture's file names" if data.named == len(data.paths) else "file times" if data.named == 0 else "capture's file names, else file times"
+    how = f"in time: per class, the latest {held_out:.0%} held out"
+    how += f", the {gap:.0%} before them used for neither" if gap > 0 else ""
+    how += f" (times from {source})"
+    return Split(_sorted(train), _sorted(test), _sorted(between), how)
+
+
+def split_at_random(data: Loaded, held_out: float) -> Split:
+    """Within each class, images ordered by a hash of their file name and the first `held_out`
+    share kept out. Deterministic on any machine, stratified, and adding images to a class moves no
+    other image between the halves. For photos of many places; frames of one camera belong in time."""
+    train: list[int] = []
+    test: list[int] = []
+    for cls in np.unique(data.labels):
+        members = [int(i) for i in np.flatnonzero(data.labels == cls)]
+        members.sort(key=lambda i: hashlib.sha256(data.paths[i].name.encode("utf-8", "surrogateescape")).hexdigest())
+        n_test = _held_out_count(held_out, len(members))
         test += members[:n_test]
         train += members[n_test:]
-    return np.asarray(sorted(train), np.int64), np.asarray(sorted(test), np.int64)
+    how = f"at random: per class, images ordered by sha256 of the file name, the first {held_out:.0%} held out"
+    return Split(_sorted(train), _sorted(test), _sorted([]), how, in_time=False)
 
 
-def with_held_out(data: Loaded, folder: Path, fraction: float) -> tuple[Loaded, np.ndarray, np.ndarray]:
+def _held_out_count(held_out: float, n: int) -> int:
+    # At least one held out, and at least one left to train on (--held-out is below 1 and
+    # --min-images at least 2, but 0.99 of 10 rounds to all of them).
+    return min(max(1, round(held_out * n)), n - 1)
+
+
+def _sorted(indices: list[int]) -> np.ndarray:
+    return np.asarray(sorted(indices), np.int64)
+
+
+def with_held_out(data: Loaded, folder: Path, fraction: float) -> tuple[Loaded, Split]:
     """Train on all of `data`; hold out a second folder-per-class set with the same class names
     (frames from another day, or classes never seen in training)."""
     other = load(folder, Limits(min_per_class=1, allow_imbalance=True), fraction)
@@ -190,6 +280,9 @@ def with_held_out(data: Loaded, folder: Path, fraction: float) -> tuple[Loaded, 
         np.concatenate([data.labels, other.labels]),
         data.paths + other.paths,
         data.skipped + other.skipped,
+        np.concatenate([data.times, other.times]),
+        data.named + other.named,
     )
     n = len(data.labels)
-    return merged, np.arange(n), np.arange(n, n + len(other.labels))
+    how = f"all for training; held out: {folder}"
+    return merged, Split(np.arange(n), np.arange(n, n + len(other.labels)), np.arange(0), how)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,36 +55,76 @@ def training_inputs(layers: list[Any], candidates: Sequence[Head], views: Views)
     return {h.name: h.training_input(views, maps) for h in candidates}
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The training images as a light change they never showed would make them (edge/train/conditions.py:
+    dimmed), each head's input on them, their classes and folds: what cross-validation asks of each
+    head besides its accuracy when the training frames were all taken in one light."""
+
+    inputs: dict[str, np.ndarray]  # by head name, one row per training image
+    labels: np.ndarray
+    fold: np.ndarray
+
+
+@dataclass(frozen=True)
+class Choice:
+    head: Head
+    l2: float
+    cv: dict[str, float]  # cross-validated accuracy of every (head, L2) pair, keyed "name l2=..."
+    best: dict[str, str]  # each head's best pair's key
+    probe: dict[str, float]  # accuracy on the probe's images, keyed as `cv` (empty without a probe)
+    excluded: tuple[str, ...]  # heads that would have been chosen but for the probe
+
+    def probe_of(self, name: str) -> float:
+        """The head's probe accuracy with its best L2 (the one it was judged by)."""
+        return self.probe[self.best[name]]
+
+
+PROBE_MIN = 90.0  # percent of the probe's images a head must keep in their class to be chosen on narrow light
+
+
 def choose(
     inputs: dict[str, np.ndarray],
     labels: np.ndarray,
-    origin: np.ndarray,
+    fold: np.ndarray,
     classes: int,
     candidates: Sequence[Head],
-    folds: int = 4,
     empty: np.ndarray | None = None,
-) -> tuple[Head, float, dict[str, float]]:
-    """(head, L2 strength, cross-validated accuracy of every pair) on the training images only.
-    Folds go by `origin` (the training image a view was made from), so an image's augmented views
-    never sit on both sides. Ties go by each head's preference and to the stronger regularisation
-    (smoother weights survive int8 rounding better). A costly head must win by its cost margin.
-    `empty` marks the unaugmented views of the empty class (the empty-scene heads' prototypes)."""
+    probe: Probe | None = None,
+) -> Choice:
+    """The head and L2 strength by cross-validation on the training views only. `fold` is each
+    view's fold (dataset.Split.folds: stretches of time, and an image's augmented views sit in its
+    image's fold). Ties go by each head's preference and to the stronger regularisation (smoother
+    weights survive int8 rounding better); a costly head must win by its cost margin. `empty` marks
+    the unaugmented views of the empty class (the empty-scene heads' prototypes). With a `probe`,
+    each fold's fit also answers the probe images of that fold, and a head that keeps fewer than
+    PROBE_MIN % of them in their class is chosen only when every head does as badly."""
     scores: dict[str, float] = {}
-    best: tuple[float, int, float, str] | None = None
+    probed: dict[str, float] = {}
+    best: dict[str, tuple[float, int, float]] = {}  # head -> (score - margin, preference, l2) of its best L2
     for head in candidates:
         x = inputs[head.name]
         for l2 in head.l2_grid:
-            right = 0
-            for fold in range(folds):
-                test = origin % folds == fold
+            right = probe_right = 0
+            for f in np.unique(fold):
+                test = fold == f
                 if len(np.unique(labels[~test])) < classes:
                     continue
                 fitted = head.fit(x[~test], labels[~test], classes, l2, None if empty is None else empty[~test])
                 right += int(np.sum(np.argmax(fitted.logits(x[test]), axis=1) == labels[test]))
-            score = round(100.0 * right / len(labels), 2)
-            scores[f"{head.name} l2={l2:g}"] = score
-            key = (score - head.cost_margin, head.preference, l2, head.name)
-            if best is None or key > best:
-                best = key
-    assert best is not None
-    return next(h for h in candidates if h.name == best[3]), best[2], scores
+                if probe is not None:
+                    mine = probe.fold == f
+                    probe_right += int(np.sum(np.argmax(fitted.logits(probe.inputs[head.name][mine]), axis=1) == probe.labels[mine]))
+            key = f"{head.name} l2={l2:g}"
+            scores[key] = round(100.0 * right / len(labels), 2)
+            if probe is not None:
+                probed[key] = round(100.0 * probe_right / len(probe.labels), 2)
+            ranked = (scores[key] - head.cost_margin, head.preference, l2)
+            if head.name not in best or ranked > best[head.name]:
+                best[head.name] = ranked
+    keys = {name: f"{name} l2={ranked[2]:g}" for name, ranked in best.items()}
+    holds = {h.name: not probed or probed[keys[h.name]] >= PROBE_MIN for h in candidates}
+    eligible = [h for h in candidates if holds[h.name]] or list(candidates)
+    chosen = max(eligible, key=lambda h: (*best[h.name], h.name))
+    excluded = tuple(h.name for h in candidates if not holds[h.name] and best[h.name] > best[chosen.name])
+    return Choice(chosen, best[chosen.name][2], scores, keys, probed, excluded)

@@ -1,9 +1,12 @@
-"""Held-out metrics (accuracy, per-class precision/recall, confusion), the gate, and a confusion-matrix PNG."""
+"""Held-out metrics (accuracy, per-class precision/recall, confusion), the gate, the frames it got wrong, and the report's PNG."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +71,8 @@ class TrainReport:
     notes: list[str] = field(default_factory=list)
     # int8 held-out accuracy on this CPU's XNNPACK beside the reference kernels' (held_out), and how far they agree
     kernels: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)  # the light the frames cover (edge/train/conditions.py)
+    mistakes: list[dict[str, Any]] = field(default_factory=list)  # every held-out frame the deployed model got wrong
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
@@ -76,7 +81,10 @@ class TrainReport:
         counts = self.images["per_class"]
         lines = [
             f"classes   {len(self.classes)}: " + ", ".join(f"{c} ({counts[c]['train']}+{counts[c]['held_out']})" for c in self.classes),
-            f"images    {self.images['train']} training, {self.images['held_out']} held out, {len(self.images['skipped'])} unreadable skipped",
+            f"images    {self.images['train']} training, {self.images['held_out']} held out"
+            + (f", {self.images['between']} between them unused" if self.images.get("between") else "")
+            + f", {len(self.images['skipped'])} unreadable skipped",
+            f"split     {self.images['split']}",
             f"head      on the {self.head['input']}, l2 {self.head.get('l2', 0):g} (cross-validated, best l2 of each: "
             + ", ".join(f"{k} {v:.1f}%" for k, v in _best_per_input(self.head["cv_accuracy"]).items())
             + ")",
@@ -90,6 +98,12 @@ class TrainReport:
             )
         worst = min(self.held_out[-1].per_class.items(), key=lambda kv: kv[1]["recall"])
         lines.append(f"weakest   {worst[0]!r}: recall {worst[1]['recall']:.1f}%, precision {worst[1]['precision']:.1f}%")
+        if self.mistakes:
+            shown = ", ".join(f"{m['true']} as {m['predicted']} {m['score']:.2f}" for m in self.mistakes[:3])
+            lines.append(f"wrong     {len(self.mistakes)} held-out frames (e.g. {shown}; all in the report, a few in its PNG)")
+        if self.conditions:
+            light = ", ".join(f"{c} {v['train'][0]:g}-{v['train'][2]:g}" for c, v in self.conditions["brightness"].items() if v["train"])
+            lines.append(f"light     training frames' brightness (of 255, 5th-95th percentile): {light}")
         lines.append(f"gate      {'passed' if self.gate['passed'] else 'FAILED: ' + '; '.join(self.gate['problems'])}")
         if self.model:
             lines.append(f"model     {self.model['path']}  {self.model['bytes'] / 1024:.0f} KiB  sha256 {self.model['sha256'][:16]}…")
@@ -111,7 +125,75 @@ def _agrees(m: Metrics) -> str:
     return "" if m.agreement is None else f" (agrees {m.agreement:.1f}%)"
 
 
-def confusion_png(metrics: list[Metrics], classes: tuple[str, ...] | list[str], cell: int = 0) -> bytes:
+SHOWN_PER_CLASS = 6  # wrong frames pictured per true class in the report's PNG
+
+
+def mistakes(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str], paths: Sequence[Path], times: np.ndarray) -> list[dict[str, Any]]:
+    """Every held-out frame the model got wrong, by true class, most confident first: its file, capture
+    time (UTC), true and predicted class, and the predicted class's probability."""
+    pred = np.argmax(probs, axis=1)
+    wrong = sorted((int(i) for i in np.flatnonzero(pred != labels)), key=lambda i: (labels[i], -probs[i, pred[i]], paths[i].name))
+    return [
+        {
+            "path": str(paths[i]),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(times[i])) if np.isfinite(times[i]) else "",
+            "true": classes[labels[i]],
+            "predicted": classes[pred[i]],
+            "score": round(float(probs[i, pred[i]]), 3),
+        }
+        for i in wrong
+    ]
+
+
+def shown(wrong: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The mistakes the PNG pictures: the first SHOWN_PER_CLASS of each true class."""
+    count: dict[str, int] = {}
+    out = []
+    for m in wrong:
+        count[m["true"]] = count.get(m["true"], 0) + 1
+        if count[m["true"]] <= SHOWN_PER_CLASS:
+            out.append(m)
+    return out
+
+
+def report_png(metrics: list[Metrics], classes: Sequence[str], wrong: list[tuple[np.ndarray, dict[str, Any]]]) -> bytes:
+    """The confusion matrices, and under them the held-out frames the model got wrong (`wrong`: the
+    frame and its mistakes() entry), one row per true class, with the predicted class and its score."""
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(io.BytesIO(confusion_png(metrics, classes))) as img:
+        top = img.convert("RGB")
+    font = ImageFont.load_default()
+    tile, caption, pad = 128, 26, 6
+    rows: dict[str, list[tuple[np.ndarray, dict[str, Any]]]] = {}
+    for frame, m in wrong:
+        rows.setdefault(m["true"], []).append((frame, m))
+    header = 30
+    width = max(top.width, pad + SHOWN_PER_CLASS * (tile + pad))
+    height = top.height + header + len(rows) * (tile + caption + pad) + pad
+    out = Image.new("RGB", (width, height), "white")
+    out.paste(top, (0, 0))
+    draw = ImageDraw.Draw(out)
+    y = top.height + 6
+    title = f"held-out frames the {metrics[-1].name} model got wrong, by true class, most confident first" if rows else "no held-out frame was wrong"
+    draw.text((pad, y), title, fill="black", font=font)
+    y += header - 6
+    for true, items in rows.items():
+        for k, (frame, m) in enumerate(items):
+            x = pad + k * (tile + pad)
+            out.paste(Image.fromarray(frame).resize((tile, tile)), (x, y))
+            draw.rectangle((x - 1, y - 1, x + tile, y + tile), outline=(200, 40, 40))
+            draw.text((x, y + tile + 2), f"true {true[:14]}", fill="black", font=font)
+            draw.text((x, y + tile + 13), f"said {m['predicted'][:10]} {m['score']:.2f}", fill=(200, 40, 40), font=font)
+        y += tile + caption + pad
+    buf = io.BytesIO()
+    out.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def confusion_png(metrics: list[Metrics], classes: Sequence[str], cell: int = 0) -> bytes:
     """Confusion matrices side by side (rows = true class, columns = predicted), shaded by row share."""
     import io
 
