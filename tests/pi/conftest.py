@@ -18,7 +18,7 @@ import pytest
 from edge import paths
 from tests.arm64.arm64_env import ensure_binfmt, locked
 from tests.pi.image import HOSTNAME, ensure_image
-from tests.pi.vm import HOST_FROM_VM, Vm
+from tests.pi.vm import HOST_FROM_VM, Vm, saved_boot
 from tests.system.harness import stop_process
 
 REPO = paths.REPO_ROOT
@@ -118,8 +118,9 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
     with locked():  # the rootfs is shared with the arm64 userland stage
         ensure_binfmt()
         image = ensure_image()
+        booted = saved_boot(image)
     workdir = tmp_path_factory.mktemp("pi")
-    one = OnePi(Vm(image, workdir / "vm"), workdir)
+    one = OnePi(Vm(image, workdir / "vm", resume=booted), workdir)
     one.timings["image"] = time.monotonic() - t0
     try:
         one.vm.start()
