@@ -143,6 +143,7 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
         for line in rest:
             _as_pi(one, line)
         one.timings["total_setup"] = time.monotonic() - t0
+        (workdir / "timings.json").write_text(json.dumps(one.timings, indent=1))
         print(f"\none-Pi stage timings (s): {json.dumps({k: round(v, 1) for k, v in one.timings.items()})}", file=sys.stderr)
         yield one
     finally:
