@@ -149,7 +149,8 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
     finally:
         one.stop_subscriber()
         if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
-            shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*"))
+            keep = shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*")
+            shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=keep)
         one.vm.close()
 
 
