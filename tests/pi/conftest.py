@@ -148,10 +148,12 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
         yield one
     finally:
         one.stop_subscriber()
-        if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
-            keep = shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*")
-            shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=keep)
-        one.vm.close()
+        try:
+            if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
+                keep = shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*")
+                shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=keep)
+        finally:
+            one.vm.close()  # also when keeping the logs failed
 
 
 def _as_pi(one: OnePi, line: str) -> None:
