@@ -18,7 +18,7 @@ import pytest
 from edge import paths
 from tests.arm64.arm64_env import ensure_binfmt, locked
 from tests.pi.image import HOSTNAME, ensure_image
-from tests.pi.vm import HOST_FROM_VM, Vm
+from tests.pi.vm import HOST_FROM_VM, Vm, saved_boot
 from tests.system.harness import stop_process
 
 REPO = paths.REPO_ROOT
@@ -118,8 +118,9 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
     with locked():  # the rootfs is shared with the arm64 userland stage
         ensure_binfmt()
         image = ensure_image()
+        booted = saved_boot(image)
     workdir = tmp_path_factory.mktemp("pi")
-    one = OnePi(Vm(image, workdir / "vm"), workdir)
+    one = OnePi(Vm(image, workdir / "vm", resume=booted), workdir)
     one.timings["image"] = time.monotonic() - t0
     try:
         one.vm.start()
@@ -142,13 +143,17 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
         for line in rest:
             _as_pi(one, line)
         one.timings["total_setup"] = time.monotonic() - t0
+        (workdir / "timings.json").write_text(json.dumps(one.timings, indent=1))
         print(f"\none-Pi stage timings (s): {json.dumps({k: round(v, 1) for k, v in one.timings.items()})}", file=sys.stderr)
         yield one
     finally:
         one.stop_subscriber()
-        if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
-            shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.qcow2", "cm-*"))
-        one.vm.close()
+        try:
+            if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
+                keep = shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*")
+                shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=keep)
+        finally:
+            one.vm.close()  # also when keeping the logs failed
 
 
 def _as_pi(one: OnePi, line: str) -> None:

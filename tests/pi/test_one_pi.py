@@ -172,7 +172,8 @@ def test_a_broken_config_fails_once_with_its_reason(pi: OnePi) -> None:
         assert pi.sh(f"systemctl restart {UNIT}", check=False, timeout=300).returncode != 0
         time.sleep(6)  # RestartSec=1: a restart loop would show by now
         s = pi.service("ActiveState", "Result", "ExecMainStatus", "NRestarts")
-        assert (s["ActiveState"], s["ExecMainStatus"], s["Result"], int(s["NRestarts"])) == ("failed", "78", "exit-code", restarts)
+        # No automatic restart: systemd 257 resets NRestarts on the manual restart, so it may only fall.
+        assert (s["ActiveState"], s["ExecMainStatus"], s["Result"]) == ("failed", "78", "exit-code") and int(s["NRestarts"]) <= restarts, s
         assert f"mnv1-edge run: error: {CONFIG}: frames_per_second: unknown key" in pi.journal("-p err -o cat")
     finally:
         pi.sh(f"cat > {CONFIG} <<'EOF'\n{original}EOF\nsystemctl reset-failed {UNIT}; systemctl start {UNIT}", check=False, timeout=300)

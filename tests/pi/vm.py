@@ -5,14 +5,24 @@ Inside the namespace: mosquitto listens on 127.0.0.1:1883 and the VM's sshd is f
 the VM reaches the namespace's loopback as 10.0.2.2 (QEMU's user-mode network) and nothing else, so it
 has no internet and everything it installs comes from the bundle copied to it. Everything started is
 stopped by PID and everything made (netns, overlay, ssh master) removed, also when a step fails.
+
+The boot itself (~2.6 minutes under emulation) is done once and cached: `saved_boot` boots the image to
+`running`, then saves the machine (its memory through QEMU's migration to a file, its disk as a qcow2
+overlay); each run resumes a copy-on-write overlay of that disk with that memory in seconds. Only the
+wall clock is stale after a resume: `start` sets it from the host, as NTP does on a Pi (no RTC) after boot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shlex
+import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +38,22 @@ HOST_FROM_VM = "10.0.2.2"  # the namespace's loopback, seen from the VM
 SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes")
 
 
+@dataclass(frozen=True)
+class SavedBoot:
+    """A machine saved right after booting to `running`: its disk (a qcow2 overlay of the image) and memory."""
+
+    disk: Path
+    memory: Path
+
+
 @dataclass
 class Vm:
-    """One boot: `start()`, then `close()` (also on failure); `ssh()` runs a script inside as root or pi."""
+    """One machine: `start()`, then `close()` (also on failure); `ssh()` runs a script inside as root or pi.
+    With `resume`, `start()` resumes that saved boot instead of booting the image."""
 
     image: Image
     workdir: Path
+    resume: SavedBoot | None = None
     name: str = field(default_factory=lambda: f"mnv1pi-{os.getpid()}")
     _qemu: subprocess.Popen[bytes] | None = None
     _mosquitto: subprocess.Popen[bytes] | None = None
@@ -45,7 +65,8 @@ class Vm:
     def start(self, boot_timeout: float = 600) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         overlay = self.workdir / "disk.qcow2"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", self.image.disk, overlay])
+        base, base_format = (self.resume.disk, "qcow2") if self.resume else (self.image.disk, "raw")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", base, overlay])
         run(["ip", "netns", "add", self.name])
         self._netns = True
         run(["ip", "-n", self.name, "link", "set", "lo", "up"])
@@ -53,15 +74,9 @@ class Vm:
         self._write_ssh_config()
         t0 = time.monotonic()
         console = open(self.workdir / "console.log", "wb")  # noqa: SIM115 - lives as long as the VM
-        cmd = [
-            "qemu-system-aarch64", "-M", "virt", "-cpu", CPU, "-smp", "2", "-m", str(MEMORY_MB), "-accel", "tcg,thread=multi",
-            "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-            "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-            "-append", "root=/dev/vda rw console=ttyAMA0 panic=-1",
-            "-drive", f"if=none,id=hd0,file={overlay},format=qcow2", "-device", "virtio-blk-pci,drive=hd0",
-            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:22-:22", "-device", "virtio-net-pci,netdev=n0,romfile=",
-            "-device", "virtio-rng-pci",
-        ]  # fmt: skip
+        cmd = [*machine(self.image), "-drive", f"if=none,id=hd0,file={overlay},format=qcow2", "-qmp", f"unix:{self._qmp_path},server=on,wait=off"]
+        if self.resume:
+            cmd += ["-incoming", f"exec:cat {shlex.quote(str(self.resume.memory))}"]
         self._qemu = subprocess.Popen(self.in_netns(cmd), stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True)
         deadline = time.monotonic() + boot_timeout
         while not self._answers():
@@ -71,8 +86,43 @@ class Vm:
                 raise RuntimeError(f"no ssh into the VM after {boot_timeout} s: {self.console()[-3000:]}")
             time.sleep(2)
         self.timings["boot_to_ssh"] = time.monotonic() - t0
+        if self.resume:
+            self.ssh(f"date -s @{time.time():.3f} >/dev/null")
         self.state = self.ssh("systemctl is-system-running --wait", check=False, timeout=boot_timeout).stdout.strip()
         self.timings["boot_to_running"] = time.monotonic() - t0
+
+    @property
+    def _qmp_path(self) -> Path:
+        return self.workdir / "qmp.sock"
+
+    def save(self, memory: Path, timeout: float = 300) -> None:
+        """Save the running machine's memory to a file (QEMU stops it first) and quit QEMU; its disk overlay
+        (workdir/disk.qcow2), flushed by the migration, is the disk that goes with that memory."""
+        self._qmp({"execute": "migrate", "arguments": {"uri": f"exec:cat > {shlex.quote(str(memory))}"}})
+        deadline = time.monotonic() + timeout
+        while (status := self._qmp({"execute": "query-migrate"})["return"].get("status")) != "completed":
+            if status in ("failed", "cancelled") or time.monotonic() > deadline:
+                raise RuntimeError(f"saving the VM's memory: migration {status}")
+            time.sleep(0.5)
+        self._qmp({"execute": "quit"})
+        assert self._qemu is not None
+        self._qemu.wait(60)
+
+    def _qmp(self, command: dict[str, object]) -> dict[str, object]:
+        """One command to QEMU's machine protocol (QMP) on its unix socket; its reply."""
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(self._qmp_path))
+            stream = sock.makefile("rw")
+            stream.readline()  # the greeting
+            reply: dict[str, object] = {}
+            for cmd in ({"execute": "qmp_capabilities"}, command):
+                stream.write(json.dumps(cmd) + "\n")
+                stream.flush()
+                while not ({"return", "error"} & set(reply := json.loads(stream.readline()))):
+                    pass  # an asynchronous event
+                if "error" in reply:
+                    raise RuntimeError(f"QMP {cmd['execute']}: {reply['error']}")
+            return reply
 
     def _answers(self) -> bool:
         """Whether sshd answers (QEMU accepts the forwarded connection before the guest listens: time out)."""
@@ -164,6 +214,49 @@ class Vm:
         conf = shlex.quote(str(self.workdir / "ssh_config.d"))
         script = f'mount --bind {conf} /etc/ssh/ssh_config.d && cd {shlex.quote(str(cwd))} && exec sh -ec "$0"'
         return run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script, line], check=False, timeout=timeout)
+
+
+def machine(image: Image) -> list[str]:
+    """QEMU's command line but for the disk: a saved boot resumes only on the very same machine."""
+    return [
+        "qemu-system-aarch64", "-M", "virt", "-cpu", CPU, "-smp", "2", "-m", str(MEMORY_MB), "-accel", "tcg,thread=multi",
+        "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+        "-kernel", str(image.kernel), "-initrd", str(image.initrd),
+        "-append", "root=/dev/vda rw console=ttyAMA0 panic=-1",
+        "-device", "virtio-blk-pci,drive=hd0",
+        "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:22-:22", "-device", "virtio-net-pci,netdev=n0,romfile=",
+        "-device", "virtio-rng-pci",
+    ]  # fmt: skip
+
+
+def saved_boot(image: Image) -> SavedBoot:
+    """The image booted to `running` and saved (made once, ~3 minutes, beside the image; keyed by the machine)."""
+    key = hashlib.sha256("\n".join(machine(image)).encode()).hexdigest()[:12]
+    where = image.disk.parent / f"booted-{key}"
+    if not (where / ".complete").is_file():
+        tmp = where.with_name(f"{where.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        # The boot's working directory is short: ssh's control sockets live there and must fit a socket address.
+        scratch = Path(tempfile.mkdtemp(prefix="mnv1pi-save-"))
+        try:
+            vm = Vm(image, scratch)
+            try:
+                vm.start()
+                if vm.state != "running":
+                    failed = vm.ssh("systemctl --failed --no-legend", check=False).stdout
+                    raise RuntimeError(f"the VM booted to {vm.state!r}, not running: {failed}")
+                vm.save(tmp / "memory")
+            finally:
+                vm.close()
+            shutil.move(scratch / "disk.qcow2", tmp / "disk.qcow2")  # the disk that goes with that memory
+            (tmp / ".complete").write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {json.dumps(vm.timings)}\n")
+            shutil.rmtree(where, ignore_errors=True)
+            tmp.rename(where)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+    return SavedBoot(where / "disk.qcow2", where / "memory")
 
 
 def stop_process_after(proc: subprocess.Popen[bytes], timeout: float) -> None:
