@@ -48,8 +48,9 @@ def prefix(text: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    import signal
     import sys
-    import time
+    import threading
 
     from edge.errors import EX_UNAVAILABLE, SinkError
     from edge.fleet.state import Fleet
@@ -67,9 +68,14 @@ def main(args: argparse.Namespace) -> int:
         message = str(exc).replace("sinks.mqtt.password_file", "--password-file")
         raise SinkError(message.replace("sinks.mqtt.username_file", "--username-file")) from exc
     broker = f"{config.host}:{config.port}"
+    # Ctrl-C (SIGINT) ends a --watch between two refreshes, not wherever the main thread happens to
+    # be: a KeyboardInterrupt inside paho's or the subscriber's locking could leave the stop below
+    # waiting for a thread that waits for us (seen on a loaded machine: no exit after 10 s).
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     try:
-        time.sleep(max(0.0, args.wait))  # retained messages arrive at once; live stats within an interval
-        while True:
+        interrupted.wait(max(0.0, args.wait))  # retained messages arrive at once; live stats within an interval
+        while not interrupted.is_set():
             rows = subscriber.rows(args.stale_after)
             if args.json:
                 print(render_json(rows, broker, fleet.prefix, fleet.ignored), flush=True)
@@ -79,8 +85,10 @@ def main(args: argparse.Namespace) -> int:
                 print(render_table(rows, fleet.ignored) if rows else f"no devices under {fleet.prefix}/ on {broker}", flush=True)
             if not args.watch:
                 return 0 if rows and all(r.ok for r in rows) else EX_UNAVAILABLE
-            time.sleep(max(0.1, args.interval))
+            interrupted.wait(max(0.1, args.interval))
+        return 130  # as a shell reports a command Ctrl-C ended
     finally:
+        signal.signal(signal.SIGINT, previous)
         subscriber.stop()
 
 
