@@ -128,7 +128,7 @@ def test_every_model_kind_under_avx2_answers_as_the_reference_kernels(
         assert info[f"{name}/engine"]["kernels"] == "xnnpack", (name, info[f"{name}/engine"])
         assert comparison.decisive == 0 and comparison.top1_differs <= 0.2 * comparison.frames, (name, comparison)
     change = reference["change/reference"], xnnpack["change/xnnpack"]
-    assert np.abs(change[0].astype(int) - change[1]).max() <= 2  # the overflowing mean is split: rounding only
+    assert np.abs(change[0].astype(int) - change[1]).max() <= 8  # the overflowing mean is split: rounding only (it gave 190-255)
 
 
 def test_sse4_x86_sums_a_long_int8_mean_wrongly_too_and_the_split_fixes_it(qemu: tuple[str, ...], tmp_path: Path) -> None:
