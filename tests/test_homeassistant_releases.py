@@ -20,7 +20,7 @@ import pytest
 
 from edge.sinks.mqtt import homeassistant
 from tests.support import ha_core, ha_schema
-from tests.system.harness import run, stop_process
+from tests.support.booted import run, stop_process
 
 PREFIX = "mnv1-edge/cam/"
 ANSWERS = ("bird", "dog", 'say "cheese"')

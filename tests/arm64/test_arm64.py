@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ import pytest
 from edge import paths
 from edge.convert.dataset import read_labelled
 from edge.model.preprocess import list_images
-from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, TRIXIE, TRIXIE_CURRENT, Arm64, Venv, locked, prepare
+from tests.arm64.arm64_env import CACHE, CPUS, CURRENT, IN_OUT, IN_REPO, IN_SHARED, LEGACY, REPO, TRIXIE, TRIXIE_CURRENT, Arm64, Venv
 
 pytestmark = pytest.mark.arm64
 
@@ -70,17 +70,6 @@ ARM_RUNS = tuple(Run("aarch64", cpu, venv.runtime, venv.os.name) for venv in (CU
 
 def images() -> list[Path]:
     return list_images(paths.sample_images()) + list_images(paths.dev_images())[:DEV_COUNT]
-
-
-@pytest.fixture(scope="module")
-def arm64(shared: Path) -> Iterator[Arm64]:
-    if os.geteuid() != 0:
-        pytest.skip("the arm64 stage needs root (debootstrap, binfmt_misc, chroot, mounts); CI runs as root")
-    for tool in ("debootstrap", "unshare", "chroot", "qemu-aarch64-static"):
-        if not shutil.which(tool):
-            pytest.fail(f"{tool} missing: apt-get install debootstrap qemu-user-static (`make apt-test` does)")
-    with locked():
-        yield prepare(shared)
 
 
 @pytest.fixture(scope="module")

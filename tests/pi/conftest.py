@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from edge import paths
 from tests.arm64.arm64_env import ensure_binfmt, locked
 from tests.pi.image import HOSTNAME, ensure_image
 from tests.pi.vm import HOST_FROM_VM, Vm, saved_boot
-from tests.system.harness import stop_process
+from tests.support import booted
 
 REPO = paths.REPO_ROOT
 IMAGES = "/srv/mnv1-edge-test/images"
@@ -59,7 +59,7 @@ class OnePi:
     workdir: Path
     outputs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    _sub: subprocess.Popen[bytes] | None = None
+    mqtt: booted.Subscriber | None = None
 
     def sh(self, script: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return self.vm.ssh(script, check=check, timeout=timeout)
@@ -75,29 +75,15 @@ class OnePi:
         return [json.loads(line) for line in self.sh("cat /var/lib/mnv1-edge/results.jsonl").stdout.splitlines()]
 
     def mqtt_lines(self) -> list[str]:
-        return (self.workdir / "mqtt.log").read_text(errors="replace").splitlines()
+        assert self.mqtt is not None, "the subscriber starts with the VM"
+        return self.mqtt.lines()
 
     def mqtt_records(self) -> list[dict[str, object]]:
-        prefix = f"{TOPIC}/classification "
-        return [json.loads(line[len(prefix) :]) for line in self.mqtt_lines() if line.startswith(prefix)]
+        assert self.mqtt is not None, "the subscriber starts with the VM"
+        return self.mqtt.records()
 
-    def wait_for(self, what: str, predicate: object, timeout: float = 120, interval: float = 1.0) -> object:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()  # type: ignore[operator]
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(interval)
-
-    def start_subscriber(self) -> None:
-        log = open(self.workdir / "mqtt.log", "wb")  # noqa: SIM115 - lives as long as the subscriber
-        cmd = self.vm.in_netns(["mosquitto_sub", "-h", "127.0.0.1", "-q", "1", "-v", "-t", f"{TOPIC}/#"])
-        self._sub = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop_subscriber(self) -> None:
-        stop_process(self._sub, 5)
+    def wait_for(self, what: str, predicate: Callable[[], object], timeout: float = 120, interval: float = 1.0) -> object:
+        return booted.wait_for(what, predicate, timeout, interval)
 
 
 def require_tools() -> None:
@@ -125,7 +111,7 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
     try:
         one.vm.start()
         one.timings.update(one.vm.timings)
-        one.start_subscriber()
+        one.mqtt = booted.Subscriber(workdir, one.vm.in_netns, TOPIC)
         # On the computer: the bundle and the copy to raspberrypi.local, typed as the README has them.
         for line in commands["computer"]:
             t1 = time.monotonic()
@@ -147,7 +133,8 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
         print(f"\none-Pi stage timings (s): {json.dumps({k: round(v, 1) for k, v in one.timings.items()})}", file=sys.stderr)
         yield one
     finally:
-        one.stop_subscriber()
+        if one.mqtt is not None:
+            one.mqtt.stop()
         try:
             if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
                 keep = shutil.ignore_patterns("*.qcow2", "*.sock", "cm-*")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.pi.image import HOSTNAME, Image
-from tests.system.harness import run, stop_process
+from tests.support.booted import clean_up, run, start_broker, stop_process
 
 # A Pi 4 (Cortex-A72, 2 GB); MNV1_EDGE_PI_CPU=cortex-a53 for a Pi 3 / Zero 2 W, cortex-a76 needs QEMU 9.
 CPU = os.environ.get("MNV1_EDGE_PI_CPU", "cortex-a72")
@@ -134,21 +134,10 @@ class Vm:
 
     def close(self) -> None:
         """Power the VM off (an orderly shutdown), then stop what we started; each step runs even if another failed."""
-        errors = []
-        for step in (self._power_off, self._stop_ssh_masters, self._stop_mosquitto, self._delete_netns):
-            try:
-                step()
-            except Exception as exc:  # keep cleaning up; report at the end
-                errors.append(f"{step.__name__}: {exc}")
-        if errors:
-            raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
+        clean_up((self._power_off, self._stop_ssh_masters, self._stop_mosquitto, self._delete_netns))
 
     def _start_mosquitto(self) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n")
-        log = open(self.workdir / "mosquitto.log", "wb")  # noqa: SIM115 - lives as long as the broker
-        self._mosquitto = subprocess.Popen(self.in_netns(["mosquitto", "-c", conf]), stdout=log, stderr=log, start_new_session=True)
-        self.wait_port(1883, 10)
+        self._mosquitto = start_broker(self.workdir, self.in_netns)
 
     def _power_off(self) -> None:
         if self._qemu is None or self._qemu.poll() is not None:
@@ -187,14 +176,6 @@ class Vm:
 
     def console(self) -> str:
         return (self.workdir / "console.log").read_text(errors="replace")
-
-    def wait_port(self, port: int, timeout: float) -> None:
-        probe = f"import socket,sys\ntry: socket.create_connection(('127.0.0.1',{port}),1).close()\nexcept OSError: sys.exit(1)"
-        deadline = time.monotonic() + timeout
-        while run(self.in_netns(["python3", "-c", probe]), check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port} in netns {self.name} after {timeout} s")
-            time.sleep(0.2)
 
     def _write_ssh_config(self) -> None:
         """What makes `scp FILE pi@raspberrypi.local:` of the README reach this VM: an ssh_config.d of our own,

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from edge import paths
-from tests.system.deployment import DEVICE, IMAGES_IN_TARGET, Deployment, extra_vars, model, require_root_tools, wheelhouse
+from tests.support import booted
+from tests.system.deployment import DEVICE, IMAGES_IN_TARGET, TOPIC, Deployment, extra_vars, model, require_root_tools, wheelhouse
 from tests.system.harness import Target, ensure_rootfs
 
 
@@ -43,7 +44,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             f"{DEVICE} ansible_host=127.0.0.1 ansible_user=root ansible_ssh_private_key_file={target.key} "
             "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ControlMaster=no -o LogLevel=ERROR'\n"
         )
-        deployment.start_subscriber()
+        deployment.mqtt = booted.Subscriber(workdir, target.in_netns, TOPIC)
         t2 = time.monotonic()
         first = deployment.playbook()
         timings["first_playbook"] = time.monotonic() - t2
@@ -52,7 +53,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         print(f"\nsystem harness timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}", file=sys.stderr)
         yield deployment
     finally:
-        deployment.stop_subscriber()
+        if deployment.mqtt is not None:
+            deployment.mqtt.stop()
         if os.environ.get("MNV1_EDGE_KEEP_LOGS"):
             shutil.copytree(workdir, os.environ["MNV1_EDGE_KEEP_LOGS"], dirs_exist_ok=True, ignore=shutil.ignore_patterns("root", "upper", "work"))
         target.close()

@@ -8,13 +8,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from edge import paths
-from tests.system.harness import CACHE_DIR, Target, run, stop_process
+from tests.support import booted
+from tests.support.booted import run
+from tests.system.harness import CACHE_DIR, Target
 
 REPO = paths.REPO_ROOT
 DEPLOY = REPO / "deploy"
@@ -41,7 +44,7 @@ class Deployment:
     workdir: Path
     extra_vars: dict[str, object]
     timings: dict[str, float] = field(default_factory=dict)
-    _sub: subprocess.Popen[bytes] | None = None
+    mqtt: booted.Subscriber | None = None
 
     def playbook(self, *args: str, extra_vars: dict[str, object] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         vars_file = self.workdir / "vars.json"
@@ -64,11 +67,12 @@ class Deployment:
         return proc
 
     def mqtt_lines(self) -> list[str]:
-        return (self.workdir / "mqtt.log").read_text(errors="replace").splitlines()
+        assert self.mqtt is not None, "the subscriber starts with the deployment"
+        return self.mqtt.lines()
 
     def mqtt_records(self) -> list[dict[str, object]]:
-        prefix = f"{TOPIC}/classification "
-        return [json.loads(line[len(prefix) :]) for line in self.mqtt_lines() if line.startswith(prefix)]
+        assert self.mqtt is not None, "the subscriber starts with the deployment"
+        return self.mqtt.records()
 
     def file_records(self) -> list[dict[str, object]]:
         text = self.target.sh("cat /var/lib/mnv1-edge/results.jsonl").stdout
@@ -77,23 +81,8 @@ class Deployment:
     def service(self, *props: str) -> dict[str, str]:
         return self.target.show("mnv1-edge.service", *props)
 
-    def wait_for(self, what: str, predicate: object, timeout: float = 60, interval: float = 0.5) -> object:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()  # type: ignore[operator]
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(interval)
-
-    def start_subscriber(self) -> None:
-        log = open(self.workdir / "mqtt.log", "wb")  # noqa: SIM115 - lives as long as the subscriber
-        cmd = self.target.in_netns(["mosquitto_sub", "-h", "127.0.0.1", "-q", "1", "-v", "-t", f"{TOPIC}/#"])
-        self._sub = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop_subscriber(self) -> None:
-        stop_process(self._sub, 5)
+    def wait_for(self, what: str, predicate: Callable[[], object], timeout: float = 60, interval: float = 0.5) -> object:
+        return booted.wait_for(what, predicate, timeout, interval)
 
 
 def wheelhouse(dest: Path) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.booted import clean_up, run, start_broker, stop_process, wait_port
+
 # Cached outside the clone so a fresh checkout (CI) reuses it; override with $MNV1_EDGE_TEST_CACHE.
 CACHE_DIR = Path(os.environ.get("MNV1_EDGE_TEST_CACHE", "/var/cache/mnv1-edge-test"))
 SUITE = "bookworm"
@@ -39,26 +41,6 @@ PACKAGES = (
     "udev",
 )
 INNER_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def run(cmd: Sequence[str | os.PathLike[str]], check: bool = True, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    """subprocess.run with text output captured and a timeout, raising with stderr on failure."""
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc  # type: ignore[no-any-return]
-
-
-def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float, kill_timeout: float = 5) -> None:
-    """SIGTERM a process we started, and SIGKILL it if it has not exited within `timeout` seconds."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(kill_timeout)
 
 
 def rootfs_key() -> str:
@@ -133,15 +115,7 @@ class Target:
 
     def close(self) -> None:
         """Stop what we started, by PID, and remove what we created; each step runs even if another failed."""
-        steps = (self._stop_container, self._stop_mosquitto, self._remove_cgroups, self._unmount, self._delete_netns)
-        errors = []
-        for step in steps:
-            try:
-                step()
-            except Exception as exc:  # keep cleaning up; report at the end
-                errors.append(f"{step.__name__}: {exc}")
-        if errors:
-            raise RuntimeError("cleanup incomplete: " + "; ".join(errors))
+        clean_up((self._stop_container, self._stop_mosquitto, self._remove_cgroups, self._unmount, self._delete_netns))
 
     def _overlay(self) -> None:
         upper, work = self.workdir / "upper", self.workdir / "work"
@@ -158,13 +132,7 @@ class Target:
         (ssh / "authorized_keys").chmod(0o600)
 
     def _start_mosquitto(self) -> None:
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text("listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n")
-        log = open(self.workdir / "mosquitto.log", "wb")  # noqa: SIM115 - lives as long as the broker
-        self._mosquitto = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.netns}", "mosquitto", "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
-        )
-        self.wait_port(1883, 10)
+        self._mosquitto = start_broker(self.workdir, self.in_netns)
 
     def _boot(self, timeout: float) -> None:
         # With --keep-unit nspawn stays in its caller's cgroup: give this container directories of its own
@@ -209,7 +177,7 @@ class Target:
             time.sleep(0.2)
         else:
             raise RuntimeError(f"container did not boot in {timeout} s")
-        self.wait_port(22, 20)
+        wait_port(self.in_netns, 22, 20)
 
     def _stop_container(self) -> None:
         # SIGTERM makes nspawn ask the container's systemd for an orderly halt.
@@ -247,14 +215,6 @@ class Target:
     def in_netns(self, cmd: Sequence[str | os.PathLike[str]]) -> list[str]:
         """A host command line that runs in the container's network namespace (ssh, ansible, mosquitto_sub)."""
         return ["nsenter", f"--net=/run/netns/{self.netns}", *map(str, cmd)]
-
-    def wait_port(self, port: int, timeout: float) -> None:
-        probe = f"import socket,sys\ntry: socket.create_connection(('127.0.0.1',{port}),1).close()\nexcept OSError: sys.exit(1)"
-        deadline = time.monotonic() + timeout
-        while run(self.in_netns(["python3", "-c", probe]), check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on port {port} in netns {self.netns} after {timeout} s")
-            time.sleep(0.2)
 
     def journal(self, *args: str) -> str:
         """journalctl inside the container (no pager, no hostname noise)."""
