@@ -8,16 +8,16 @@ from typing import Any
 
 import numpy as np
 
-from edge.train import scenes
+from edge.train import conditions, scenes
 from edge.train.heads.base import Fitted, Head, Int8, Views
 from edge.train.numeric import accelerated_descent, class_weights, fit_standardised, per_channel
 
 # The scene-2x head's last misses were 10-16 px subjects that blend in (a grey-brown dragonfly on
 # bark): too small and too like their surroundings for the pretrained filters, yet their pixels still
 # differ from the same place in the empty scene, which a fixed camera shows again and again
-# (measured in docs/design/train.md). So each frame is standardised (zero mean, unit spread over all its
-# pixels: daylight gain and auto-exposure contrast drop out), smoothed a little, registered to each
-# of K prototypes of the empty class's standardised frames (edge/train/scenes.py) and scored by
+# (measured in docs/design/train.md). So each frame is standardised (zero mean, over the mean of its
+# positive deviations: daylight gain and auto-exposure contrast drop out), smoothed a little,
+# registered to each of K prototypes of the empty class's standardised frames (edge/train/scenes.py) and scored by
 #     min over k of (max over 3x3 boxes of the box mean of sum over RGB of |residual_k|),
 # where residual_k is what is left of the frame minus prototype k after the best small affine move
 # of the prototype (a first-order model, below). The right scene differs only where something new
@@ -31,7 +31,11 @@ BOX = 3  # px of the 128: averages sensor noise, keeps a 6 px subject
 # model true over a pixel's move (measured, docs/design/train.md: without it a 1 px nudge left 10 of 100
 # empty dragonfly frames 'present'; smoothing twice cost the small subjects).
 SMOOTH = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]) / 16.0
-EPS = 1e-6  # added to the variance (in the model's [-1, 1] pixel units) before the reciprocal root
+# The spread is a mean of deviations, not their root mean square: in int8 a frame at an eighth of
+# the light has a mean of squares 64x smaller than a lit one's, a handful of steps of its range, and
+# its standardised pixels came out 7x too small, every dark empty frame "present"; a mean of
+# deviations shrinks only 8x, and the calibration's dimmed frames give the gain its range.
+EPS = 1e-3  # added to the spread (in the model's [-1, 1] pixel units: an eighth of a level) before the reciprocal
 BATCH = 64  # frames standardised at a time: 25 MB in float64
 
 
@@ -71,16 +75,19 @@ class Change(Head):
         return ChangeFit(self, kernel.astype(np.float32), bias.astype(np.float32), protos)
 
     def calibration(self, views: Views, own: np.ndarray) -> np.ndarray:
-        """Its training frames and the originals slid by up to a pixel: int8 must leave its move terms that range."""
-        return np.concatenate([own, moved(views.originals)])
+        """Its training frames, the originals slid by up to a pixel (int8 must leave its move terms
+        that range) and dimmed to the light probe's eighth (and the standardising gain the range
+        that undoes it)."""
+        return np.concatenate([own, moved(views.originals), conditions.dimmed(views.originals)])
 
 
 def standardise(frames: np.ndarray) -> np.ndarray:
-    """N x H x W x 3 float32: each uint8 frame in the model's [-1, 1] units, minus its mean, over
-    its spread. The statistics are float64 sums; the rest is element-wise: the same on every CPU."""
+    """N x H x W x 3 float32: each uint8 frame in the model's [-1, 1] units, its mean minus it (the
+    sign: `ChangeFit.network`), over the mean of its positive deviations. The statistics are float64
+    sums; the rest is element-wise: the same on every CPU."""
     x = frames.astype(np.float64) / 127.5 - 1.0
-    x -= x.mean(axis=(1, 2, 3), keepdims=True)
-    x /= np.sqrt((x * x).mean(axis=(1, 2, 3), keepdims=True) + EPS)
+    x = x.mean(axis=(1, 2, 3), keepdims=True) - x
+    x /= np.maximum(-x, 0.0).mean(axis=(1, 2, 3), keepdims=True) + EPS
     out: np.ndarray = x.astype(np.float32)
     return out
 
@@ -198,8 +205,14 @@ class ChangeFit(Fitted):
         h, w, _ = reg.smoothed.shape[1:]
 
         inp, x = normalised_input(keras)
-        x = x - keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
-        z = x * keras.ops.rsqrt(keras.ops.mean(x * x, axis=(1, 2, 3), keepdims=True) + EPS)
+        mean = keras.ops.mean(x, axis=(1, 2, 3), keepdims=True)
+        # The spread's x - mean has its ReLU fused (in XNNPACK); the frame is standardised as mean - x,
+        # another op (the converter shares equal subexpressions, and a shared SUB left a lone RELU
+        # outside XNNPACK: +2.3 M instructions per frame on an A53); the score is the same for either
+        # sign. The reciprocal is a squared reciprocal root: TFLite has no int8 DIV.
+        spread = keras.ops.mean(keras.ops.relu(x - mean), axis=(1, 2, 3), keepdims=True)
+        root = keras.ops.rsqrt(spread + EPS)
+        z = (mean - x) * (root * root)
         smoothing = keras.layers.DepthwiseConv2D(3, padding="valid", name="smooth")
         zs = smoothing(z)
         move = keras.layers.Dense(6 * k, name="move")  # the six move terms of every prototype: a = solve . (zs - Q)
