@@ -55,3 +55,4 @@ def test_auto_takes_a_costly_head_only_when_it_cross_validates_more_than_a_point
     assert head.choose(inputs, labels, np.arange(n) % 4, 2, candidates).head.name == "costly" and cv["costly l2=0.01"] > cheap + 1.0
     monkeypatch.setattr(candidates[1], "cost_margin", cv["costly l2=0.01"] - cheap)  # a win by exactly the margin is not enough
     assert head.choose(inputs, labels, np.arange(n) % 4, 2, candidates).head.name == "positions"
+    assert head.choose(inputs, labels, np.arange(n) % 4, 2, candidates, margins=False).head.name == "costly"  # few visits: no margins

@@ -218,6 +218,15 @@ def _in_time(data: Loaded, indices: np.ndarray) -> np.ndarray:
     return np.asarray(sorted(range(len(indices)), key=lambda k: (data.times[indices[k]], data.paths[indices[k]].name)), np.int64)
 
 
+def visits(data: Loaded, indices: np.ndarray) -> dict[str, int]:
+    """Per class, how many stretches of time its frames among `indices` form: in capture order
+    over every class, a run of one class's frames that another class's frames end (someone came
+    and went). Frames of one pass are near-duplicates in time however many there are."""
+    ordered = data.labels[indices[_in_time(data, indices)]]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return {c: int(np.sum(ordered[starts] == i)) for i, c in enumerate(data.classes)}
+
+
 def split_in_time(data: Loaded, held_out: float, gap: float) -> Split:
     """Within each class, frames in capture order: the latest `held_out` share held out, the `gap`
     share just before them (at least one frame when `gap` > 0) used for neither, so that the last

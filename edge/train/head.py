@@ -91,6 +91,7 @@ def choose(
     candidates: Sequence[Head],
     empty: np.ndarray | None = None,
     probe: Probe | None = None,
+    margins: bool = True,
 ) -> Choice:
     """The head and L2 strength by cross-validation on the training views only. `fold` is each
     view's fold (dataset.Split.folds: stretches of time, and an image's augmented views sit in its
@@ -98,7 +99,9 @@ def choose(
     weights survive int8 rounding better); a costly head must win by its cost margin. `empty` marks
     the unaugmented views of the empty class (the empty-scene heads' prototypes). With a `probe`,
     each fold's fit also answers the probe images of that fold, and a head that keeps fewer than
-    PROBE_MIN % of them in their class is chosen only when every head does as badly."""
+    PROBE_MIN % of them in their class is chosen only when every head does as badly. Without
+    `margins`, a costly head wins a tie on its preference alone (the folds cannot tell heads apart:
+    conditions.few_visits)."""
     scores: dict[str, float] = {}
     probed: dict[str, float] = {}
     best: dict[str, tuple[float, int, float]] = {}  # head -> (score - margin, preference, l2) of its best L2
@@ -119,7 +122,7 @@ def choose(
             scores[key] = round(100.0 * right / len(labels), 2)
             if probe is not None:
                 probed[key] = round(100.0 * probe_right / len(probe.labels), 2)
-            ranked = (scores[key] - head.cost_margin, head.preference, l2)
+            ranked = (scores[key] - (head.cost_margin if margins else 0.0), head.preference, l2)
             if head.name not in best or ranked > best[head.name]:
                 best[head.name] = ranked
     keys = {name: f"{name} l2={ranked[2]:g}" for name, ranked in best.items()}

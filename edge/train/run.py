@@ -78,7 +78,8 @@ def train(opts: Options) -> TrainReport:
         split = dataset.split_in_time(data, opts.held_out, opts.gap)
     train_idx, test_idx = split.train, split.held_out
     cover = conditions.coverage(data.frames, data.labels, data.classes, train_idx, test_idx)
-    fitted, choice, calibration = _fit(opts, layers, candidates, data, split, probe=cover["narrow"])
+    visits = dataset.visits(data, train_idx) if split.in_time else {}
+    fitted, choice, calibration = _fit(opts, layers, candidates, data, split, cover["narrow"], visits)
     chosen = fitted.head
 
     from edge.train import build
@@ -101,9 +102,15 @@ def train(opts: Options) -> TrainReport:
     report.kernels = kernels
     report.conditions = cover
     report.notes += [conditions.narrow_note(cover)] if cover["narrow"] else []
+    report.head["visits"] = visits
+    if conditions.few_visits(visits):
+        report.notes.append(conditions.visits_note(visits))
+        if opts.head == "auto":
+            report.head["chosen_by"] += f" (margins waived: a class in fewer than {conditions.MIN_VISITS} stretches of time)"
     report.notes += _probe_notes(choice)
     # The probe again, on the deployed int8 model: on the lab's footage the float change head kept
-    # every dimmed empty frame "absent", its int8 model none (docs/design/footage-benchmark.md).
+    # every dimmed empty frame "absent", its int8 model, until its standardisation was made to hold
+    # in int8, none (docs/design/footage-benchmark.md).
     if cover["narrow"]:
         dim_probs = build.tflite_probs(deployed, conditions.dimmed(data.frames[train_idx]))
         cover["dimmed_int8_kept"] = conditions.kept(dim_probs, data.labels[train_idx], data.classes)
@@ -150,12 +157,12 @@ FOLDS = 4
 
 
 def _fit(
-    opts: Options, layers: list[Any], candidates: list[Head], data: dataset.Loaded, split: dataset.Split, probe: bool
+    opts: Options, layers: list[Any], candidates: list[Head], data: dataset.Loaded, split: dataset.Split, probe: bool, visits: dict[str, int]
 ) -> tuple[Fitted, head.Choice, np.ndarray]:
     """(the fitted head, how it was chosen, the frames int8 is calibrated on): all from the training
     images and their augmented views only. Cross-validation folds are stretches of time (the split's
     folds); with `probe` (the training frames span one light), each head is also asked about the
-    training images dimmed (conditions.dimmed)."""
+    training images dimmed (conditions.dimmed); with few `visits` per class, without cost margins."""
     train_idx = split.train
     frames, labels = opts.augment.expand(data.frames[train_idx], data.labels[train_idx])
     image_fold = split.folds(data, FOLDS)
@@ -171,7 +178,8 @@ def _fit(
         dim = conditions.dimmed(data.frames[train_idx])
         still = Views(dim, data.labels[train_idx], Augment(copies=0), dim)
         light = head.Probe(head.training_inputs(layers, candidates, still), data.labels[train_idx], image_fold)
-    choice = head.choose(inputs, labels, fold, n, candidates, empty=empty_views, probe=light)
+    margins = not conditions.few_visits(visits)
+    choice = head.choose(inputs, labels, fold, n, candidates, empty=empty_views, probe=light, margins=margins)
     fitted = choice.head.fit(inputs[choice.head.name], labels, n, choice.l2, empty_views)
     seen = choice.head.calibration(training, inputs[choice.head.name])  # evenly spaced below; never held-out frames
     calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
