@@ -85,9 +85,11 @@ def _probe_order(margins: list[float], classes: list[int]) -> list[int]:
     """Indices of the self-test's image (the widest margin: `margins` come sorted, widest first) and
     then of the probes: per predicted class in turn, the image with the narrowest margin that is still
     PROBE_MARGIN wide (far from the top-1 flips rounding makes, yet not saturated: a kernel that computes
-    otherwise shows there), then the next narrowest; images below PROBE_MARGIN only when no other is left."""
+    otherwise shows there), then the next narrowest; images below PROBE_MARGIN only when no other is
+    left, the widest of them first (the further from a tie, the less rounding flips it)."""
     queues: dict[int, list[int]] = {}
-    for i in sorted(range(1, len(margins)), key=lambda i: (margins[i] < PROBE_MARGIN, margins[i])):
+    wide = [m >= PROBE_MARGIN for m in margins]
+    for i in sorted(range(1, len(margins)), key=lambda i: (not wide[i], margins[i] if wide[i] else -margins[i])):
         queues.setdefault(classes[i], []).append(i)
     order = [0]
     while any(queues.values()):
