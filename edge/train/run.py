@@ -100,22 +100,7 @@ def train(opts: Options) -> TrainReport:
     problems = opts.gate.failures(held[-1]) + kernel_problems
     report = _report(opts, data, split, candidates, choice, held, problems)
     report.kernels = kernels
-    report.conditions = cover
-    report.notes += [conditions.narrow_note(cover)] if cover["narrow"] else []
-    report.head["visits"] = visits
-    if conditions.few_visits(visits):
-        report.notes.append(conditions.visits_note(visits))
-        if opts.head == "auto":
-            report.head["chosen_by"] += f" (margins waived: a class in fewer than {conditions.MIN_VISITS} stretches of time)"
-    report.notes += _probe_notes(choice)
-    # The probe again, on the deployed int8 model: on the lab's footage the float change head kept
-    # every dimmed empty frame "absent", its int8 model, until its standardisation was made to hold
-    # in int8, none (docs/design/footage-benchmark.md).
-    if cover["narrow"]:
-        dim_probs = build.tflite_probs(deployed, conditions.dimmed(data.frames[train_idx]))
-        cover["dimmed_int8_kept"] = conditions.kept(dim_probs, data.labels[train_idx], data.classes)
-        dim_note = conditions.dimmed_note(cover["dimmed_int8_kept"], head.PROBE_MIN)
-        report.notes += [dim_note] if dim_note else []
+    _report_coverage(report, cover, visits, choice, deployed, data.frames[train_idx], data.labels[train_idx], data.classes)
     report.mistakes = mistakes(int8_probs, test_labels, data.classes, [data.paths[i] for i in test_idx], data.times[test_idx])
     if loose := len(dataset.image_files(opts.images)):
         report.notes.append(f"{loose} images directly in {opts.images} are in no class folder and were not used")
@@ -184,6 +169,37 @@ def _fit(
     seen = choice.head.calibration(training, inputs[choice.head.name])  # evenly spaced below; never held-out frames
     calibration = seen[np.linspace(0, len(seen) - 1, min(len(seen), opts.max_calibration)).astype(np.int64)]
     return fitted, choice, calibration
+
+
+def _report_coverage(
+    report: TrainReport,
+    cover: dict[str, Any],
+    visits: dict[str, int],
+    choice: head.Choice,
+    deployed: bytes,
+    frames: np.ndarray,
+    labels: np.ndarray,
+    classes: tuple[str, ...],
+) -> None:
+    """What the training `frames` cover, into the report: their light, the dimmed probe's verdicts,
+    their visits per class, and a note for each that is narrow."""
+    from edge.train import build
+
+    report.conditions = cover
+    report.head["visits"] = visits
+    report.notes += [conditions.narrow_note(cover)] if cover["narrow"] else []
+    if conditions.few_visits(visits):
+        report.notes.append(conditions.visits_note(visits))
+        if report.head["chosen_by"] != "--head":
+            report.head["chosen_by"] += f" (margins waived: a class in fewer than {conditions.MIN_VISITS} stretches of time)"
+    report.notes += _probe_notes(choice)
+    # The probe again, on the deployed int8 model: on the lab's footage the float change head kept
+    # every dimmed empty frame "absent", its int8 model, until its standardisation was made to hold
+    # in int8, none (docs/design/footage-benchmark.md).
+    if cover["narrow"]:
+        cover["dimmed_int8_kept"] = conditions.kept(build.tflite_probs(deployed, conditions.dimmed(frames)), labels, classes)
+        dim_note = conditions.dimmed_note(cover["dimmed_int8_kept"], head.PROBE_MIN)
+        report.notes += [dim_note] if dim_note else []
 
 
 def _probe_notes(choice: head.Choice) -> list[str]:
