@@ -114,11 +114,10 @@ test-arm64: setup-test $(MODEL)
 test-pi: setup-test $(MODEL)
 	$(BIN)/pytest -q -m pi tests
 
-# Every stage, the emulated trixie Pi (tests/pi) last: its cost, cold and warm, is in
-# docs/design/platform.md, "Cost of the stages".
+# Every stage; tests/conftest.py runs the emulated trixie Pi (tests/pi) last. The cost of each,
+# cold and warm: docs/design/platform.md, "Cost of the stages".
 test: setup-test lint $(MODEL)
-	$(BIN)/pytest -q -m "not pi" tests
-	$(BIN)/pytest -q -m pi tests
+	$(BIN)/pytest -q tests
 
 # The MQTT stage publishes to a private mosquitto on loopback, started here for the run only.
 BENCH_BROKER_PORT ?= 18830

@@ -12,6 +12,11 @@ from edge import paths
 pytest_plugins = ["tests.support.fixtures"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The emulated Pi last: the slowest stage, so that every other stage has reported before it starts."""
+    items.sort(key=lambda item: item.get_closest_marker("pi") is not None)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     root = paths.shared_dir()

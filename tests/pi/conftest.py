@@ -104,9 +104,9 @@ def pi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OnePi]:
     with locked():  # the rootfs is shared with the arm64 userland stage
         ensure_binfmt()
         image = ensure_image()
-        booted = saved_boot(image)
+        saved = saved_boot(image)
     workdir = tmp_path_factory.mktemp("pi")
-    one = OnePi(Vm(image, workdir / "vm", resume=booted), workdir)
+    one = OnePi(Vm(image, workdir / "vm", resume=saved), workdir)
     one.timings["image"] = time.monotonic() - t0
     try:
         one.vm.start()

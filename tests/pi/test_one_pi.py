@@ -20,6 +20,7 @@ from edge import paths
 from tests.pi.conftest import TOPIC, OnePi, quick_start
 from tests.pi.image import HOSTNAME
 from tests.pi.vm import CPU, HOST_FROM_VM
+from tests.support import booted
 
 pytestmark = pytest.mark.pi
 
@@ -145,7 +146,7 @@ def test_a_hung_camera_is_restarted_by_the_watchdog(pi: OnePi) -> None:
     server = subprocess.Popen(pi.vm.in_netns([sys.executable, server_py, "--port", "8089", "--stall", stall, *jpegs]), start_new_session=True)
     original = pi.sh(f"cat {CONFIG}").stdout
     try:
-        pi.vm.wait_port(8089, 10)
+        booted.wait_port(pi.vm.in_netns, 8089, 10)
         video = original.replace('kind = "images"', 'kind = "video"') + f'\n[source.video]\nurl = "http://{HOST_FROM_VM}:8089/cam.mjpg"\n'
         pi.sh(f"cat > {CONFIG} <<'EOF'\n{video}EOF\nsystemctl reload {UNIT}")
         pi.wait_for("the reload to the MJPEG camera", lambda: re.search(r"reloaded: .* source video:http", pi.journal("-o cat")), 120)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge import paths
+from tests.support import booted
 from tests.system.deployment import DEPLOY, DEVICE, QUOTING_VALUE, REPO, TOPIC, Deployment
 
 pytestmark = pytest.mark.system
@@ -187,7 +188,7 @@ def test_stalled_camera_is_restarted_by_the_watchdog(deployment: Deployment) -> 
     )
     original = t.sh(f"cat {CONFIG}").stdout
     try:
-        t.wait_port(8089, 10)
+        booted.wait_port(t.in_netns, 8089, 10)
         video = original.replace('kind = "images"', 'kind = "video"') + '\n[source.video]\nurl = "http://127.0.0.1:8089/cam.mjpg"\n'
         t.sh(f"cat > {CONFIG} <<'EOF'\n{video}EOF\nsystemctl reload {UNIT}")
         d.wait_for("the reload to the MJPEG camera", lambda: re.search(r"reloaded: .* source video:http", t.journal(f"-u {UNIT} -o cat")), 30)
